@@ -1,0 +1,22 @@
+"""`lmlab` command line: a thin shell over the library.
+
+Each command lives in a small module that registers itself on the shared typer ``app``; ``main``
+turns any :class:`~lmlab.errors.LmlabError` into a one-line ``error: ...`` and a non-zero exit.
+"""
+
+import sys
+
+from lmlab.cli.app import app
+from lmlab.errors import LmlabError
+
+
+def main() -> None:
+    """Entry point of the `lmlab` console script."""
+    try:
+        app()
+    except LmlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+__all__ = ["app", "main"]

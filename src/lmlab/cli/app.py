@@ -1,0 +1,11 @@
+"""The `lmlab` typer application that every command module registers on."""
+
+import typer
+
+app = typer.Typer(
+    name="lmlab",
+    help="Pretrain small Transformer language models from scratch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)

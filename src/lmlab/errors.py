@@ -1,0 +1,26 @@
+"""The errors lmlab raises on bad input.
+
+Every one carries a one-line message that says what is wrong and where (a config key, a file path,
+a byte offset). The CLI prints ``error: <message>`` and exits non-zero instead of a traceback.
+Kinds that are about a bad value also subclass ``ValueError`` so library users can catch either.
+"""
+
+
+class LmlabError(Exception):
+    """Base class of every error lmlab reports to the user."""
+
+
+class ConfigError(LmlabError, ValueError):
+    """A config key is unknown, missing or has a bad value."""
+
+
+class DataError(LmlabError, ValueError):
+    """A data file is missing, empty, malformed or does not match what it is used with."""
+
+
+class TokenizerError(LmlabError, ValueError):
+    """A tokenizer file is missing or malformed, or a tokenizer argument is invalid."""
+
+
+class CheckpointError(LmlabError):
+    """A checkpoint is missing, truncated or does not match the model/config it is loaded into."""
