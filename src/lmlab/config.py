@@ -4,9 +4,14 @@ Unknown keys and bad values are errors that name the key (``extra="forbid"`` eve
 in a TOML file or a CLI override never silently trains the wrong model.
 """
 
-from typing import Literal
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lmlab.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -92,3 +97,215 @@ class OptimConfig(_Section):
     grad_clip: float | None = Field(
         1.0, gt=0, description="Clip the global gradient L2 norm to this (None: no clipping)."
     )
+
+
+class DataConfig(_Section):
+    """Where the tokenized data lives (the context length is ``model.context_length``)."""
+
+    train_path: Path = Field(description="Training tokens: a .bin written by `lmlab tokenize`.")
+    valid_path: Path = Field(description="Validation tokens: a .bin written by `lmlab tokenize`.")
+
+
+class TrainConfig(_Section):
+    """How long and how to train: batch, length, evaluation, checkpoints, device and precision."""
+
+    batch_size: int = Field(32, gt=0, description="Sequences per micro-batch.")
+    grad_accum: int = Field(
+        1, gt=0, description="Micro-batches accumulated per optimizer step (tokens per step = "
+        "batch_size * grad_accum * context_length)."
+    )
+    max_steps: int | None = Field(None, gt=0, description="Optimizer steps to train for.")
+    max_tokens: int | None = Field(
+        None, gt=0, description="Training tokens to train for, instead of max_steps."
+    )
+    eval_interval: int = Field(
+        500, ge=0, description="Evaluate every this many steps (0: only at the end)."
+    )
+    eval_batches: int = Field(
+        0, ge=0, description="Validation batches per evaluation (0: the whole validation file, "
+        "which also gives val/bpb)."
+    )
+    log_interval: int = Field(10, gt=0, description="Log training metrics every this many steps.")
+    ckpt_interval: int = Field(
+        1000, ge=0, description="Save a checkpoint every this many steps (0: only at the end)."
+    )
+    seed: int = Field(0, description="Seeds model initialisation and batch sampling.")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Autocast precision of the forward pass (auto: bfloat16 on GPUs "
+        "that support it, else float32). Weights and optimizer state stay float32."
+    )
+    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="Stop after this many seconds of training steps (evaluation "
+        "and checkpointing do not count), with a final evaluation."
+    )
+    schedule_over_time: bool = Field(
+        False, description="Run the cosine decay over time_budget_s instead of steps: the "
+        "learning rate reaches optim.lr_min when the budget ends (warmup stays in steps)."
+    )
+    diverge_factor: float = Field(
+        2.0, gt=1, description="Stop as diverged when the training loss exceeds this multiple "
+        "of its first value (a non-finite loss always stops the run)."
+    )
+
+    @model_validator(mode="after")
+    def _check_length(self) -> "TrainConfig":
+        if self.max_steps is not None and self.max_tokens is not None:
+            raise ValueError("set train.max_steps or train.max_tokens, not both")
+        if self.max_steps is None and self.max_tokens is None and self.time_budget_s is None:
+            raise ValueError(
+                "set one of train.max_steps, train.max_tokens or train.time_budget_s"
+            )
+        if self.schedule_over_time and self.time_budget_s is None:
+            raise ValueError("train.schedule_over_time needs train.time_budget_s")
+        return self
+
+
+class RunConfig(_Section):
+    """Naming, resuming and tracking of the run directory ``<runs_dir>/<name>/``."""
+
+    name: str = Field(
+        "run", pattern=r"^[\w.\-]+(/[\w.\-]+)*$",
+        description="Run directory name under runs_dir (letters, digits, _ . - and /).",
+    )
+    runs_dir: Path = Field(Path("runs"), description="Folder that holds run directories.")
+    resume: Literal["never", "auto", "must"] = Field(
+        "never", description="never: refuse an existing run directory; auto: resume from its "
+        "last checkpoint if there is one, else start afresh; must: resume or fail (--resume)."
+    )
+    trackers: list[Literal["wandb", "tensorboard"]] = Field(
+        default_factory=list, description="Extra trackers besides metrics.jsonl (always "
+        "written): wandb, tensorboard."
+    )
+    wandb_project: str = Field("lmlab", description="wandb project name.")
+
+
+class Config(_Section):
+    """A whole training run: the five tables of a config TOML file."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    data: DataConfig
+    train: TrainConfig
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens consumed by one optimizer step (all micro-batches)."""
+        return self.train.batch_size * self.train.grad_accum * self.model.context_length
+
+    @property
+    def max_steps(self) -> int | None:
+        """Optimizer steps to train for (from max_steps or max_tokens; None: time budget only)."""
+        if self.train.max_tokens is not None:
+            return -(-self.train.max_tokens // self.tokens_per_step)
+        return self.train.max_steps
+
+    @property
+    def cosine_cycle_iters(self) -> int | None:
+        """Step where the cosine reaches lr_min: ``optim.cosine_cycle_iters`` or max_steps."""
+        if self.optim.cosine_cycle_iters is not None:
+            return self.optim.cosine_cycle_iters
+        return self.max_steps
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.runs_dir / self.run.name
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a TOML config, apply ``key.sub=value`` overrides and validate the result.
+
+    Override values are parsed as TOML values (``3e-3``, ``true``, ``["wandb"]``), falling back
+    to a plain string (``run.name=my-run``); ``none`` means None.
+
+    >>> cfg = load_config(None, ["data.train_path=t.bin", "data.valid_path=v.bin",
+    ...                          "train.max_steps=10", "optim.lr_max=3e-3"])
+    >>> cfg.optim.lr_max, cfg.max_steps
+    (0.003, 10)
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for item in overrides:
+        _apply_override(raw, item)
+    return config_from_dict(raw, source=str(path) if path is not None else "overrides")
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a nested dict (parsed TOML, or a run's config.json) into a :class:`Config`."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``section.key`` in ``raw`` from one ``section.key=value`` word."""
+    key, sep, text = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name or "." in name:
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    sections = _section_fields()
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r} in {item!r} "
+                          f"(valid: {', '.join(sections)})")
+    if name not in sections[section]:
+        raise ConfigError(f"unknown config key '{key}' (valid {section} keys: "
+                          f"{', '.join(sections[section])})")
+    table = raw.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config section {section!r} must be a table")
+    table[name] = _parse_value(text.strip())
+
+
+def _parse_value(text: str) -> Any:
+    """An override value as TOML would read it, else the raw string; ``none`` is None.
+
+    >>> _parse_value("3e-3"), _parse_value("true"), _parse_value("my-run"), _parse_value("none")
+    (0.003, True, 'my-run', None)
+    """
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _section_fields() -> dict[str, list[str]]:
+    """Valid keys of each config table, e.g. ``{"model": ["vocab_size", ...], ...}``."""
+    return {
+        name: list(field.annotation.model_fields)  # type: ignore[union-attr]
+        for name, field in Config.model_fields.items()
+    }
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for a pydantic error: each problem with its dotted key and, for unknown keys,
+    the valid ones."""
+    sections = _section_fields()
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        key = ".".join(loc) or "config"
+        if err["type"] == "extra_forbidden":
+            valid = sections.get(loc[0], list(sections)) if len(loc) > 1 else list(sections)
+            problems.append(f"unknown key '{key}' (valid: {', '.join(valid)})")
+        elif err["type"] == "missing":
+            problems.append(f"missing key '{key}'")
+        elif err["type"] == "value_error":  # our own validators name their keys
+            problems.append(err["msg"].removeprefix("Value error, "))
+        else:
+            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(problems)

@@ -1,0 +1,120 @@
+"""Config loading: TOML presets, dotted overrides, and one-line errors that name the key."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from lmlab.config import Config, config_from_dict, load_config
+from lmlab.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REQUIRED = ["data.train_path=t.bin", "data.valid_path=v.bin", "train.max_steps=10"]
+
+
+@pytest.mark.parametrize("preset", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.stem)
+def test_presets_parse(preset: Path) -> None:
+    cfg = load_config(preset)
+    assert cfg.max_steps or cfg.train.time_budget_s
+
+
+def test_tinystories_17m_is_the_cs336_model() -> None:
+    cfg = load_config(CONFIGS / "tinystories-17m.toml")
+    m = cfg.model
+    assert (m.vocab_size, m.context_length, m.d_model, m.num_layers, m.num_heads, m.d_ff) == (
+        10_000, 256, 512, 4, 16, 1344)
+    assert m.rope_theta == 10_000
+    assert cfg.train.max_tokens == 327_680_000
+
+
+def test_overrides_are_parsed_as_toml_values() -> None:
+    cfg = load_config(None, [*REQUIRED, "optim.lr_max=3e-3", "train.compile=true",
+                             "run.name=my-run", "run.trackers=['tensorboard']",
+                             "optim.grad_clip=none"])
+    assert cfg.optim.lr_max == 3e-3
+    assert cfg.train.compile is True
+    assert cfg.run.name == "my-run"
+    assert cfg.run.trackers == ["tensorboard"]
+    assert cfg.optim.grad_clip is None
+
+
+def test_overrides_beat_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\ntrain_path = "a.bin"\nvalid_path = "b.bin"\n'
+                    "[train]\nmax_steps = 5\nbatch_size = 4\n")
+    cfg = load_config(path, ["train.batch_size=8"])
+    assert (cfg.train.batch_size, cfg.train.max_steps) == (8, 5)
+
+
+def test_max_tokens_sets_the_steps() -> None:
+    cfg = load_config(None, ["data.train_path=t.bin", "data.valid_path=v.bin",
+                             "train.max_tokens=1000", "train.batch_size=2",
+                             "model.context_length=16"])
+    assert cfg.tokens_per_step == 32
+    assert cfg.max_steps == 32  # ceil(1000 / 32)
+    assert cfg.cosine_cycle_iters == 32
+
+
+def test_resolved_config_round_trips() -> None:
+    cfg = load_config(None, REQUIRED)
+    assert config_from_dict(cfg.model_dump(mode="json")) == cfg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.batchsize=3"], "unknown config key 'train.batchsize' (valid train keys: "
+                                "batch_size, grad_accum"),
+        (["trian.seed=1"], "unknown config section 'trian'"),
+        (["seed=1"], "not of the form section.key=value"),
+        (["train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
+        (["optim.lr_max=fast"], "optim.lr_max: Input should be a valid number"),
+        (["model.norm=layer"], "model.norm: Input should be 'rms' or 'none'"),
+        (["train.device=tpu"], "train.device"),
+        (["model.num_heads=3"], "must be divisible by model.num_heads"),
+        (["train.max_tokens=100"], "set train.max_steps or train.max_tokens, not both"),
+        (["run.trackers=['mlflow']"], "run.trackers.0"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config(None, [*REQUIRED, *overrides])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_key_in_file_lists_the_valid_ones(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\ntrain_path = "a"\nvalid_path = "b"\ncontext = 5\n'
+                    "[train]\nmax_steps = 5\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'data.context' \(valid: train_path, "
+                                          r"valid_path\)"):
+        load_config(path)
+
+
+def test_missing_tables_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="missing key 'data'"):
+        load_config(None, ["train.max_steps=3"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(bad)
+
+
+def test_training_length_is_required() -> None:
+    with pytest.raises(ConfigError, match="set one of train.max_steps"):
+        load_config(None, REQUIRED[:2] + ["train.batch_size=2"])
+
+
+def test_every_field_has_a_description() -> None:
+    """The descriptions are the --help text and the README's reference."""
+    for section in Config.model_fields.values():
+        for name, field in section.annotation.model_fields.items():  # type: ignore[union-attr]
+            assert field.description, name
+
+
+def test_toml_literals_in_presets_are_plain() -> None:
+    for preset in CONFIGS.glob("*.toml"):
+        assert set(tomllib.loads(preset.read_text())) <= set(Config.model_fields)
