@@ -6,6 +6,7 @@ turns any :class:`~lmlab.errors.LmlabError` into a one-line ``error: ...`` and a
 
 import sys
 
+from lmlab.cli import tokenizer  # noqa: F401  (registers `tokenizer train`, `tokenize`)
 from lmlab.cli.app import app
 from lmlab.errors import LmlabError
 

@@ -1,0 +1,60 @@
+"""`lmlab tokenizer train` and `lmlab tokenize`: the CLI over :mod:`lmlab.tokenizer`."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.cli.app import app
+from lmlab.tokenizer import Tokenizer, train_bpe
+from lmlab.tokenizer.dataset import sidecar_path, tokenize_file
+
+tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Processes to use (default: the number of CPUs)."),
+]
+
+
+@tokenizer_app.command("train")
+def train(
+    input: Annotated[Path, typer.Option(help="UTF-8 text file to learn the merges from.")],
+    vocab_size: Annotated[
+        int, typer.Option(help="Size of the vocabulary: special tokens + 256 bytes + merges.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Directory to write vocab.json, merges.txt, special_tokens.json.")
+    ],
+    special_token: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A special token (e.g. '<|endoftext|>'): splits the text, never merged, gets its "
+            "own id. Repeat the option for several."
+        ),
+    ] = None,
+    workers: Workers = None,
+) -> None:
+    """Learn a byte-level BPE vocabulary and merges from a text file."""
+    vocab, merges = train_bpe(input, vocab_size, special_token, num_workers=workers)
+    tokenizer = Tokenizer(vocab, merges, special_token)
+    tokenizer.save(out)
+    typer.echo(f"wrote {len(vocab)} tokens ({len(merges)} merges) to {out}")
+
+
+@app.command("tokenize")
+def tokenize(
+    tokenizer: Annotated[
+        Path, typer.Option(help="Tokenizer directory written by `lmlab tokenizer train`.")
+    ],
+    input: Annotated[Path, typer.Option(help="UTF-8 text file to encode.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Token file to write, e.g. train.bin (its sidecar: train.bin.json)."),
+    ],
+    workers: Workers = None,
+) -> None:
+    """Encode a text file into a flat uint16/uint32 .bin of token ids plus a JSON sidecar."""
+    info = tokenize_file(Tokenizer.load(tokenizer), input, out, num_workers=workers)
+    typer.echo(f"wrote {info.count} {info.dtype} ids to {out} and {sidecar_path(out)}")

@@ -1,0 +1,177 @@
+"""Token files: a text file encoded to a flat ``.bin`` of ids, with a JSON sidecar describing it.
+
+The ``.bin`` is raw ``uint16`` ids (``uint32`` when the vocabulary exceeds 65,536), so training
+reads it with ``np.memmap`` without loading it. The sidecar ``<name>.bin.json`` records what is
+needed to use the ids correctly: dtype and count (to map the file), the vocabulary size and
+tokenizer hash (to match a model and tokenizer), and the source file's size in bytes (to turn a
+loss per token into bits per byte).
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from itertools import pairwise
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lmlab.atomic import atomic_path, atomic_write_json
+from lmlab.errors import DataError
+from lmlab.tokenizer.pretokenize import find_chunk_boundaries, read_text
+from lmlab.tokenizer.tokenizer import Tokenizer
+from lmlab.tokenizer.train import bar_off
+
+CHUNK_BYTES = 4 << 20
+"""Largest piece of the input one worker encodes at a time."""
+FORMAT = "lmlab-tokens-v1"
+
+
+@dataclass(frozen=True)
+class TokenFileInfo:
+    """The sidecar of a token file."""
+
+    dtype: str
+    """``uint16`` or ``uint32``."""
+    count: int
+    """Number of token ids in the ``.bin``."""
+    vocab_size: int
+    """One more than the largest id the tokenizer can produce."""
+    tokenizer_hash: str
+    """:meth:`Tokenizer.fingerprint` of the tokenizer that wrote the ids."""
+    special_tokens: dict[str, int]
+    """Each special token and its id (e.g. ``<|endoftext|>``, the document separator)."""
+    source_path: str
+    """Absolute path of the text file that was tokenized."""
+    source_bytes: int
+    """Size of that text file in bytes (for bits per byte)."""
+    format: str = FORMAT
+
+
+def sidecar_path(bin_path: str | Path) -> Path:
+    """Where the sidecar of ``bin_path`` lives: ``train.bin`` -> ``train.bin.json``."""
+    bin_path = Path(bin_path)
+    return bin_path.with_name(bin_path.name + ".json")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned dtype that holds every id below ``vocab_size``.
+
+    >>> token_dtype(50257), token_dtype(65537)
+    (dtype('uint16'), dtype('uint32'))
+    """
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def tokenize_file(
+    tokenizer: Tokenizer,
+    input_path: str | Path,
+    out_path: str | Path,
+    *,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> TokenFileInfo:
+    """Encode ``input_path`` into ``out_path`` (``.bin``) and its sidecar; return the sidecar.
+
+    The file is cut at safe boundaries into chunks that ``num_workers`` processes (default: the
+    CPU count) encode in parallel; the ids equal ``tokenizer.encode`` of the whole text. Memory is
+    bounded by a few chunks per worker, so the input may be larger than memory. Both files are
+    written atomically.
+    """
+    source, out = Path(input_path), Path(out_path)
+    if not source.is_file():
+        raise DataError(f"{source}: no such file")
+    size = source.stat().st_size
+    if size == 0:
+        raise DataError(f"{source}: file is empty")
+    workers = num_workers or os.cpu_count() or 1
+    dtype = token_dtype(tokenizer.vocab_size)
+    chunk_bytes = max(1, min(CHUNK_BYTES, -(-size // (4 * workers))))
+    bounds = find_chunk_boundaries(source, chunk_bytes, tokenizer.special_tokens)
+    tasks = [(source, start, end, dtype) for start, end in pairwise(bounds)]
+    count = 0
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc="tokenize", disable=bar_off(progress))
+    with bar, atomic_path(out) as tmp, open(tmp, "wb") as f:
+        if workers == 1 or len(tasks) == 1:
+            count = _write_all(f, (_encode_with(tokenizer, task) for task in tasks), bar)
+        else:
+            with Pool(min(workers, len(tasks)), _init_worker, (tokenizer,)) as pool:
+                count = _write_all(f, pool.imap(_encode_chunk, tasks), bar)
+        info = TokenFileInfo(
+            dtype=dtype.name,
+            count=count,
+            vocab_size=tokenizer.vocab_size,
+            tokenizer_hash=tokenizer.fingerprint(),
+            special_tokens=tokenizer.special_ids,
+            source_path=str(source.resolve()),
+            source_bytes=size,
+        )
+        atomic_write_json(sidecar_path(out), asdict(info))
+    return info
+
+
+def _write_all(f, results, bar) -> int:
+    count = 0
+    for nbytes, ids in results:
+        f.write(ids.tobytes())
+        count += len(ids)
+        bar.update(nbytes)
+    return count
+
+
+# Each worker process holds one tokenizer (set by the pool initializer) so its pre-token cache
+# stays warm across chunks instead of being pickled with every task.
+_worker_tokenizer: Tokenizer | None = None
+
+
+def _init_worker(tokenizer: Tokenizer) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = tokenizer
+
+
+def _encode_chunk(task: tuple[Path, int, int, np.dtype]) -> tuple[int, np.ndarray]:
+    assert _worker_tokenizer is not None, "the pool initializer sets the tokenizer"
+    return _encode_with(_worker_tokenizer, task)
+
+
+def _encode_with(tokenizer: Tokenizer, task: tuple[Path, int, int, np.dtype]):
+    path, start, end, dtype = task
+    ids = tokenizer.encode(read_text(path, start, end))
+    return end - start, np.array(ids, dtype=dtype)
+
+
+def read_token_info(bin_path: str | Path) -> TokenFileInfo:
+    """Read and check the sidecar of ``bin_path`` against the ``.bin`` itself."""
+    bin_path = Path(bin_path)
+    side = sidecar_path(bin_path)
+    if not bin_path.is_file():
+        raise DataError(f"{bin_path}: no such token file")
+    try:
+        raw = json.loads(side.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{side}: sidecar missing (written by `lmlab tokenize`)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{side}: not valid JSON ({exc})") from None
+    names = {f.name for f in fields(TokenFileInfo)}
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or not names <= raw.keys():
+        raise DataError(f"{side}: not an lmlab token sidecar ({FORMAT!r} with {sorted(names)})")
+    info = TokenFileInfo(**{k: raw[k] for k in names})
+    if info.dtype not in ("uint16", "uint32"):
+        raise DataError(f"{side}: dtype {info.dtype!r} is not uint16 or uint32")
+    if not isinstance(info.count, int) or info.count <= 0:
+        raise DataError(f"{side}: count {info.count!r} is not a positive integer")
+    expected = info.count * np.dtype(info.dtype).itemsize
+    actual = bin_path.stat().st_size
+    if actual != expected:
+        raise DataError(
+            f"{bin_path}: holds {actual} bytes but its sidecar says {info.count} {info.dtype} ids"
+            f" ({expected} bytes)"
+        )
+    return info
+
+
+def load_tokens(bin_path: str | Path) -> np.memmap:
+    """The ids of a token file as a read-only ``np.memmap`` (checked against its sidecar)."""
+    info = read_token_info(bin_path)
+    return np.memmap(bin_path, dtype=info.dtype, mode="r", shape=(info.count,))

@@ -1,0 +1,182 @@
+"""The byte-level BPE tokenizer: text <-> token ids, with special tokens, save and load.
+
+Encoding splits off special tokens, cuts the rest into GPT-2 pre-tokens, and turns each pre-token
+into ids by replaying the merges in rank order. Natural text repeats a small set of pre-tokens, so
+their ids are cached: most pre-tokens cost one dictionary lookup.
+"""
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from itertools import pairwise
+from pathlib import Path
+
+from lmlab.errors import TokenizerError
+from lmlab.tokenizer.bpe import Pair, merge
+from lmlab.tokenizer.files import (
+    read_merges,
+    read_special_tokens,
+    read_vocab,
+    token_to_str,
+    write_merges,
+    write_special_tokens,
+    write_vocab,
+)
+from lmlab.tokenizer.pretokenize import PRETOKEN_RE, last_safe_cut, special_token_regex
+
+VOCAB_FILE, MERGES_FILE, SPECIALS_FILE = "vocab.json", "merges.txt", "special_tokens.json"
+CACHE_SIZE = 1 << 18
+"""Most pre-token encodings kept; the cache is emptied when it fills, bounding memory."""
+_NO_MERGE = (float("inf"), -1)
+
+
+class Tokenizer:
+    """Byte-level BPE with special tokens.
+
+    ``vocab`` maps ids to token bytes, ``merges`` lists the merges in the order learned, and each
+    special token is always encoded as its own id (added to the vocabulary when missing).
+    Overlapping special tokens match longest first; text that merely resembles one is plain text.
+    """
+
+    def __init__(
+        self,
+        vocab: dict[int, bytes],
+        merges: list[tuple[bytes, bytes]],
+        special_tokens: list[str] | None = None,
+    ) -> None:
+        self.vocab = dict(vocab)
+        self.merges = list(merges)
+        self.special_tokens = list(dict.fromkeys(special_tokens or []))
+        ids = {}
+        for idx, tok in sorted(self.vocab.items()):
+            ids.setdefault(tok, idx)
+        missing = [b for b in range(256) if bytes([b]) not in ids]
+        if missing:
+            raise TokenizerError(f"vocabulary lacks {len(missing)} single bytes, e.g. {missing[0]}")
+        for special in self.special_tokens:
+            if special.encode("utf-8") not in ids:
+                ids[special.encode("utf-8")] = self.vocab_size
+                self.vocab[self.vocab_size] = special.encode("utf-8")
+        self._special_ids = {tok: ids[tok.encode("utf-8")] for tok in self.special_tokens}
+        self._byte_ids = [ids[bytes([b])] for b in range(256)]
+        self._ranks: dict[Pair, tuple[int, int]] = {}
+        for rank, (a, b) in enumerate(self.merges):
+            if a not in ids or b not in ids or a + b not in ids:
+                where = f"merge {rank + 1} ({token_to_str(a)} {token_to_str(b)})"
+                raise TokenizerError(f"{where} uses a token missing from the vocabulary")
+            self._ranks.setdefault((ids[a], ids[b]), (rank, ids[a + b]))
+        self._special_re = special_token_regex(self.special_tokens)
+        self._cache: dict[str, list[int]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id: the size of an embedding table for these ids."""
+        return max(self.vocab) + 1
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        """The id of each special token."""
+        return dict(self._special_ids)
+
+    def fingerprint(self) -> str:
+        """A sha256 of vocabulary, merges and special tokens: equal iff they encode the same."""
+        h = hashlib.sha256()
+        for idx, tok in sorted(self.vocab.items()):
+            h.update(b"%d:%s\n" % (idx, tok.hex().encode()))
+        for a, b in self.merges:
+            h.update(b"%s %s\n" % (a.hex().encode(), b.hex().encode()))
+        h.update("\n".join(self.special_tokens).encode("utf-8"))
+        return h.hexdigest()
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
+        if self._special_re is None:
+            return self._encode_ordinary(text)
+        ids: list[int] = []
+        for i, part in enumerate(self._special_re.split(text)):
+            if i % 2:
+                ids.append(self._special_ids[part])
+            elif part:
+                ids.extend(self._encode_ordinary(part))
+        return ids
+
+    def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
+        """Stream the ids of the concatenation of ``texts`` (e.g. an open file, line by line).
+
+        The ids equal ``encode("".join(texts))`` however the text is cut: only the tail after the
+        last safe cut (see :mod:`.pretokenize`) is held back, so memory does not grow with input.
+        """
+        buffer = ""
+        for text in texts:
+            buffer += text
+            cut = last_safe_cut(buffer, self.special_tokens)
+            if cut:
+                yield from self.encode(buffer[:cut])
+                buffer = buffer[cut:]
+        if buffer:
+            yield from self.encode(buffer)
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        """Ids of text that holds no special tokens."""
+        cache = self._cache
+        ids: list[int] = []
+        extend = ids.extend
+        for piece in PRETOKEN_RE.findall(text):
+            tokens = cache.get(piece)
+            if tokens is None:
+                tokens = self._encode_piece(piece)
+            extend(tokens)
+        return ids
+
+    def _encode_piece(self, piece: str) -> list[int]:
+        """Ids of one pre-token: apply the lowest-ranked merge present until none is left."""
+        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
+        while len(ids) > 1:
+            pair = min(pairwise(ids), key=lambda p: self._ranks.get(p, _NO_MERGE))
+            if pair not in self._ranks:
+                break
+            ids = merge(ids, pair, self._ranks[pair][1])
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[piece] = ids
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``; byte sequences that are not valid UTF-8 become U+FFFD."""
+        try:
+            data = b"".join(self.vocab[i] for i in ids)
+        except KeyError as exc:
+            raise TokenizerError(f"token id {exc.args[0]!r} is not in the vocabulary") from None
+        return data.decode("utf-8", errors="replace")
+
+    # -- files ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_files(
+        cls,
+        vocab_path: str | Path,
+        merges_path: str | Path,
+        special_tokens: list[str] | None = None,
+    ) -> "Tokenizer":
+        """Load GPT-2 style ``vocab.json`` and ``merges.txt`` (e.g. GPT-2's own files)."""
+        vocab = read_vocab(Path(vocab_path), special_tokens)
+        return cls(vocab, read_merges(Path(merges_path)), special_tokens)
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``vocab.json``, ``merges.txt`` and ``special_tokens.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_vocab(directory / VOCAB_FILE, self.vocab)
+        write_merges(directory / MERGES_FILE, self.merges)
+        write_special_tokens(directory / SPECIALS_FILE, self.special_tokens)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Tokenizer":
+        """Load a tokenizer written by :meth:`save` (``special_tokens.json`` may be absent)."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise TokenizerError(f"{directory}: no such tokenizer directory")
+        specials_path = directory / SPECIALS_FILE
+        specials = read_special_tokens(specials_path) if specials_path.exists() else []
+        return cls.from_files(directory / VOCAB_FILE, directory / MERGES_FILE, specials)
