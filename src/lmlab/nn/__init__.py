@@ -1,0 +1,38 @@
+"""From-scratch building blocks of the LM (``nn.Parameter`` and tensor ops only)."""
+
+from lmlab.nn.attention import (
+    CausalSelfAttention,
+    KVCache,
+    LayerKVCache,
+    RotaryPositionalEmbedding,
+    scaled_dot_product_attention,
+)
+from lmlab.nn.layers import (
+    Embedding,
+    Linear,
+    NoNorm,
+    RMSNorm,
+    SiLUFeedForward,
+    SwiGLU,
+    silu,
+    softmax,
+)
+from lmlab.nn.transformer import TransformerBlock, TransformerLM
+
+__all__ = [
+    "CausalSelfAttention",
+    "Embedding",
+    "KVCache",
+    "LayerKVCache",
+    "Linear",
+    "NoNorm",
+    "RMSNorm",
+    "RotaryPositionalEmbedding",
+    "SiLUFeedForward",
+    "SwiGLU",
+    "TransformerBlock",
+    "TransformerLM",
+    "scaled_dot_product_attention",
+    "silu",
+    "softmax",
+]

@@ -1,0 +1,161 @@
+"""Rotary position embedding, scaled dot-product attention and causal multi-head self-attention."""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lmlab.nn.layers import Linear, softmax
+
+
+class RotaryPositionalEmbedding(nn.Module):
+    """RoPE: rotate each adjacent pair ``(x[2i], x[2i+1])`` by the angle ``pos * theta^(-2i/d_k)``.
+
+    The rotation makes the dot product of a query and a key depend only on their distance.
+    cos/sin tables are precomputed for every position up to ``max_seq_len`` and kept as
+    non-persistent buffers: they are derived, so they stay out of the state dict.
+    """
+
+    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
+        super().__init__()
+        if d_k % 2 != 0:
+            raise ValueError(f"RoPE needs an even head size, got d_k={d_k}")
+        self.max_seq_len = max_seq_len
+        inv_freq = theta ** (-torch.arange(0, d_k, 2, device=device, dtype=torch.float32) / d_k)
+        angles = torch.outer(
+            torch.arange(max_seq_len, device=device, dtype=torch.float32), inv_freq
+        )
+        self.register_buffer("cos", angles.cos(), persistent=False)  # (max_seq_len, d_k / 2)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: Tensor, token_positions: Tensor) -> Tensor:
+        """Rotate ``x`` of shape ``(..., seq, d_k)`` by the positions ``(..., seq)``.
+
+        ``token_positions`` broadcasts against the leading dims of ``x`` (e.g. ``(seq,)`` for all
+        batch rows and heads alike).
+        """
+        if token_positions.numel() > 0 and not torch.compiler.is_compiling():
+            top = int(token_positions.max())
+            if top >= self.max_seq_len:
+                raise ValueError(f"position {top} is beyond RoPE's max_seq_len {self.max_seq_len}")
+        cos = self.cos[token_positions].to(x.dtype)  # (..., seq, d_k / 2)
+        sin = self.sin[token_positions].to(x.dtype)
+        x_even, x_odd = x.unflatten(-1, (-1, 2)).unbind(-1)
+        rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
+        return rotated.flatten(-2)
+
+
+def scaled_dot_product_attention(
+    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """``softmax(Q K^T / sqrt(d_k)) V`` over any leading batch dims.
+
+    Shapes: query ``(..., q, d_k)``, key ``(..., k, d_k)``, value ``(..., k, d_v)``,
+    mask ``(..., q, k)`` boolean with True where a query may attend; returns ``(..., q, d_v)``.
+    """
+    scores = (query @ key.transpose(-2, -1)) * (1.0 / math.sqrt(query.shape[-1]))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return softmax(scores, dim=-1) @ value
+
+
+class LayerKVCache:
+    """Keys and values of one attention layer for the tokens decoded so far.
+
+    Shapes: keys/values ``(batch, heads, seq_so_far, d_head)``; grows by concatenation.
+    """
+
+    def __init__(self) -> None:
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[-2]
+
+    def append(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Add the new tokens' keys/values and return everything cached, new tokens last."""
+        if self.keys is None:
+            self.keys, self.values = keys, values
+        else:
+            self.keys = torch.cat((self.keys, keys), dim=-2)
+            self.values = torch.cat((self.values, values), dim=-2)
+        return self.keys, self.values
+
+
+class KVCache:
+    """One :class:`LayerKVCache` per layer; ``length`` is the number of tokens already decoded.
+
+    Passing the same cache to successive ``TransformerLM`` calls decodes incrementally: each
+    call attends to everything cached before it and only computes the new tokens.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.layers = [LayerKVCache() for _ in range(num_layers)]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where each token attends only to itself and earlier tokens.
+
+    Shapes: ``(batch, seq, d_model) -> (batch, seq, d_model)``;
+    per head ``(batch, heads, seq, d_head)``.
+    ``rope=None`` gives NoPE (no position information beyond the causal mask).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        max_seq_len: int,
+        rope: RotaryPositionalEmbedding | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.q_proj = Linear(d_model, d_model, device, dtype)
+        self.k_proj = Linear(d_model, d_model, device, dtype)
+        self.v_proj = Linear(d_model, d_model, device, dtype)
+        self.output_proj = Linear(d_model, d_model, device, dtype)
+        self.rope = rope
+        causal = torch.ones(max_seq_len, max_seq_len, dtype=torch.bool, device=device).tril()
+        self.register_buffer("causal_mask", causal, persistent=False)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        """``(batch, seq, d_model) -> (batch, heads, seq, d_head)``."""
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(-3, -2)
+
+    def forward(
+        self,
+        x: Tensor,
+        token_positions: Tensor | None = None,
+        cache: LayerKVCache | None = None,
+    ) -> Tensor:
+        """Attend over ``x`` (plus any cached tokens before it).
+
+        ``token_positions`` ``(seq,)`` or ``(batch, seq)`` defaults to ``past, past+1, ...`` where
+        ``past`` is the number of cached tokens.
+        """
+        seq_len = x.shape[-2]
+        past = cache.length if cache is not None else 0
+        if token_positions is None:
+            token_positions = torch.arange(past, past + seq_len, device=x.device)
+        query, key, value = (
+            self._split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        if self.rope is not None:
+            positions = (
+                token_positions if token_positions.dim() == 1 else token_positions.unsqueeze(-2)
+            )
+            query, key = self.rope(query, positions), self.rope(key, positions)
+        if cache is not None:
+            key, value = cache.append(key, value)
+        mask = self.causal_mask[past : past + seq_len, : past + seq_len]
+        out = scaled_dot_product_attention(query, key, value, mask)
+        return self.output_proj(out.transpose(-3, -2).flatten(-2))

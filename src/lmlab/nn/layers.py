@@ -1,0 +1,140 @@
+"""The basic layers of the LM, built from ``nn.Parameter`` and tensor ops only.
+
+Weights use the ``(out_features, in_features)`` layout of PyTorch and the CS336 reference, so state
+dicts move between lmlab and other Llama-style code without transposes.
+"""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def _trunc_normal(shape: tuple[int, ...], std: float, device, dtype) -> Tensor:
+    """A tensor drawn from N(0, std^2) with values beyond +-3 std redrawn (truncated normal)."""
+    weight = torch.empty(shape, device=device, dtype=dtype)
+    return nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+
+
+def softmax(x: Tensor, dim: int) -> Tensor:
+    """Numerically stable softmax: subtracting the max keeps ``exp`` from overflowing.
+
+    >>> softmax(torch.tensor([1000.0, 1000.0]), dim=0)
+    tensor([0.5000, 0.5000])
+    """
+    shifted = x - x.amax(dim=dim, keepdim=True)
+    exp = shifted.exp()
+    return exp / exp.sum(dim=dim, keepdim=True)
+
+
+def silu(x: Tensor) -> Tensor:
+    """SiLU / swish activation, ``x * sigmoid(x)``."""
+    return x * torch.sigmoid(x)
+
+
+class Linear(nn.Module):
+    """``y = x W^T`` without bias (Llama-style LMs use none).
+
+    Init: truncated normal with std ``sqrt(2 / (in + out))`` so activations keep their scale.
+    Shapes: ``(..., in_features) -> (..., out_features)``; weight ``(out_features, in_features)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+        super().__init__()
+        std = math.sqrt(2.0 / (in_features + out_features))
+        self.weight = nn.Parameter(_trunc_normal((out_features, in_features), std, device, dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight.T
+
+    def extra_repr(self) -> str:
+        out_features, in_features = self.weight.shape
+        return f"in_features={in_features}, out_features={out_features}"
+
+
+class Embedding(nn.Module):
+    """Lookup table from token ids to vectors; init truncated normal with std 1.
+
+    Shapes: ids ``(...)`` -> ``(..., embedding_dim)``; weight ``(num_embeddings, embedding_dim)``.
+    Ids outside ``[0, num_embeddings)`` raise ``ValueError`` instead of an opaque index error
+    (checked eagerly; skipped inside ``torch.compile`` where it would break the graph).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+        super().__init__()
+        self.weight = nn.Parameter(
+            _trunc_normal((num_embeddings, embedding_dim), 1.0, device, dtype)
+        )
+
+    def forward(self, token_ids: Tensor) -> Tensor:
+        if not torch.compiler.is_compiling() and token_ids.numel() > 0:
+            low, high = int(token_ids.min()), int(token_ids.max())
+            if low < 0 or high >= self.weight.shape[0]:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"token id {bad} is out of range for a vocabulary of {self.weight.shape[0]}"
+                )
+        return self.weight[token_ids]
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.weight.shape[0]}, embedding_dim={self.weight.shape[1]}"
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation with a learned gain (init 1).
+
+    Computed in float32 and cast back: squaring bf16 activations loses too much precision.
+    Shapes: ``(..., d_model) -> (..., d_model)``.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        in_dtype = x.dtype
+        x = x.float()
+        inv_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (x * inv_rms * self.weight.float()).to(in_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+class NoNorm(nn.Module):
+    """Stands where a norm would be in the ``norm = "none"`` ablation; returns its input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward ``W2(SiLU(W1 x) * W3 x)`` (Llama's FFN).
+
+    Shapes: ``(..., d_model) -> (..., d_model)``, hidden ``(..., d_ff)``.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device, dtype)
+        self.w2 = Linear(d_ff, d_model, device, dtype)
+        self.w3 = Linear(d_model, d_ff, device, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(silu(self.w1(x)) * self.w3(x))
+
+
+class SiLUFeedForward(nn.Module):
+    """Ungated feed-forward ``W2(SiLU(W1 x))``: the ablation of SwiGLU's gate.
+
+    Shapes: ``(..., d_model) -> (..., d_model)``, hidden ``(..., d_ff)``.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device, dtype)
+        self.w2 = Linear(d_ff, d_model, device, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(silu(self.w1(x)))

@@ -1,0 +1,119 @@
+"""The Llama-style Transformer LM, with the ablation switches of :class:`~lmlab.config.ModelConfig`.
+
+Read top to bottom: a block is attention then feed-forward, each wrapped in a residual connection
+and a norm (before the sublayer for ``pre``, after the residual add for ``post``); the LM embeds
+token ids, runs the blocks, normalises and projects back onto the vocabulary.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from lmlab.config import ModelConfig
+from lmlab.nn.attention import (
+    CausalSelfAttention,
+    KVCache,
+    LayerKVCache,
+    RotaryPositionalEmbedding,
+)
+from lmlab.nn.layers import Embedding, Linear, NoNorm, RMSNorm, SiLUFeedForward, SwiGLU
+
+
+def _make_norm(config: ModelConfig, device, dtype) -> nn.Module:
+    return RMSNorm(config.d_model, device=device, dtype=dtype) if config.norm == "rms" else NoNorm()
+
+
+class TransformerBlock(nn.Module):
+    """Attention + feed-forward with residuals. Shapes: ``(batch, seq, d_model)`` in and out."""
+
+    def __init__(self, config: ModelConfig, device=None, dtype=None):
+        super().__init__()
+        self.pre_norm = config.norm_position == "pre"
+        rope = None
+        if config.position == "rope":
+            rope = RotaryPositionalEmbedding(
+                config.rope_theta, config.d_head, config.context_length, device
+            )
+        self.ln1 = _make_norm(config, device, dtype)
+        self.attn = CausalSelfAttention(
+            config.d_model, config.num_heads, config.context_length, rope, device, dtype
+        )
+        self.ln2 = _make_norm(config, device, dtype)
+        ffn_class = SwiGLU if config.ffn == "swiglu" else SiLUFeedForward
+        self.ffn = ffn_class(config.d_model, config.ffn_width, device, dtype)
+
+    def forward(
+        self,
+        x: Tensor,
+        token_positions: Tensor | None = None,
+        cache: LayerKVCache | None = None,
+    ) -> Tensor:
+        if self.pre_norm:
+            x = x + self.attn(self.ln1(x), token_positions, cache)
+            return x + self.ffn(self.ln2(x))
+        x = self.ln1(x + self.attn(x, token_positions, cache))
+        return self.ln2(x + self.ffn(x))
+
+
+class TransformerLM(nn.Module):
+    """Decoder-only language model: token ids ``(batch, seq)`` -> logits ``(batch, seq, vocab)``.
+
+    With ``tie_embeddings`` the output projection reuses the embedding matrix (one parameter,
+    listed under both state-dict names); it is then initialised like a ``Linear``, since the
+    output logits are far more sensitive to its scale than the normalised blocks are.
+    ``ln_final`` is a no-op under ``norm = "none"``.
+    """
+
+    def __init__(self, config: ModelConfig, device=None, dtype=None):
+        super().__init__()
+        self.config = config
+        self.token_embeddings = Embedding(config.vocab_size, config.d_model, device, dtype)
+        self.layers = nn.ModuleList(
+            TransformerBlock(config, device, dtype) for _ in range(config.num_layers)
+        )
+        self.ln_final = _make_norm(config, device, dtype)
+        self.lm_head = Linear(config.d_model, config.vocab_size, device, dtype)
+        if config.tie_embeddings:
+            self.token_embeddings.weight = self.lm_head.weight
+
+    def forward(self, token_ids: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        """Logits for every position; with ``kv_cache``, ``token_ids`` follow the cached tokens."""
+        past = kv_cache.length if kv_cache is not None else 0
+        seq_len = token_ids.shape[-1]
+        if past + seq_len > self.config.context_length:
+            raise ValueError(
+                f"sequence of {past + seq_len} tokens exceeds model.context_length "
+                f"({self.config.context_length})"
+            )
+        positions = torch.arange(past, past + seq_len, device=token_ids.device)
+        x = self.token_embeddings(token_ids)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, positions, kv_cache.layers[i] if kv_cache is not None else None)
+        return self.lm_head(self.ln_final(x))
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty cache for incremental decoding with this model."""
+        return KVCache(len(self.layers))
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Number of distinct parameters (a tied matrix counts once).
+
+        ``non_embedding=True`` leaves out the token embedding and output projection (Kaplan et
+        al.'s N, the count that scaling laws are stated in).
+        """
+        params = {id(p): p for p in self.parameters()}
+        if non_embedding:
+            for weight in (self.token_embeddings.weight, self.lm_head.weight):
+                params.pop(id(weight), None)
+        return sum(p.numel() for p in params.values())
+
+    def flops_per_token(self, seq_len: int | None = None, training: bool = True) -> float:
+        """Matmul FLOPs per token, for MFU: ``2 N`` forward (``6 N`` with backward) over every
+        weight used as a matrix (blocks and output projection; the embedding is a lookup), plus
+        attention's ``Q K^T`` and ``A V`` at ``2 * 2 * layers * seq * d_model`` forward (PaLM's
+        count, full square). ``seq_len`` defaults to the context length.
+        """
+        seq_len = seq_len or self.config.context_length
+        matmul_params = self.num_parameters(non_embedding=True) + self.lm_head.weight.numel()
+        matmul_params -= sum(p.numel() for p in self.parameters() if p.dim() == 1)  # norm gains
+        forward = 2 * matmul_params + 4 * self.config.num_layers * seq_len * self.config.d_model
+        return 3.0 * forward if training else float(forward)

@@ -1,0 +1,102 @@
+"""RoPE, scaled dot-product attention and causal self-attention against references."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from lmlab.nn import CausalSelfAttention, RotaryPositionalEmbedding, scaled_dot_product_attention
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def rope_by_complex_numbers(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Straightforward RoPE: each pair (x[2i], x[2i+1]) is a complex number times e^{i pos w_i}."""
+    d_k = x.shape[-1]
+    freqs = theta ** (-torch.arange(0, d_k, 2, dtype=torch.float64) / d_k)
+    angles = positions.to(torch.float64).unsqueeze(-1) * freqs
+    pairs = torch.view_as_complex(
+        x.to(torch.float64).reshape(*x.shape[:-1], d_k // 2, 2).contiguous()
+    )
+    rotated = torch.view_as_real(pairs * torch.polar(torch.ones_like(angles), angles))
+    return rotated.reshape(x.shape).to(x.dtype)
+
+
+def test_rope_matches_complex_rotation_with_arbitrary_positions():
+    rope = RotaryPositionalEmbedding(theta=10000.0, d_k=16, max_seq_len=64)
+    x = torch.randn(2, 3, 10, 16)
+    positions = torch.randint(0, 64, (2, 3, 10))
+    assert_close(rope(x, positions), rope_by_complex_numbers(x, positions, 10000.0))
+
+
+def test_rope_broadcasts_positions_over_leading_dims_and_keeps_state_dict_empty():
+    rope = RotaryPositionalEmbedding(theta=500.0, d_k=8, max_seq_len=32)
+    x = torch.randn(4, 2, 12, 8)
+    positions = torch.arange(12)
+    assert_close(rope(x, positions), rope_by_complex_numbers(x, positions.expand(4, 2, 12), 500.0))
+    assert rope.state_dict() == {}
+
+
+def test_rope_rejects_positions_beyond_max_seq_len():
+    rope = RotaryPositionalEmbedding(theta=10000.0, d_k=8, max_seq_len=16)
+    with pytest.raises(ValueError, match="max_seq_len 16"):
+        rope(torch.randn(1, 17, 8), torch.arange(17))
+
+
+def test_rope_rejects_odd_head_size():
+    with pytest.raises(ValueError, match="even head size"):
+        RotaryPositionalEmbedding(theta=10000.0, d_k=7, max_seq_len=16)
+
+
+def test_sdpa_without_mask_matches_torch():
+    q, k, v = torch.randn(2, 3, 7, 16), torch.randn(2, 3, 9, 16), torch.randn(2, 3, 9, 8)
+    assert_close(scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+
+
+def test_sdpa_with_boolean_mask_and_extra_batch_dims_matches_torch():
+    q, k, v = torch.randn(2, 2, 3, 7, 16), torch.randn(2, 2, 3, 9, 16), torch.randn(2, 2, 3, 9, 8)
+    mask = torch.rand(7, 9) > 0.3
+    mask[:, 0] = True  # every query attends somewhere
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert_close(scaled_dot_product_attention(q, k, v, mask), expected)
+
+
+def test_sdpa_causal_matches_torch_is_causal():
+    q, k, v = torch.randn(3, 4, 12, 8), torch.randn(3, 4, 12, 8), torch.randn(3, 4, 12, 8)
+    mask = torch.ones(12, 12, dtype=torch.bool).tril()
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert_close(scaled_dot_product_attention(q, k, v, mask), expected)
+
+
+def _reference_attention(attn: CausalSelfAttention, x: torch.Tensor, theta: float | None):
+    batch, seq, d_model = x.shape
+    heads = attn.num_heads
+
+    def split(t):
+        return t.view(batch, seq, heads, -1).transpose(1, 2)
+
+    q, k, v = (split(F.linear(x, p.weight)) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    if theta is not None:
+        positions = torch.arange(seq)
+        q, k = (
+            rope_by_complex_numbers(q, positions, theta),
+            rope_by_complex_numbers(k, positions, theta),
+        )
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return F.linear(out.transpose(1, 2).reshape(batch, seq, d_model), attn.output_proj.weight)
+
+
+@pytest.mark.parametrize("use_rope", [True, False])
+def test_causal_self_attention_matches_reference(use_rope):
+    rope = RotaryPositionalEmbedding(10000.0, 8, 32) if use_rope else None
+    attn = CausalSelfAttention(d_model=32, num_heads=4, max_seq_len=32, rope=rope)
+    x = torch.randn(2, 20, 32)
+    assert_close(attn(x), _reference_attention(attn, x, 10000.0 if use_rope else None))
+
+
+def test_causal_self_attention_rejects_indivisible_heads():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        CausalSelfAttention(d_model=30, num_heads=4, max_seq_len=8)

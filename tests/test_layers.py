@@ -1,0 +1,102 @@
+"""lmlab.nn layers against their PyTorch built-in counterparts, on the same weights."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from lmlab.nn import Embedding, Linear, RMSNorm, SiLUFeedForward, SwiGLU, silu, softmax
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def test_linear_matches_f_linear_and_uses_out_in_layout():
+    layer = Linear(24, 40)
+    assert layer.weight.shape == (40, 24)
+    x = torch.randn(3, 5, 24)
+    assert_close(layer(x), F.linear(x, layer.weight))
+
+
+def test_linear_init_is_truncated_normal_with_glorot_std():
+    layer = Linear(300, 500)
+    std = math.sqrt(2 / 800)
+    assert layer.weight.std().item() == pytest.approx(
+        std * 0.986, rel=0.03
+    )  # cutting at 3 std shrinks it
+    assert layer.weight.abs().max().item() <= 3 * std + 1e-6
+
+
+def test_embedding_matches_f_embedding_and_init():
+    emb = Embedding(1000, 64)
+    ids = torch.randint(0, 1000, (4, 7))
+    assert_close(emb(ids), F.embedding(ids, emb.weight))
+    assert emb.weight.abs().max().item() <= 3.0 + 1e-6
+    assert emb.weight.std().item() == pytest.approx(0.986, rel=0.03)
+
+
+@pytest.mark.parametrize("bad_id", [-1, 1000])
+def test_embedding_rejects_out_of_range_ids(bad_id):
+    emb = Embedding(1000, 8)
+    with pytest.raises(ValueError, match=f"token id {bad_id} is out of range"):
+        emb(torch.tensor([[1, bad_id]]))
+
+
+def test_rmsnorm_matches_torch_rmsnorm():
+    ours = RMSNorm(64)
+    ours.weight.data = torch.randn(64)
+    reference = torch.nn.RMSNorm(64, eps=1e-5)
+    reference.weight.data = ours.weight.data.clone()
+    x = torch.randn(2, 9, 64) * 5
+    assert_close(ours(x), reference(x))
+
+
+def test_rmsnorm_computes_in_float32_and_returns_input_dtype():
+    norm = RMSNorm(64)
+    x = torch.randn(4, 64) * 100
+    out = norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    assert_close(out.float(), norm(x.bfloat16().float()), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+def test_softmax_matches_f_softmax_without_overflow(scale):
+    x = torch.randn(3, 4, 50) * scale
+    for dim in (-1, 0, 1):
+        out = softmax(x, dim)
+        assert torch.isfinite(out).all()
+        assert_close(out, F.softmax(x, dim=dim))
+
+
+def test_silu_matches_f_silu():
+    x = torch.randn(100) * 10
+    assert_close(silu(x), F.silu(x))
+
+
+def test_swiglu_matches_builtin_formula():
+    ffn = SwiGLU(32, 96)
+    x = torch.randn(2, 5, 32)
+    expected = F.linear(
+        F.silu(F.linear(x, ffn.w1.weight)) * F.linear(x, ffn.w3.weight), ffn.w2.weight
+    )
+    assert_close(ffn(x), expected)
+
+
+def test_silu_feed_forward_matches_builtin_formula():
+    ffn = SiLUFeedForward(32, 128)
+    x = torch.randn(2, 5, 32)
+    assert_close(ffn(x), F.linear(F.silu(F.linear(x, ffn.w1.weight)), ffn.w2.weight))
+
+
+def test_layers_honour_device_and_dtype():
+    for module in (
+        Linear(4, 8, dtype=torch.float64),
+        Embedding(10, 4, dtype=torch.float64),
+        RMSNorm(4, dtype=torch.float64),
+        SwiGLU(4, 8, device="cpu", dtype=torch.float64),
+    ):
+        assert all(p.dtype == torch.float64 for p in module.parameters())
