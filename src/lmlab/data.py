@@ -1,0 +1,163 @@
+"""Token data: memory-mapped ``.bin`` files, random training batches, ordered validation windows.
+
+A token file is a flat array of ids written by ``lmlab tokenize`` next to a JSON sidecar
+(:mod:`lmlab.tokenizer.dataset`) that records its dtype, token count, vocabulary size and the
+size of the source text (``source_bytes``, which turns a loss in nats per token into bits per
+byte). The file is memory-mapped, so a dataset far larger than RAM trains fine: a batch reads
+only its own windows.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lmlab.errors import DataError
+from lmlab.tokenizer.dataset import read_token_info
+
+_MAX_CHUNK = 1 << 24  # tokens per chunk when scanning a file for its largest id
+
+
+@dataclass(frozen=True)
+class TokenFile:
+    """A memory-mapped token file and what its sidecar says about it."""
+
+    path: Path
+    tokens: np.ndarray
+    """The ids, shape ``(num_tokens,)``, memory-mapped read-only."""
+    source_bytes: int
+    """UTF-8 bytes of the text the tokens were made from (for bits per byte)."""
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def load_tokens(path: str | Path, *, vocab_size: int, context_length: int) -> TokenFile:
+    """Memory-map a token file and check it can feed a model with this vocabulary and context.
+
+    Raises :class:`DataError` when the file or its sidecar is missing or malformed, when it holds
+    an id ``>= vocab_size``, or has fewer than ``context_length + 1`` tokens (one input window
+    plus its last target).
+    """
+    path = Path(path)
+    info = read_token_info(path)
+    if info.count < context_length + 1:
+        raise DataError(f"{path} has {info.count} tokens, fewer than one context of "
+                        f"{context_length} + 1 (model.context_length)")
+    tokens = np.memmap(path, dtype=info.dtype, mode="r", shape=(info.count,))
+    if info.vocab_size > vocab_size:  # the tokenizer could produce ids the model lacks: look
+        largest = max(int(tokens[i:i + _MAX_CHUNK].max()) for i in range(0, info.count, _MAX_CHUNK))
+        if largest >= vocab_size:
+            raise DataError(f"{path} holds token id {largest}, beyond the model's vocabulary of "
+                            f"{vocab_size} (model.vocab_size)")
+    return TokenFile(path, tokens, info.source_bytes)
+
+
+def _windows(tokens: np.ndarray, starts: np.ndarray, context_length: int) -> Tensor:
+    """Rows ``tokens[s : s + context_length + 1]`` for each start, as int64, shape
+    ``(len(starts), context_length + 1)``."""
+    index = starts[:, None] + np.arange(context_length + 1)
+    return torch.from_numpy(tokens[index].astype(np.int64))
+
+
+def _to_device(rows: Tensor, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """Split rows into (inputs, next-token targets) on ``device``; on CUDA the copy goes through
+    pinned memory and does not block, so it overlaps with the previous step's GPU work."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        rows = rows.pin_memory().to(device, non_blocking=True)
+    else:
+        rows = rows.to(device)
+    return rows[:, :-1], rows[:, 1:]
+
+
+def get_batch(
+    tokens: np.ndarray,
+    batch_size: int,
+    context_length: int,
+    device: torch.device | str,
+    rng: np.random.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """A batch of random windows: inputs and their next-token targets, each
+    ``(batch_size, context_length)`` int64 on ``device``.
+
+    >>> x, y = get_batch(np.arange(100), 4, 8, "cpu", np.random.default_rng(0))
+    >>> x.shape, bool((y == x + 1).all())
+    (torch.Size([4, 8]), True)
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    starts = rng.integers(0, len(tokens) - context_length, size=batch_size)
+    return _to_device(_windows(tokens, starts, context_length), device)
+
+
+class RandomBatches:
+    """Endless random training batches from a seeded generator whose state is the data position.
+
+    ``state_dict()`` goes into the checkpoint; after ``load_state_dict`` the sampler yields exactly
+    the batches it would have yielded had the run never stopped. A distributed run gives each rank
+    its own seed.
+    """
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, context_length: int,
+                 device: torch.device | str, seed: int) -> None:
+        self.tokens = tokens
+        self.batch_size = batch_size
+        self.context_length = context_length
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        """The next ``(inputs, targets)``, each ``(batch_size, context_length)``."""
+        return get_batch(self.tokens, self.batch_size, self.context_length, self.device, self.rng)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+@dataclass(frozen=True)
+class EvalBatch:
+    """Validation inputs/targets ``(batch, context_length)``; only targets at positions
+    ``>= score_from`` are scored (the last, overlapping window re-reads tokens already scored)."""
+
+    inputs: Tensor
+    targets: Tensor
+    score_from: int = 0
+
+
+def sequential_batches(tokens: np.ndarray, batch_size: int, context_length: int,
+                       device: torch.device | str) -> Iterator[EvalBatch]:
+    """Every target of the file exactly once, in order: non-overlapping windows, then one last
+    window ending at the file's end that scores only the targets the others missed.
+
+    Together they score tokens ``1 .. len(tokens) - 1`` (the first token has no context).
+
+    >>> [(b.inputs.shape[0], b.score_from) for b in sequential_batches(np.arange(20), 2, 4, "cpu")]
+    [(2, 0), (2, 0), (1, 1)]
+    """
+    num_targets = len(tokens) - 1
+    starts = np.arange(0, num_targets - context_length + 1, context_length)
+    for i in range(0, len(starts), batch_size):
+        yield EvalBatch(*_to_device(_windows(tokens, starts[i:i + batch_size], context_length),
+                                    device))
+    leftover = num_targets - len(starts) * context_length
+    if leftover:
+        last = np.array([num_targets - context_length])
+        yield EvalBatch(*_to_device(_windows(tokens, last, context_length), device),
+                        score_from=context_length - leftover)
+
+
+def sampled_batches(tokens: np.ndarray, batch_size: int, context_length: int,
+                    device: torch.device | str, num_batches: int,
+                    seed: int) -> Iterator[EvalBatch]:
+    """``num_batches`` random validation batches, the same ones every time for a given seed, so
+    evaluations during a run are comparable."""
+    rng = np.random.default_rng(seed)
+    for _ in range(num_batches):
+        yield EvalBatch(*get_batch(tokens, batch_size, context_length, device, rng))

@@ -1,0 +1,92 @@
+"""Token files and batches: shapes, exact coverage of validation, seeded positions, bad files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lmlab.data import RandomBatches, get_batch, load_tokens, sampled_batches, sequential_batches
+from lmlab.errors import DataError
+from lmlab.tokenizer.dataset import sidecar_path
+from tests.tiny_runs import write_tokens
+
+
+def test_get_batch_gives_windows_and_next_token_targets() -> None:
+    tokens = np.arange(1000, dtype=np.uint16)
+    x, y = get_batch(tokens, 4, 8, "cpu", np.random.default_rng(0))
+    assert x.shape == y.shape == (4, 8)
+    assert x.dtype == y.dtype == torch.int64
+    assert torch.equal(y, x + 1)  # consecutive ids: the target is the next token
+    assert torch.equal(x[:, 1:] - x[:, :-1], torch.ones(4, 7, dtype=torch.int64))
+
+
+def test_get_batch_reaches_the_last_token() -> None:
+    tokens = np.arange(10)
+    ends = {int(get_batch(tokens, 1, 4, "cpu", np.random.default_rng(s))[1][0, -1])
+            for s in range(200)}
+    assert ends == {4, 5, 6, 7, 8, 9}  # every start 0..5, none past the end
+
+
+def test_sampler_state_is_the_data_position() -> None:
+    tokens = np.arange(10_000)
+    sampler = RandomBatches(tokens, 2, 8, "cpu", seed=3)
+    sampler.next()
+    state = sampler.state_dict()
+    expected = [sampler.next()[0] for _ in range(3)]
+    resumed = RandomBatches(tokens, 2, 8, "cpu", seed=99)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, resumed.next()[0]) for a in expected)
+
+
+@pytest.mark.parametrize("length", [17, 33, 40, 100])
+def test_sequential_batches_score_every_target_once(length: int) -> None:
+    tokens = np.arange(length)
+    scored = []
+    for batch in sequential_batches(tokens, 3, 8, "cpu"):
+        assert torch.equal(batch.targets, batch.inputs + 1)
+        scored += batch.targets[:, batch.score_from:].flatten().tolist()
+    assert scored == list(range(1, length))
+
+
+def test_sampled_batches_are_the_same_each_time() -> None:
+    tokens = np.arange(10_000)
+    first = [b.inputs for b in sampled_batches(tokens, 2, 8, "cpu", 3, seed=0)]
+    again = [b.inputs for b in sampled_batches(tokens, 2, 8, "cpu", 3, seed=0)]
+    assert len(first) == 3 and all(map(torch.equal, first, again))
+
+
+def test_load_tokens_maps_the_file(tmp_path: Path) -> None:
+    path = write_tokens(tmp_path / "t.bin", np.arange(100) % 50, vocab_size=50, source_bytes=321)
+    data = load_tokens(path, vocab_size=50, context_length=8)
+    assert len(data) == 100 and data.source_bytes == 321
+    assert data.tokens.dtype == np.uint16 and data.tokens[51] == 1
+
+
+def test_ids_beyond_the_vocabulary_are_an_error(tmp_path: Path) -> None:
+    path = write_tokens(tmp_path / "t.bin", [1, 2, 70, 3] * 10, vocab_size=100)
+    with pytest.raises(DataError, match=r"t.bin holds token id 70, beyond the model's "
+                                        r"vocabulary of 64 \(model.vocab_size\)"):
+        load_tokens(path, vocab_size=64, context_length=8)
+    ok = write_tokens(tmp_path / "ok.bin", [1, 2, 63] * 10, vocab_size=100)
+    assert len(load_tokens(ok, vocab_size=64, context_length=8)) == 30  # ids checked, all fit
+
+
+def test_a_dataset_shorter_than_a_context_is_an_error(tmp_path: Path) -> None:
+    path = write_tokens(tmp_path / "t.bin", range(16), vocab_size=64)
+    with pytest.raises(DataError, match="has 16 tokens, fewer than one context of 16 \\+ 1"):
+        load_tokens(path, vocab_size=64, context_length=16)
+    assert len(load_tokens(path, vocab_size=64, context_length=15)) == 16
+
+
+def test_missing_and_malformed_files_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such token file"):
+        load_tokens(tmp_path / "nope.bin", vocab_size=64, context_length=8)
+    path = write_tokens(tmp_path / "t.bin", range(40), vocab_size=64)
+    with open(path, "ab") as f:
+        f.write(b"\0\0")
+    with pytest.raises(DataError, match="sidecar says 40"):
+        load_tokens(path, vocab_size=64, context_length=8)
+    sidecar_path(path).unlink()
+    with pytest.raises(DataError, match="sidecar missing"):
+        load_tokens(path, vocab_size=64, context_length=8)
