@@ -1,0 +1,162 @@
+"""`lmlab tokenizer train` and `lmlab tokenize` end to end, token files and their sidecars."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from lmlab.cli import main
+from lmlab.errors import DataError
+from lmlab.tokenizer import Tokenizer, dataset
+from lmlab.tokenizer.dataset import load_tokens, read_token_info, sidecar_path, token_dtype
+from tests.tokenizer_refs import FIXTURES, need
+
+EOT = "<|endoftext|>"
+
+
+def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the `lmlab` entry point in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["lmlab", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch, capsys):
+    """A small tokenizer trained through the CLI on the TinyStories fixture."""
+    text = need(FIXTURES / "tinystories_sample.txt")
+    code, out, _ = run(
+        monkeypatch, capsys, "tokenizer", "train", "--input", text, "--vocab-size", 400,
+        "--special-token", EOT, "--workers", 2, "--out", tmp_path / "tok",
+    )  # fmt: skip
+    assert code == 0 and "wrote 400 tokens (143 merges)" in out
+    return tmp_path / "tok"
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
+    monkeypatch.setattr(dataset, "CHUNK_BYTES", 700)  # many chunks even for a small file
+    source = FIXTURES / "tinystories_sample.txt"
+    out = tmp_path / "data" / "train.bin"
+    code, _, err = run(
+        monkeypatch, capsys, "tokenize", "--tokenizer", trained, "--input", source,
+        "--out", out, "--workers", workers,
+    )  # fmt: skip
+    assert code == 0, err
+    tok = Tokenizer.load(trained)
+    expected = tok.encode(source.read_text(encoding="utf-8"))
+    assert load_tokens(out).tolist() == expected
+    info = read_token_info(out)
+    assert info.dtype == "uint16" and info.count == len(expected) and info.vocab_size == 400
+    assert info.source_bytes == source.stat().st_size and info.source_path == str(source.resolve())
+    assert info.tokenizer_hash == tok.fingerprint() and info.special_tokens == {EOT: 0}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["train.bin", "train.bin.json"]
+
+
+def test_help_explains_every_option(monkeypatch, capsys):
+    for command in (["tokenizer", "train"], ["tokenize"]):
+        code, out, _ = run(monkeypatch, capsys, *command, "--help")
+        assert code == 0 and "--workers" in out and "--out" in out and "--input" in out
+
+
+def test_dtype_follows_vocabulary_size():
+    assert token_dtype(256) == np.uint16 and token_dtype(65536) == np.uint16
+    assert token_dtype(65537) == np.uint32
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"", "file is empty"),
+        (b"ok text " * 300 + b"\xff\xfe rest", "invalid UTF-8 at byte offset 2400"),
+    ],
+)
+def test_tokenize_bad_input_leaves_no_output(
+    trained, tmp_path, monkeypatch, capsys, content, message
+):
+    source = tmp_path / "in.txt"
+    if content is not None:
+        source.write_bytes(content)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, err = run(
+        monkeypatch, capsys, "tokenize", "--tokenizer", trained, "--input", source,
+        "--out", out_dir / "x.bin", "--workers", 2,
+    )  # fmt: skip
+    assert code == 1 and err.startswith("error: ") and message in err
+    assert err.count("\n") == 1
+    assert list(out_dir.iterdir()) == []
+
+
+def test_tokenize_with_a_broken_tokenizer(trained, tmp_path, monkeypatch, capsys):
+    (trained / "merges.txt").write_text("not a merge line at all\n", encoding="utf-8")
+    code, _, err = run(
+        monkeypatch, capsys, "tokenize", "--tokenizer", trained,
+        "--input", FIXTURES / "tinystories_sample.txt", "--out", tmp_path / "x.bin",
+    )  # fmt: skip
+    assert code == 1 and "merges.txt:1: expected two tokens" in err
+    assert not (tmp_path / "x.bin").exists()
+
+
+def test_train_with_too_small_vocabulary(tmp_path, monkeypatch, capsys):
+    code, _, err = run(
+        monkeypatch, capsys, "tokenizer", "train", "--input", FIXTURES / "tinystories_sample.txt",
+        "--vocab-size", 100, "--out", tmp_path / "tok",
+    )  # fmt: skip
+    assert code == 1
+    assert err == "error: vocab_size 100 is smaller than 256 bytes + 0 special tokens\n"
+    assert not (tmp_path / "tok").exists()
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    tok = Tokenizer({b: bytes([b]) for b in range(256)}, [], [EOT])
+    source = tmp_path / "s.txt"
+    source.write_text("hello world" + EOT, encoding="utf-8")
+    dataset.tokenize_file(tok, source, tmp_path / "s.bin", num_workers=1)
+    return tmp_path / "s.bin"
+
+
+def test_sidecar_records_the_source(token_file):
+    info = json.loads(sidecar_path(token_file).read_text())
+    assert info["count"] == 12 and info["source_bytes"] == 11 + len(EOT)
+    assert info["special_tokens"] == {EOT: 256} and info["vocab_size"] == 257
+
+
+def test_bin_shorter_than_its_sidecar_says(token_file):
+    token_file.write_bytes(token_file.read_bytes()[:-2])
+    with pytest.raises(DataError, match="holds 22 bytes but its sidecar says 12 uint16 ids"):
+        load_tokens(token_file)
+
+
+def test_missing_sidecar(token_file):
+    sidecar_path(token_file).unlink()
+    with pytest.raises(DataError, match="sidecar missing"):
+        load_tokens(token_file)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: "{", "not valid JSON"),
+        (lambda s: json.dumps({k: v for k, v in json.loads(s).items() if k != "count"}), "not an"),
+        (lambda s: s.replace('"uint16"', '"float32"'), "dtype 'float32'"),
+    ],
+)
+def test_malformed_sidecar(token_file, edit, message):
+    side = sidecar_path(token_file)
+    side.write_text(edit(side.read_text()))
+    with pytest.raises(DataError, match=message):
+        load_tokens(token_file)
+
+
+def test_missing_token_file(tmp_path):
+    with pytest.raises(DataError, match="no such token file"):
+        load_tokens(tmp_path / "nope.bin")

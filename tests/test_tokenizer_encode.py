@@ -1,0 +1,179 @@
+"""Tokenizer: exact GPT-2 ids (tiktoken), round trips, special tokens, streaming, files, errors."""
+
+import doctest
+import json
+import tracemalloc
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmlab.errors import TokenizerError
+from lmlab.tokenizer import Tokenizer, tokenizer, train_bpe
+from tests.conftest import SHARED_DATA
+from tests.tokenizer_refs import FIXTURES, gpt2_unicode_to_byte, need, tiktoken_gpt2
+
+EOT = "<|endoftext|>"
+TEXTS = [
+    FIXTURES / "address.txt",
+    FIXTURES / "german.txt",
+    FIXTURES / "corpus.en",
+    FIXTURES / "tinystories_sample.txt",
+    FIXTURES / "special_token_double_newlines_non_whitespace.txt",
+    FIXTURES / "special_token_trailing_newlines.txt",
+    SHARED_DATA / "tinystories" / "valid.txt",
+    SHARED_DATA / "owt" / "train.txt",
+]
+# Text that stresses the regex: contractions, digits, runs of spaces/newlines, non-Latin scripts.
+TRICKY = st.lists(
+    st.one_of(
+        st.sampled_from(list(" \n\t'sdmtlvre0123 ...!?<|>") + [EOT, "  ", "\n\n", "'ll", "'ve"]),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@pytest.fixture(scope="module")
+def gpt2() -> Tokenizer:
+    vocab, merges = need(FIXTURES / "gpt2_vocab.json"), need(FIXTURES / "gpt2_merges.txt")
+    return Tokenizer.from_files(vocab, merges, special_tokens=[EOT])
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return tiktoken_gpt2()
+
+
+def test_docstring_examples():
+    assert doctest.testmod(tokenizer).failed == 0
+
+
+@pytest.mark.parametrize("path", TEXTS, ids=lambda p: p.name)
+def test_matches_tiktoken_gpt2(gpt2, reference, path):
+    text = need(path).read_text(encoding="utf-8")
+    ids = gpt2.encode(text)
+    assert ids == reference.encode(text, allowed_special={EOT})
+    assert gpt2.decode(ids) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TRICKY)
+def test_matches_tiktoken_on_any_text(gpt2, reference, text):
+    assert gpt2.encode(text) == reference.encode(text, allowed_special={EOT})
+    assert gpt2.decode(gpt2.encode(text)) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text())
+def test_round_trip_any_string(gpt2, text):
+    assert gpt2.decode(gpt2.encode(text)) == text
+
+
+def test_text_resembling_a_special_token_is_plain_text(gpt2, reference):
+    for text in ["<|endoftext|", "<|endoftext>", "<| endoftext|>", "<|ENDOFTEXT|>"]:
+        assert gpt2.encode(text) == reference.encode_ordinary(text)
+
+
+def test_overlapping_special_tokens_match_longest_first(gpt2):
+    double = EOT + EOT
+    tok = Tokenizer(gpt2.vocab, gpt2.merges, special_tokens=[EOT, double])
+    ids = tok.encode("a" + double + "b" + EOT)
+    assert ids[1] == tok.special_ids[double] and ids[3] == tok.special_ids[EOT]
+    assert len(ids) == 4 and tok.decode(ids) == "a" + double + "b" + EOT
+
+
+def test_decode_replaces_invalid_bytes(gpt2):
+    ids = {tok: i for i, tok in gpt2.vocab.items()}
+    assert gpt2.decode([ids[b"a"], ids[b"\xc3"], ids[b"b"]]) == "a\ufffdb"  # C3 starts "ÿ", "é"...
+    assert gpt2.decode([ids[b"\xc3"], ids[b"\xbf"]]) == "ÿ"
+
+
+def test_decode_unknown_id(gpt2):
+    with pytest.raises(TokenizerError, match="token id 99999999 is not in the vocabulary"):
+        gpt2.decode([1, 99999999])
+
+
+@pytest.mark.parametrize(
+    "name", ["tinystories_sample.txt", "special_token_trailing_newlines.txt", "corpus.en"]
+)
+def test_encode_iterable_over_file_lines(gpt2, name):
+    path = need(FIXTURES / name)
+    with open(path, encoding="utf-8") as f:
+        streamed = list(gpt2.encode_iterable(f))
+    assert streamed == gpt2.encode(path.read_text(encoding="utf-8"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TRICKY, cuts=st.lists(st.integers(0, 60), max_size=8))
+def test_encode_iterable_however_the_text_is_cut(gpt2, text, cuts):
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert list(gpt2.encode_iterable(pieces)) == gpt2.encode(text)
+
+
+def test_encode_iterable_memory_does_not_grow(gpt2, tmp_path):
+    sample = need(FIXTURES / "tinystories_sample.txt").read_text(encoding="utf-8")
+    path = tmp_path / "big.txt"
+    path.write_text(sample * 150, encoding="utf-8")  # ~570 KB, read line by line
+    gpt2.encode(sample)  # warm the pre-token cache, which is bounded separately
+    tracemalloc.start()
+    with open(path, encoding="utf-8") as f:
+        count = sum(1 for _ in gpt2.encode_iterable(f))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 150 * len(gpt2.encode(sample))
+    assert peak < 100_000, f"peak {peak} bytes while streaming a {path.stat().st_size} byte file"
+
+
+def test_save_load_round_trip(tmp_path):
+    vocab, merges = train_bpe(need(FIXTURES / "tinystories_sample.txt"), 400, [EOT])
+    tok = Tokenizer(vocab, merges, [EOT])
+    tok.save(tmp_path / "tok")
+    loaded = Tokenizer.load(tmp_path / "tok")
+    assert loaded.vocab == vocab and loaded.merges == merges and loaded.special_tokens == [EOT]
+    assert loaded.fingerprint() == tok.fingerprint()
+    text = (FIXTURES / "tinystories_sample.txt").read_text(encoding="utf-8")
+    assert loaded.encode(text) == tok.encode(text)
+
+
+def test_saved_files_are_gpt2_style(gpt2, tmp_path):
+    gpt2.save(tmp_path)
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab == json.loads((FIXTURES / "gpt2_vocab.json").read_text(encoding="utf-8"))
+    saved = (tmp_path / "merges.txt").read_text(encoding="utf-8").splitlines()
+    assert saved == (FIXTURES / "gpt2_merges.txt").read_text(encoding="utf-8").splitlines()
+
+
+def _write_tokenizer(directory, vocab: str | None = None, merges: str | None = None):
+    directory.mkdir(exist_ok=True)
+    if vocab is not None:
+        (directory / "vocab.json").write_text(vocab, encoding="utf-8")
+    if merges is not None:
+        (directory / "merges.txt").write_text(merges, encoding="utf-8")
+    return directory
+
+
+BYTES_VOCAB = json.dumps(gpt2_unicode_to_byte())  # the 256 single bytes, no merges
+
+
+@pytest.mark.parametrize(
+    ("vocab", "merges", "message"),
+    [
+        (None, "", "vocab.json: no such file"),
+        (BYTES_VOCAB, None, "merges.txt: no such file"),
+        ("{not json", "", "vocab.json: not valid JSON"),
+        ('{"a": "x"}', "", "has id 'x', not an integer"),
+        ('{"a": 0}', "", "vocabulary lacks 255 single bytes"),
+        (BYTES_VOCAB, "a b c\n", "merges.txt:1: expected two tokens"),
+        (BYTES_VOCAB, "a b\n", "merge 1 \\(a b\\) uses a token missing"),
+    ],
+)
+def test_malformed_tokenizer_directory(tmp_path, vocab, merges, message):
+    with pytest.raises(TokenizerError, match=message):
+        Tokenizer.load(_write_tokenizer(tmp_path / "tok", vocab, merges))
+
+
+def test_missing_tokenizer_directory(tmp_path):
+    with pytest.raises(TokenizerError, match="no such tokenizer directory"):
+        Tokenizer.load(tmp_path / "nope")
