@@ -86,7 +86,7 @@ def naive_bpe(text: str, vocab_size: int, special: str) -> list[tuple[bytes, byt
     return merges
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     text=st.text(alphabet="aab bc\n'é1<|>", max_size=300),
     vocab_size=st.integers(257, 320),

@@ -9,7 +9,7 @@ touches just the words holding the merged pair; heap entries that went stale are
 
 import heapq
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from itertools import pairwise
 from multiprocessing import Pool
@@ -18,8 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lmlab.errors import DataError, TokenizerError
-from lmlab.tokenizer.bpe import Pair, get_stats, merge
+from lmlab.tokenizer.bpe import Pair, get_stats
 from lmlab.tokenizer.pretokenize import (
+    RepeatCache,
     count_pretokens,
     find_chunk_boundaries,
     read_text,
@@ -91,8 +92,9 @@ def count_file_pretokens(
 ) -> Counter[str]:
     """Pre-token counts of the whole file, chunk by chunk, over ``num_workers`` processes."""
     size = path.stat().st_size
-    chunk_bytes = max(1, min(CHUNK_BYTES, -(-size // num_workers)))
-    bounds = find_chunk_boundaries(path, chunk_bytes, special_tokens)
+    num_chunks = -(-size // CHUNK_BYTES)
+    num_chunks += -num_chunks % num_workers  # a multiple of the workers, to balance them
+    bounds = find_chunk_boundaries(path, -(-size // num_chunks), special_tokens)
     tasks = [(path, start, end, special_tokens) for start, end in pairwise(bounds)]
     bar = tqdm(
         total=size, unit="B", unit_scale=True, desc="pre-tokenize", disable=bar_off(progress)
@@ -100,10 +102,10 @@ def count_file_pretokens(
     total: Counter[str] = Counter()
     with bar:
         if num_workers == 1 or len(tasks) == 1:
-            results: Iterable[tuple[int, Counter[str]]] = map(_count_chunk, tasks)
-            _accumulate(total, results, bar)
+            cache = RepeatCache()
+            _accumulate(total, (_count_chunk(task, cache) for task in tasks), bar)
         else:
-            with Pool(min(num_workers, len(tasks))) as pool:
+            with Pool(min(num_workers, len(tasks)), _init_worker) as pool:
                 _accumulate(total, pool.imap_unordered(_count_chunk, tasks), bar)
     return total
 
@@ -114,10 +116,22 @@ def _accumulate(total: Counter[str], results: Iterable[tuple[int, Counter[str]]]
         bar.update(nbytes)
 
 
-def _count_chunk(task: tuple[Path, int, int, list[str]]) -> tuple[int, Counter[str]]:
+# Each worker process keeps one cache across the chunks it counts (set by the pool initializer).
+_worker_cache: RepeatCache | None = None
+
+
+def _init_worker() -> None:
+    global _worker_cache
+    _worker_cache = RepeatCache()
+
+
+def _count_chunk(
+    task: tuple[Path, int, int, list[str]], cache: RepeatCache | None = None
+) -> tuple[int, Counter[str]]:
     path, start, end, special_tokens = task
     text = read_text(path, start, end)
-    return end - start, count_pretokens(text, special_token_regex(special_tokens))
+    regex = special_token_regex(special_tokens)
+    return end - start, count_pretokens(text, regex, cache or _worker_cache)
 
 
 def learn_merges(
@@ -128,17 +142,17 @@ def learn_merges(
     ``vocab`` must already hold the 256 single bytes; new ids continue after its largest id.
     Stops early when no pair is left (every pre-token is a single token).
     """
-    byte_id = {tok: i for i, tok in vocab.items() if len(tok) == 1}
-    seqs = [[byte_id[bytes([b])] for b in word] for word in words]
+    byte_id = {tok[0]: i for i, tok in vocab.items() if len(tok) == 1}
+    seqs = [list(map(byte_id.__getitem__, word)) for word in words]
     freqs = list(words.values())
     tie = {i: _tie_key(tok) for i, tok in vocab.items()}
 
     pair_counts: dict[Pair, int] = {}
-    where: dict[Pair, set[int]] = {}
-    for w, (seq, freq) in enumerate(zip(seqs, freqs, strict=False)):
+    where: defaultdict[Pair, set[int]] = defaultdict(set)
+    for w, (seq, freq) in enumerate(zip(seqs, freqs, strict=True)):
         get_stats(seq, pair_counts, freq)
         for pair in pairwise(seq):
-            where.setdefault(pair, set()).add(w)
+            where[pair].add(w)
     heap = [(-n, tie[a], tie[b], a, b) for (a, b), n in pair_counts.items()]
     heapq.heapify(heap)
 
@@ -155,7 +169,8 @@ def learn_merges(
         merges.append((vocab[a], vocab[b]))
         grown = _apply_merge(pair, new_id, seqs, freqs, pair_counts, where)
         for p in grown:
-            heapq.heappush(heap, (-pair_counts[p], tie[p[0]], tie[p[1]], p[0], p[1]))
+            if pair_counts[p] > 0:
+                heapq.heappush(heap, (-pair_counts[p], tie[p[0]], tie[p[1]], p[0], p[1]))
     return merges
 
 
@@ -169,7 +184,7 @@ def _pop_best(heap: list, pair_counts: dict[Pair, int], tie: dict[int, str]) -> 
     while heap:
         neg, _, _, a, b = heapq.heappop(heap)
         current = pair_counts.get((a, b), 0)
-        if current == -neg:
+        if current == -neg and current > 0:
             return a, b
         if 0 < current < -neg:
             heapq.heappush(heap, (-current, tie[a], tie[b], a, b))
@@ -182,24 +197,43 @@ def _apply_merge(
     seqs: list[list[int]],
     freqs: list[int],
     pair_counts: dict[Pair, int],
-    where: dict[Pair, set[int]],
+    where: defaultdict[Pair, set[int]],
 ) -> set[Pair]:
-    """Merge ``pair`` in every word that holds it, updating counts; return the pairs that grew."""
+    """Merge ``pair`` in every word that holds it; return the pairs whose counts grew.
+
+    Only the neighbours of a merged occurrence change: when ``x a b y`` becomes ``x N y``, the
+    pairs ``(x, a)`` and ``(b, y)`` lose the word's count and ``(x, N)`` and ``(N, y)`` gain it.
+    Words are merged in place, left to right, so the left neighbour of a back-to-back occurrence
+    (``a b a b``) is already ``N``. Words indexed under ``pair`` that lost it earlier are unchanged.
+    """
+    a, b = pair
     grown: set[Pair] = set()
+    counts_get = pair_counts.get
     for w in where.pop(pair):
-        seq = seqs[w]
-        merged = merge(seq, pair, new_id)
-        if len(merged) == len(seq):
-            continue  # a stale index entry: this word lost the pair in an earlier merge
-        freq = freqs[w]
-        for p in pairwise(seq):
-            pair_counts[p] -= freq
-        for p in pairwise(merged):
-            pair_counts[p] = pair_counts.get(p, 0) + freq
-            if new_id in p:
-                grown.add(p)
-                where.setdefault(p, set()).add(w)
-        seqs[w] = merged
+        seq, freq = seqs[w], freqs[w]
+        i = 0
+        try:
+            while True:
+                i = seq.index(a, i)
+                if i + 1 < len(seq) and seq[i + 1] == b:
+                    if i:
+                        left = seq[i - 1]
+                        pair_counts[left, a] -= freq
+                        new = (left, new_id)
+                        pair_counts[new] = counts_get(new, 0) + freq
+                        grown.add(new)
+                        where[new].add(w)
+                    if i + 2 < len(seq):
+                        right = seq[i + 2]
+                        pair_counts[b, right] -= freq
+                        new = (new_id, right)
+                        pair_counts[new] = counts_get(new, 0) + freq
+                        grown.add(new)
+                        where[new].add(w)
+                    seq[i : i + 2] = (new_id,)
+                i += 1
+        except ValueError:  # no further `a` in this word
+            pass
     del pair_counts[pair]
     return grown
 
