@@ -47,7 +47,8 @@ def tiny_run(tmp_path: Path, *overrides: str, train_tokens: int = 20_000,
         write_tokens(train, pattern_tokens(train_tokens, VOCAB), VOCAB)
         write_tokens(valid, pattern_tokens(valid_tokens, VOCAB, seed=1), VOCAB)
     return [
-        f"data.train_path={train}", f"data.valid_path={valid}", f"run.runs_dir={tmp_path / 'runs'}",
+        f"data.train_path={train}", f"data.valid_path={valid}", "run.name=run",
+        f"run.runs_dir={tmp_path / 'runs'}",
         f"model.vocab_size={VOCAB}", f"model.context_length={CONTEXT}", "model.d_model=32",
         "model.num_layers=2", "model.num_heads=2", "train.batch_size=8", "train.max_steps=30",
         "train.log_interval=1", "train.eval_interval=10", "train.ckpt_interval=10",

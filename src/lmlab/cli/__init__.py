@@ -6,7 +6,10 @@ turns any :class:`~lmlab.errors.LmlabError` into a one-line ``error: ...`` and a
 
 import sys
 
-from lmlab.cli import tokenizer  # noqa: F401  (registers `tokenizer train`, `tokenize`)
+from lmlab.cli import (
+    tokenizer,  # noqa: F401  (registers `tokenizer train`, `tokenize`)
+    train,  # noqa: F401  (registers `train`, `eval`)
+)
 from lmlab.cli.app import app
 from lmlab.errors import LmlabError
 

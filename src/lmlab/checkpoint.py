@@ -1,0 +1,134 @@
+"""Checkpoints: the functional save/load of CS336, and the trainer's full, resumable state.
+
+A training checkpoint is one ``torch.save`` file (``<run>/checkpoints/last.pt``) holding::
+
+    format      "lmlab-checkpoint-1"
+    iteration   optimizer steps taken
+    model       model.state_dict()            (design.md's parameter names)
+    optimizer   optimizer.state_dict()
+    config      the run's resolved config, as JSON-able dicts
+    rng         {"torch": ByteTensor, "cuda": [ByteTensor] | None}
+    sampler     the data sampler's state (its generator: the data position)
+    progress    tokens seen, training and wall-clock seconds, running loss sums
+
+With all of these a resumed run takes exactly the steps the uninterrupted run would have taken.
+Files are written atomically and read with ``weights_only=True`` (no arbitrary code on load).
+"""
+
+import os
+import pickle
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+from lmlab.atomic import atomic_path
+from lmlab.config import Config, config_from_dict
+from lmlab.errors import CheckpointError, ConfigError
+
+FORMAT = "lmlab-checkpoint-1"
+_TRAINING_KEYS = ("iteration", "model", "optimizer", "config", "rng", "sampler", "progress")
+
+PathOrFile = str | os.PathLike | IO[bytes]
+
+
+def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, iteration: int,
+                    out: PathOrFile) -> None:
+    """Save model and optimizer state with the iteration count (atomically, when ``out`` is a
+    path)."""
+    _save({"format": FORMAT, "iteration": iteration, "model": model.state_dict(),
+           "optimizer": optimizer.state_dict()}, out)
+
+
+def load_checkpoint(src: PathOrFile, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None) -> int:
+    """Restore model (and optimizer, when given) state from ``src``; return the iteration."""
+    state = _load(src)
+    restore_model(state, model, optimizer, src)
+    return state["iteration"]
+
+
+def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a full training checkpoint (the keys in the module docstring) atomically."""
+    missing = [key for key in _TRAINING_KEYS if key not in state]
+    assert not missing, f"training state lacks {missing}"
+    _save({"format": FORMAT, **state}, path)
+
+
+def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
+    """Read a full training checkpoint saved by a run with the same model as ``config``.
+
+    Raises :class:`CheckpointError` when the file is missing, truncated, not a training
+    checkpoint, or was saved for a different model shape.
+    """
+    state = _load(path)
+    missing = [key for key in _TRAINING_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a training checkpoint (lacks {', '.join(missing)})")
+    saved = state["config"].get("model", {})
+    wanted = config.model.model_dump(mode="json")
+    differ = [f"model.{key}={saved.get(key)!r} (config has {value!r})"
+              for key, value in wanted.items() if saved.get(key) != value]
+    if differ:
+        raise CheckpointError(f"{path} was saved with a different model: {'; '.join(differ)}")
+    return state
+
+
+def load_model(path: str | Path, device: torch.device | str | None = None
+               ) -> tuple[nn.Module, Config]:
+    """A trained model and its config from a run directory or a checkpoint file, ready for
+    inference (``eval()`` mode, on ``device``, default cpu).
+
+    >>> model, config = load_model("runs/tinystories-cpu")  # doctest: +SKIP
+    """
+    from lmlab.nn import TransformerLM  # the model depends on config, not on checkpoints
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    state = _load(path)
+    if "config" not in state:
+        raise CheckpointError(f"{path} has no config: it was not saved by `lmlab train`")
+    try:
+        config = config_from_dict(state["config"], source=str(path))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    model = TransformerLM(config.model, device=device)
+    restore_model(state, model, None, path)
+    return model.eval(), config
+
+
+def _save(obj: dict[str, Any], out: PathOrFile) -> None:
+    if isinstance(out, str | os.PathLike):
+        with atomic_path(out) as tmp:
+            torch.save(obj, tmp)
+    else:
+        torch.save(obj, out)
+
+
+def _load(src: PathOrFile) -> dict[str, Any]:
+    if isinstance(src, str | os.PathLike) and not Path(src).is_file():
+        raise CheckpointError(f"checkpoint {src} does not exist")
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{src} is truncated or not a checkpoint ({first_line})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{src} is not an lmlab checkpoint")
+    return state
+
+
+def restore_model(state: dict[str, Any], model: nn.Module,
+                  optimizer: torch.optim.Optimizer | None, src: Any) -> None:
+    """Load a checkpoint's model (and optimizer) state; a one-line error if they don't fit."""
+    try:
+        model.load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        # torch's message is a header line, then one line per problem: report the first problem
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = (lines[1] if len(lines) > 1 else lines[0]) if lines else type(exc).__name__
+        raise CheckpointError(f"{src} does not fit this model: {detail[:300]}") from None

@@ -1,0 +1,84 @@
+"""`lmlab train` and `lmlab eval`: the CLI over :func:`lmlab.train.train` and
+:func:`lmlab.evaluate.evaluate`."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.checkpoint import load_model
+from lmlab.cli.app import app
+from lmlab.config import Config, load_config
+from lmlab.data import load_tokens
+from lmlab.device import resolve_device, resolve_dtype
+from lmlab.evaluate import evaluate
+from lmlab.train import train
+
+
+def _config_reference() -> str:
+    """Every config key with its description: the reference that ends ``lmlab train --help``."""
+    lines = ["Config keys (TOML tables; the same dotted names work as overrides):"]
+    for section, field in Config.model_fields.items():
+        for name, sub in field.annotation.model_fields.items():  # type: ignore[union-attr]
+            value = None if sub.is_required() else sub.get_default(call_default_factory=True)
+            value = str(value) if isinstance(value, Path) else value
+            default = "required" if sub.is_required() else f"default {value!r}"
+            lines.append(f"{section}.{name} ({default}): {sub.description}")
+    return "\n\n".join(lines)
+
+
+@app.command("train", epilog=_config_reference())
+def train_command(
+    config: Annotated[Path, typer.Argument(
+        help="TOML config file, e.g. configs/tinystories-cpu.toml.", show_default=False)],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Config overrides as section.key=value, e.g. optim.lr_max=3e-3 run.name=lr3e-3.",
+        show_default=False)] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run from its last checkpoint (same as run.resume=must): "
+        "the steps that follow equal those of an uninterrupted run.")] = False,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--no-progress", help="Draw a progress bar with loss, tokens/s and ETA.")
+    ] = True,
+) -> None:
+    """Train a model from a config: writes runs/<name>/ with config.json, env.json,
+    metrics.jsonl, status and checkpoints/last.pt. Ctrl-C saves a checkpoint and stops."""
+    words = [*(overrides or []), *(["run.resume=must"] if resume else [])]
+    result = train(load_config(config, words), show_progress=progress)
+    summary = ", ".join(f"{key} {value:.4g}" for key, value in result.metrics.items()
+                        if key.startswith("val/"))
+    if result.status == "finished":
+        typer.echo(f"finished {result.run_dir} at step {result.step} "
+                   f"({result.tokens:,} tokens): {summary}")
+    elif result.status == "interrupted":
+        typer.echo(f"interrupted at step {result.step}; checkpoint saved. Resume with: "
+                   f"lmlab train {config} {' '.join(overrides or [])} --resume", err=True)
+        raise typer.Exit(130)
+    else:
+        loss = result.metrics.get("train/loss")
+        typer.echo(f"error: run diverged at step {result.step} (train/loss {loss}); metrics "
+                   f"kept in {result.run_dir}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_command(
+    run: Annotated[Path, typer.Argument(
+        help="Run directory (its checkpoints/last.pt) or a checkpoint file.", show_default=False)],
+    data: Annotated[Path, typer.Option(
+        help="Token file (.bin with its sidecar) to evaluate on, every token once.",
+        show_default=False)],
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")] = 32,
+    device: Annotated[str, typer.Option(
+        help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Report loss, perplexity and bits per byte of a trained model over a whole token file."""
+    torch_device = resolve_device(device)
+    model, config = load_model(run, device=torch_device)
+    tokens = load_tokens(data, vocab_size=config.model.vocab_size,
+                         context_length=config.model.context_length)
+    metrics = evaluate(model, tokens, batch_size=batch_size,
+                       context_length=config.model.context_length, device=torch_device,
+                       autocast_dtype=resolve_dtype(config.train.dtype, torch_device))
+    typer.echo(f"loss {metrics['val/loss']:.4f}  ppl {metrics['val/ppl']:.3f}  "
+               f"bpb {metrics['val/bpb']:.4f}  ({len(tokens):,} tokens of {data})")

@@ -1,0 +1,131 @@
+"""Checkpoints: round trips, atomic writes, and one-line errors for bad or mismatched files."""
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmlab.checkpoint import (
+    load_checkpoint,
+    load_model,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from lmlab.config import ModelConfig, load_config
+from lmlab.errors import CheckpointError
+from lmlab.nn import TransformerLM
+from lmlab.optim import AdamW
+from tests.tiny_runs import tiny_run
+
+TINY = ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2)
+
+
+def _trained(seed: int = 0) -> tuple[TransformerLM, AdamW]:
+    torch.manual_seed(seed)
+    model = TransformerLM(TINY)
+    optimizer = AdamW(model.parameters(), lr=1e-2)
+    model(torch.randint(0, 64, (2, 16))).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("to_file", [True, False], ids=["path", "file-object"])
+def test_save_and_load_round_trip(tmp_path: Path, to_file: bool) -> None:
+    model, optimizer = _trained(0)
+    target = tmp_path / "c.pt" if to_file else io.BytesIO()
+    save_checkpoint(model, optimizer, 7, target)
+    if not to_file:
+        target.seek(0)
+    fresh_model, fresh_optimizer = _trained(1)
+    assert load_checkpoint(target, fresh_model, fresh_optimizer) == 7
+    _assert_same(fresh_model.state_dict(), model.state_dict())
+    assert fresh_optimizer.state_dict()["state"][0]["step"] == 1
+    for saved, loaded in zip(optimizer.state.values(), fresh_optimizer.state.values(),
+                             strict=True):
+        torch.testing.assert_close(saved["exp_avg"], loaded["exp_avg"], rtol=0, atol=0)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    model, optimizer = _trained()
+    path = tmp_path / "c.pt"
+    save_checkpoint(model, optimizer, 1, path)
+
+    def crash(obj: object, f: Path) -> None:
+        Path(f).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(model, optimizer, 2, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path, model, optimizer) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "missing"])
+def test_damaged_checkpoints_are_one_line_errors(tmp_path: Path, damage: str) -> None:
+    model, optimizer = _trained()
+    path = tmp_path / "c.pt"
+    save_checkpoint(model, optimizer, 1, path)
+    data = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"x" * 500,
+                          "empty": b""}[damage])
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, model, optimizer)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_checkpoint_of_another_shape_does_not_load(tmp_path: Path) -> None:
+    model, optimizer = _trained()
+    save_checkpoint(model, optimizer, 1, tmp_path / "c.pt")
+    wider = TransformerLM(TINY.model_copy(update={"d_model": 64}))
+    with pytest.raises(CheckpointError, match="does not fit this model: .*size mismatch"):
+        load_checkpoint(tmp_path / "c.pt", wider, None)
+
+
+def _training_state(config_words: list[str]) -> dict:
+    model, optimizer = _trained()
+    config = load_config(None, config_words)
+    return {"iteration": 3, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "config": config.model_dump(mode="json"), "rng": {"torch": torch.get_rng_state(),
+                                                              "cuda": None},
+            "sampler": {"rng": {}}, "progress": {}}
+
+
+def test_training_state_checks_the_model_config(tmp_path: Path) -> None:
+    words = tiny_run(tmp_path)
+    save_training_state(tmp_path / "t.pt", _training_state(words))
+    assert load_training_state(tmp_path / "t.pt", load_config(None, words))["iteration"] == 3
+    other = load_config(None, [*words, "model.d_model=64", "model.num_layers=3"])
+    with pytest.raises(CheckpointError, match=r"different model: model.d_model=32 \(config has "
+                                              r"64\); model.num_layers=2 \(config has 3\)"):
+        load_training_state(tmp_path / "t.pt", other)
+    save_checkpoint(*_trained(), 1, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        load_training_state(tmp_path / "plain.pt", other)
+
+
+def test_load_model_from_a_checkpoint_or_run_dir(tmp_path: Path) -> None:
+    words = tiny_run(tmp_path)
+    state = _training_state(words)
+    path = tmp_path / "runs" / "run" / "checkpoints" / "last.pt"
+    save_training_state(path, state)
+    for source in (path, tmp_path / "runs" / "run"):
+        model, config = load_model(source)
+        assert config.model == TINY and not model.training
+        _assert_same(model.state_dict(), state["model"])
+    with pytest.raises(CheckpointError, match="has no config"):
+        save_checkpoint(*_trained(), 1, tmp_path / "plain.pt")
+        load_model(tmp_path / "plain.pt")
