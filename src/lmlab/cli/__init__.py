@@ -7,6 +7,8 @@ turns any :class:`~lmlab.errors.LmlabError` into a one-line ``error: ...`` and a
 import sys
 
 from lmlab.cli import (
+    data,  # noqa: F401  (registers `data download`)
+    generate,  # noqa: F401  (registers `generate`)
     tokenizer,  # noqa: F401  (registers `tokenizer train`, `tokenize`)
     train,  # noqa: F401  (registers `train`, `eval`)
 )

@@ -1,0 +1,50 @@
+"""`lmlab generate`: stream a completion from a trained run to the terminal."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.cli.app import app
+from lmlab.device import resolve_device
+from lmlab.generate import Sampling
+from lmlab.inference import complete, load_run
+
+
+def stream(pieces, prompt: str) -> None:
+    """Echo the prompt, then each piece of text as soon as it is decoded, then a newline."""
+    typer.echo(prompt, nl=False)
+    for piece in pieces:
+        typer.echo(piece, nl=False)
+    typer.echo()
+
+
+@app.command("generate")
+def generate_command(
+    run: Annotated[Path, typer.Argument(
+        help="Run directory (its checkpoints/last.pt) or a checkpoint file.", show_default=False)],
+    prompt: Annotated[str, typer.Option(
+        help="Text to continue; empty: start a new document.")] = "",
+    max_new_tokens: Annotated[int, typer.Option(
+        min=0, help="Most tokens to generate (fewer when <|endoftext|> comes first).")] = 256,
+    temperature: Annotated[float, typer.Option(
+        help="Divide the logits by this; 0 = greedy (always the most likely token).")] = 0.8,
+    top_p: Annotated[float, typer.Option(
+        help="Nucleus sampling: draw from the smallest set of tokens holding this much "
+        "probability (1 = all).")] = 0.95,
+    top_k: Annotated[int | None, typer.Option(
+        help="Draw from the k most likely tokens only (default: all).", show_default=False)
+    ] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the sampler: the same seed gives the same text (default: random).",
+        show_default=False)] = None,
+    tokenizer: Annotated[Path | None, typer.Option(
+        help="Tokenizer directory (default: the tokenizer/ folder next to the run's training "
+        ".bin, checked against its sidecar).", show_default=False)] = None,
+    device: Annotated[str, typer.Option(
+        help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Continue a prompt with a trained model, streaming the text as it is sampled."""
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    model, _, tok = load_run(run, tokenizer, device=resolve_device(device))
+    stream(complete(model, tok, prompt, max_new_tokens, sampling, seed), prompt)

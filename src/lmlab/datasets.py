@@ -1,0 +1,120 @@
+"""The standard pretraining texts, downloaded from the Hugging Face Hub as plain UTF-8 files.
+
+``download("tinystories", "data/tinystories")`` leaves ``train.txt`` and ``valid.txt`` there, the
+layout every other command expects. Files already present are kept, so a second call costs
+nothing. Compressed files (the OWT sample ships as ``.gz``) are decompressed on the way.
+
+Without network the Hub client retries for half a minute before giving up; a quick probe of the
+Hub first (or ``HF_HUB_OFFLINE=1``) turns that into an error within seconds that says what to do.
+"""
+
+import gzip
+import os
+import shutil
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmlab.atomic import atomic_path
+from lmlab.errors import DataError
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """A dataset repository on the Hub and the file of each split in it."""
+
+    repo_id: str
+    files: dict[str, str]
+    """Split name (``train``, ``valid``) -> file name in the repository."""
+
+
+DATASETS = {
+    "tinystories": HubDataset("roneneldan/TinyStories", {
+        "train": "TinyStoriesV2-GPT4-train.txt", "valid": "TinyStoriesV2-GPT4-valid.txt"}),
+    "owt": HubDataset("stanford-cs336/owt-sample", {
+        "train": "owt_train.txt.gz", "valid": "owt_valid.txt.gz"}),
+}
+"""TinyStoriesV2-GPT4 (2.2 GB + 22 MB) and the CS336 OpenWebText sample (11 GB + 290 MB)."""
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def download(name: str, out_dir: str | Path, *, timeout_s: float = PROBE_TIMEOUT_S
+             ) -> dict[str, Path]:
+    """Make sure ``out_dir/<split>.txt`` exists for each split of dataset ``name``; return them.
+
+    Raises :class:`~lmlab.errors.DataError` within about ``timeout_s`` seconds when the Hub
+    cannot be reached (or ``HF_HUB_OFFLINE`` is set), and when a download fails.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    dataset, out_dir = DATASETS[name], Path(out_dir)
+    targets = {split: out_dir / f"{split}.txt" for split in dataset.files}
+    missing = [split for split, path in targets.items() if not path.is_file()]
+    if missing:
+        endpoint = _check_hub_reachable(dataset, timeout_s)
+        staging = out_dir / ".download"
+        for split in missing:
+            fetched = _fetch(dataset, dataset.files[split], staging, endpoint, timeout_s)
+            install_text(fetched, targets[split])
+        shutil.rmtree(staging, ignore_errors=True)
+    return targets
+
+
+def install_text(src: Path, dest: Path) -> None:
+    """Move a downloaded text file to ``dest``, decompressing it when its name ends in ``.gz``.
+
+    ``dest`` appears whole or not at all; a corrupt ``.gz`` is a :class:`DataError`.
+    """
+    if src.suffix != ".gz":
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        return
+    try:
+        with gzip.open(src, "rb") as compressed, atomic_path(dest) as tmp, open(tmp, "wb") as out:
+            shutil.copyfileobj(compressed, out, length=1 << 20)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{src}: not a valid gzip file ({exc})") from None
+    src.unlink()
+
+
+def hub_endpoint() -> str:
+    """The Hub's address: ``HF_ENDPOINT`` (e.g. a mirror) or ``https://huggingface.co``."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def _offline_message(dataset: HubDataset, reason: str) -> str:
+    files = ", ".join(dataset.files.values())
+    return (f"{reason}: download {files} from https://huggingface.co/datasets/{dataset.repo_id} "
+            f"another way, or use local text files (quickstart: --train-text/--valid-text)")
+
+
+def _check_hub_reachable(dataset: HubDataset, timeout_s: float) -> str:
+    """Return the endpoint if it answers within ``timeout_s``; else a :class:`DataError`."""
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        raise DataError(_offline_message(dataset, "HF_HUB_OFFLINE is set"))
+    endpoint = hub_endpoint()
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout_s)
+    except urllib.error.HTTPError:
+        pass  # the server answered, if unhappily: the network works
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(_offline_message(dataset, f"cannot reach {endpoint} ({reason})")) from None
+    return endpoint
+
+
+def _fetch(dataset: HubDataset, filename: str, staging: Path, endpoint: str,
+           timeout_s: float) -> Path:
+    """Download one file of the dataset repository into ``staging`` (with a progress bar)."""
+    from huggingface_hub import hf_hub_download  # imported here: only downloads need it
+
+    try:
+        return Path(hf_hub_download(dataset.repo_id, filename, repo_type="dataset",
+                                    local_dir=staging, endpoint=endpoint, etag_timeout=timeout_s))
+    except Exception as exc:  # the client raises many kinds (HTTP, offline, disk): report any
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"downloading {filename} from {dataset.repo_id} failed: "
+                        f"{first_line}") from None

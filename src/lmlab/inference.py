@@ -1,0 +1,97 @@
+"""From a trained run to text: its model, the tokenizer its data was made with, and completions.
+
+A run records its data (``data.train_path`` in its config), and the data's sidecar records the
+fingerprint of the tokenizer that wrote it, but not where that tokenizer lives. By convention
+(the README recipe and ``lmlab quickstart``) it is the ``tokenizer/`` folder next to the training
+``.bin``; :func:`find_tokenizer` looks there and checks the fingerprint, so a wrong tokenizer is an
+error rather than garbled text.
+"""
+# TODO(tokenizer): if `lmlab tokenize` recorded the tokenizer directory in the sidecar, this
+# lookup could read it instead of relying on the folder convention.
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from lmlab.checkpoint import load_model
+from lmlab.config import Config
+from lmlab.errors import CheckpointError, DataError, TokenizerError
+from lmlab.generate import Sampling, decode_stream, generate
+from lmlab.nn import TransformerLM
+from lmlab.tokenizer import Tokenizer
+from lmlab.tokenizer.dataset import read_token_info
+from lmlab.tokenizer.tokenizer import VOCAB_FILE
+
+END_OF_TEXT = "<|endoftext|>"
+"""The document separator: generation stops at it, and an empty prompt starts from it."""
+
+
+def load_run(path: str | Path, tokenizer_dir: str | Path | None = None,
+             device: torch.device | str = "cpu") -> tuple[TransformerLM, Config, Tokenizer]:
+    """The model (in ``eval()`` mode, on ``device``), config and tokenizer of a run directory or
+    checkpoint file; ``tokenizer_dir`` overrides the lookup of :func:`find_tokenizer`."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint file")
+    model, config = load_model(path, device=device)
+    return model, config, find_tokenizer(config, tokenizer_dir)
+
+
+def find_tokenizer(config: Config, tokenizer_dir: str | Path | None = None) -> Tokenizer:
+    """The tokenizer that made the run's training data.
+
+    Tries ``tokenizer_dir`` when given, else ``<train .bin folder>/tokenizer`` and the ``.bin``
+    folder itself. When the training data's sidecar is readable, the tokenizer must have the
+    fingerprint it records; otherwise it must at least fit the model's vocabulary.
+    """
+    train_path = Path(config.data.train_path)
+    try:
+        expected: str | None = read_token_info(train_path).tokenizer_hash
+    except DataError:  # the data was moved or deleted: the tokenizer cannot be checked by hash
+        expected = None
+    if tokenizer_dir is not None:
+        tokenizer = Tokenizer.load(tokenizer_dir)
+        _check_fits(tokenizer, tokenizer_dir, config, expected, train_path)
+        return tokenizer
+    candidates = [train_path.parent / "tokenizer", train_path.parent]
+    for candidate in candidates:
+        if (candidate / VOCAB_FILE).is_file():
+            tokenizer = Tokenizer.load(candidate)
+            if expected is None or tokenizer.fingerprint() == expected:
+                _check_fits(tokenizer, candidate, config, expected, train_path)
+                return tokenizer
+    looked = " and ".join(str(c) for c in candidates)
+    raise TokenizerError(f"cannot find the tokenizer that made {train_path} (looked in {looked}):"
+                         f" pass --tokenizer DIR")
+
+
+def _check_fits(tokenizer: Tokenizer, where: str | Path, config: Config, expected: str | None,
+                train_path: Path) -> None:
+    if expected is not None and tokenizer.fingerprint() != expected:
+        raise TokenizerError(f"tokenizer {where} is not the one that made the run's data "
+                             f"{train_path} (its fingerprint differs from the sidecar's)")
+    if tokenizer.vocab_size > config.model.vocab_size:
+        raise TokenizerError(f"tokenizer {where} has {tokenizer.vocab_size} tokens, more than the "
+                             f"model's {config.model.vocab_size} (model.vocab_size)")
+
+
+def complete(model: TransformerLM, tokenizer: Tokenizer, prompt: str, max_new_tokens: int,
+             sampling: Sampling, seed: int | None = None) -> Iterator[str]:
+    """Stream the text that continues ``prompt``, piece by piece, until ``<|endoftext|>`` (when
+    the tokenizer has it) or ``max_new_tokens`` tokens.
+
+    An empty prompt starts a fresh document: the model is conditioned on ``<|endoftext|>``, the
+    token it saw before every document in training. Argument errors (a prompt longer than the
+    context, bad sampling values) are raised here, before the first piece.
+    """
+    stop = tokenizer.special_ids.get(END_OF_TEXT)
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        if stop is None:
+            raise TokenizerError(f"an empty prompt needs a tokenizer with {END_OF_TEXT} to start "
+                                 f"from: give a prompt")
+        ids = [stop]
+    tokens = generate(model, ids, max_new_tokens, sampling, seed=seed,
+                      stop_ids=[stop] if stop is not None else [])
+    return decode_stream(tokens, tokenizer.vocab)

@@ -1,0 +1,121 @@
+"""`lmlab generate` on a real (tiny) run: streaming, finding the tokenizer, and one-line errors."""
+
+import sys
+
+import pytest
+
+from lmlab.cli import main
+from lmlab.config import load_config
+from lmlab.errors import TokenizerError
+from lmlab.generate import Sampling
+from lmlab.inference import complete, find_tokenizer, load_run
+from lmlab.tokenizer import Tokenizer, train_bpe
+from lmlab.tokenizer.dataset import tokenize_file
+from lmlab.train import train
+from tests.tokenizer_refs import FIXTURES, need
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run trained for a few steps on tokens of the TinyStories fixture, with its tokenizer in
+    the conventional place: ``tokenizer/`` next to the training ``.bin``."""
+    root = tmp_path_factory.mktemp("gen")
+    text = need(FIXTURES / "tinystories_sample.txt")
+    vocab, merges = train_bpe(text, 300, [EOT])
+    tokenizer = Tokenizer(vocab, merges, [EOT])
+    tokenizer.save(root / "data" / "tokenizer")
+    tokenize_file(tokenizer, text, root / "data" / "train.bin", num_workers=1, progress=False)
+    config = load_config(None, [
+        f"data.train_path={root / 'data' / 'train.bin'}",
+        f"data.valid_path={root / 'data' / 'train.bin'}", f"run.runs_dir={root / 'runs'}",
+        "run.name=tiny", "model.vocab_size=300", "model.context_length=32", "model.d_model=32",
+        "model.num_layers=1", "model.num_heads=2", "train.batch_size=4", "train.max_steps=3",
+        "train.eval_batches=1", "train.device=cpu"])
+    return train(config).run_dir
+
+
+def lmlab(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run the `lmlab` entry point in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["lmlab", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_streams_the_prompt_and_its_continuation(run_dir, monkeypatch, capsys):
+    args = ("generate", run_dir, "--prompt", "Once upon a time", "--max-new-tokens", 20,
+            "--seed", 0)
+    code, out, err = lmlab(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert out.startswith("Once upon a time") and out.endswith("\n")
+    assert len(out) > len("Once upon a time\n")
+    assert lmlab(monkeypatch, capsys, *args)[1] == out  # the seed fixes the text
+
+
+def test_generate_equals_the_library_completion(run_dir, monkeypatch, capsys):
+    model, _, tokenizer = load_run(run_dir)
+    text = "".join(complete(model, tokenizer, "Tom", 15, Sampling(temperature=0)))
+    code, out, _ = lmlab(monkeypatch, capsys, "generate", run_dir / "checkpoints" / "last.pt",
+                         "--prompt", "Tom", "--max-new-tokens", 15, "--temperature", 0)
+    assert code == 0 and out == f"Tom{text}\n"
+
+
+def test_an_empty_prompt_starts_a_new_document(run_dir, monkeypatch, capsys):
+    code, out, err = lmlab(monkeypatch, capsys, "generate", run_dir, "--max-new-tokens", 5,
+                           "--seed", 1)
+    assert code == 0, err
+
+
+def test_the_tokenizer_is_found_next_to_the_data_and_checked(run_dir, tmp_path):
+    _, config, tokenizer = load_run(run_dir)
+    assert tokenizer.fingerprint() == Tokenizer.load(run_dir.parent.parent / "data" /
+                                                     "tokenizer").fingerprint()
+    other = Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT])
+    other.save(tmp_path / "other")
+    with pytest.raises(TokenizerError, match="is not the one that made the run's data"):
+        find_tokenizer(config, tmp_path / "other")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--temperature", "-1"], "error: temperature must be >= 0"),
+        (["--top-p", "0"], r"error: top_p must be in (0, 1]"),
+        (["--top-p", "1.5"], r"error: top_p must be in (0, 1]"),
+        (["--top-k", "0"], "error: top_k must be >= 1"),
+        (["--prompt", "a" * 40], "error: the prompt is 40 tokens, longer than the model's "
+                                 "context of 32"),
+        (["--tokenizer", "/nonexistent/tok"], "error: /nonexistent/tok: no such tokenizer"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(run_dir, monkeypatch, capsys, args, message):
+    code, out, err = lmlab(monkeypatch, capsys, "generate", run_dir, *args)
+    assert code == 1 and out == ""
+    assert err.startswith(message) and len(err.splitlines()) == 1
+
+
+def test_a_missing_run_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    code, _, err = lmlab(monkeypatch, capsys, "generate", tmp_path / "nope")
+    assert code == 1 and err == f"error: {tmp_path / 'nope'}: no such run directory or " \
+                                "checkpoint file\n"
+
+
+def test_a_truncated_checkpoint_is_a_one_line_error(run_dir, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes((run_dir / "checkpoints" / "last.pt").read_bytes()[:2000])
+    code, _, err = lmlab(monkeypatch, capsys, "generate", bad)
+    assert code == 1 and err.startswith(f"error: {bad} is truncated or not a checkpoint")
+    assert len(err.splitlines()) == 1
+
+
+def test_a_run_whose_data_moved_asks_for_a_tokenizer(run_dir, tmp_path):
+    _, config, _ = load_run(run_dir)
+    config.data.train_path = tmp_path / "moved" / "train.bin"
+    with pytest.raises(TokenizerError, match=r"cannot find the tokenizer .* pass --tokenizer DIR"):
+        find_tokenizer(config)
