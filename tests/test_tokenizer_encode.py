@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from lmlab.errors import TokenizerError
 from lmlab.tokenizer import Tokenizer, tokenizer, train_bpe
+from lmlab.tokenizer.bpe import apply_merges
 from tests.conftest import SHARED_DATA
 from tests.tokenizer_refs import FIXTURES, gpt2_unicode_to_byte, need, tiktoken_gpt2
 
@@ -177,3 +178,15 @@ def test_malformed_tokenizer_directory(tmp_path, vocab, merges, message):
 def test_missing_tokenizer_directory(tmp_path):
     with pytest.raises(TokenizerError, match="no such tokenizer directory"):
         Tokenizer.load(tmp_path / "nope")
+
+
+def test_every_token_encodes_as_itself(gpt2):
+    """The encoder takes a pre-token that is a whole token as that token (as tiktoken does)
+    instead of replaying merges; for GPT-2 and for vocabularies lmlab trains, both agree."""
+    trained = Tokenizer(*train_bpe(need(FIXTURES / "corpus.en"), 1000, [EOT]), [EOT])
+    for tok in (gpt2, trained):
+        ids = {t: i for i, t in sorted(tok.vocab.items(), reverse=True)}
+        ranked = {(ids[a], ids[b]): (rank, ids[a + b]) for rank, (a, b) in enumerate(tok.merges)}
+        for idx, token in tok.vocab.items():
+            if token != EOT.encode():
+                assert apply_merges([ids[bytes([b])] for b in token], ranked) == [idx], token

@@ -24,6 +24,14 @@ from lmlab.errors import DataError
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PRETOKEN_RE = regex.compile(GPT2_PATTERN)
 
+# Unicode White_Space, the `\s` of the `regex` module (Python's `re` also counts \x1c-\x1f).
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+UNIT_RE = re.compile(f"[{WHITESPACE}]*[^{WHITESPACE}]+|[{WHITESPACE}]+")
+r"""Units: a run of whitespace and the run of non-space after it. Every boundary between units is
+a ``\S\s`` position, so units pre-tokenize on their own exactly as within the whole text; and
+natural text repeats units (`` the``, `` said,``) enough that encoding caches them. A simple
+pattern with ``re`` finds units several times faster than the GPT-2 regex finds pre-tokens."""
+
 # The last `\S\s` position in a str (searched backwards from the end).
 _LAST_CUT_RE = regex.compile(r"\S(?=\s)", flags=regex.REVERSE)
 # The same rule on raw bytes, restricted to ASCII so a cut never lands inside a UTF-8 character:

@@ -7,11 +7,11 @@ their ids are cached: most pre-tokens cost one dictionary lookup.
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from itertools import pairwise
+from itertools import chain
 from pathlib import Path
 
 from lmlab.errors import TokenizerError
-from lmlab.tokenizer.bpe import Pair, merge
+from lmlab.tokenizer.bpe import Pair, apply_merges
 from lmlab.tokenizer.files import (
     read_merges,
     read_special_tokens,
@@ -21,12 +21,11 @@ from lmlab.tokenizer.files import (
     write_special_tokens,
     write_vocab,
 )
-from lmlab.tokenizer.pretokenize import PRETOKEN_RE, last_safe_cut, special_token_regex
+from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE, last_safe_cut, special_token_regex
 
 VOCAB_FILE, MERGES_FILE, SPECIALS_FILE = "vocab.json", "merges.txt", "special_tokens.json"
 CACHE_SIZE = 1 << 18
-"""Most pre-token encodings kept; the cache is emptied when it fills, bounding memory."""
-_NO_MERGE = (float("inf"), -1)
+"""Most units of text whose ids are cached; the cache is emptied when it fills."""
 
 
 class Tokenizer:
@@ -57,15 +56,14 @@ class Tokenizer:
                 ids[special.encode("utf-8")] = self.vocab_size
                 self.vocab[self.vocab_size] = special.encode("utf-8")
         self._special_ids = {tok: ids[tok.encode("utf-8")] for tok in self.special_tokens}
-        self._byte_ids = [ids[bytes([b])] for b in range(256)]
-        self._ranks: dict[Pair, tuple[int, int]] = {}
+        ranks: dict[Pair, tuple[int, int]] = {}
         for rank, (a, b) in enumerate(self.merges):
             if a not in ids or b not in ids or a + b not in ids:
                 where = f"merge {rank + 1} ({token_to_str(a)} {token_to_str(b)})"
                 raise TokenizerError(f"{where} uses a token missing from the vocabulary")
-            self._ranks.setdefault((ids[a], ids[b]), (rank, ids[a + b]))
+            ranks.setdefault((ids[a], ids[b]), (rank, ids[a + b]))
+        self._cache = _EncodeCache(ids, ranks)
         self._special_re = special_token_regex(self.special_tokens)
-        self._cache: dict[str, list[int]] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -118,29 +116,8 @@ class Tokenizer:
             yield from self.encode(buffer)
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        """Ids of text that holds no special tokens."""
-        cache = self._cache
-        ids: list[int] = []
-        extend = ids.extend
-        for piece in PRETOKEN_RE.findall(text):
-            tokens = cache.get(piece)
-            if tokens is None:
-                tokens = self._encode_piece(piece)
-            extend(tokens)
-        return ids
-
-    def _encode_piece(self, piece: str) -> list[int]:
-        """Ids of one pre-token: apply the lowest-ranked merge present until none is left."""
-        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
-        while len(ids) > 1:
-            pair = min(pairwise(ids), key=lambda p: self._ranks.get(p, _NO_MERGE))
-            if pair not in self._ranks:
-                break
-            ids = merge(ids, pair, self._ranks[pair][1])
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[piece] = ids
-        return ids
+        """Ids of text that holds no special tokens, unit by unit through the cache."""
+        return list(chain.from_iterable(map(self._cache.__getitem__, UNIT_RE.findall(text))))
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``; byte sequences that are not valid UTF-8 become U+FFFD."""
@@ -180,3 +157,33 @@ class Tokenizer:
         specials_path = directory / SPECIALS_FILE
         specials = read_special_tokens(specials_path) if specials_path.exists() else []
         return cls.from_files(directory / VOCAB_FILE, directory / MERGES_FILE, specials)
+
+
+class _EncodeCache(dict[str, list[int]]):
+    """``cache[unit]``: the ids of one unit of text (see :data:`.pretokenize.UNIT_RE`).
+
+    A miss (``__missing__``) pre-tokenizes the unit and encodes each pre-token: one that is itself
+    a token is that token (as in tiktoken; most pre-tokens of natural text are), any other replays
+    the merges. Hits never leave C, so encoding is ``map(cache.__getitem__, units)``. The cache
+    empties when it holds ``CACHE_SIZE`` units, which bounds its memory.
+    """
+
+    def __init__(self, token_ids: dict[bytes, int], merges: dict[Pair, tuple[int, int]]) -> None:
+        super().__init__()
+        self.token_ids = token_ids
+        self.byte_ids = [token_ids[bytes([b])] for b in range(256)]
+        self.merges = merges
+
+    def __missing__(self, unit: str) -> list[int]:
+        ids: list[int] = []
+        for piece in PRETOKEN_RE.findall(unit):
+            data = piece.encode("utf-8")
+            whole = self.token_ids.get(data)
+            if whole is not None:
+                ids.append(whole)
+            else:
+                ids.extend(apply_merges([self.byte_ids[b] for b in data], self.merges))
+        if len(self) >= CACHE_SIZE:
+            self.clear()
+        self[unit] = ids
+        return ids
