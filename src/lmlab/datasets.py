@@ -118,3 +118,29 @@ def _fetch(dataset: HubDataset, filename: str, staging: Path, endpoint: str,
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise DataError(f"downloading {filename} from {dataset.repo_id} failed: "
                         f"{first_line}") from None
+
+
+def head(src: str | Path, dest: str | Path, max_bytes: int, separator: str = "<|endoftext|>"
+         ) -> Path:
+    """``src`` itself when it holds at most ``max_bytes``; else its first whole documents (cut
+    after the last ``separator`` within ``max_bytes``, or the last newline) written to ``dest``.
+
+    A quick run needs only the start of a multi-gigabyte corpus; cutting at a document boundary
+    keeps every document whole and every UTF-8 character intact.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_file():
+        raise DataError(f"{src}: no such file")
+    if src.stat().st_size <= max_bytes:
+        return src
+    with open(src, "rb") as f:
+        data = f.read(max_bytes)
+    marker = separator.encode("utf-8")
+    end = data.rfind(marker)
+    end = end + len(marker) if end >= 0 else data.rfind(b"\n") + 1
+    if end <= 0:
+        raise DataError(f"{src}: no {separator} or newline in its first {max_bytes:,} bytes to "
+                        f"cut at")
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data[:end])
+    return dest

@@ -9,6 +9,7 @@ import sys
 from lmlab.cli import (
     data,  # noqa: F401  (registers `data download`)
     generate,  # noqa: F401  (registers `generate`)
+    quickstart,  # noqa: F401  (registers `quickstart`)
     tokenizer,  # noqa: F401  (registers `tokenizer train`, `tokenize`)
     train,  # noqa: F401  (registers `train`, `eval`)
 )
