@@ -20,9 +20,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.process_stats import describe_machine, run_child  # noqa: E402
+from bench.tokenizer_common import (  # noqa: E402
+    DATA,
+    SAMPLES,
+    concatenated,
+    describe_machine,
+    label,
+    run_child,
+)
 
-DATA = REPO.parent / "shared" / "data"
 SPECIAL = "<|endoftext|>"
 
 
@@ -56,14 +62,6 @@ def child(name: str, path: str, vocab_size: int, workers: int) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
-def concatenated(src: Path, times: int, folder: Path) -> Path:
-    out = folder / f"{src.parent.name}-x{times}.txt"
-    with open(out, "wb") as f:
-        for _ in range(times):
-            f.write(src.read_bytes())
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vocab-size", type=int, default=10_000)
@@ -82,13 +80,8 @@ def main() -> None:
     print(f"# lmlab workers: {args.workers}; best of {args.repeats}, alternating")
     print(f"{'file':<22}{'MB':>6}{'lmlab s':>9}{'HF s':>8}{'ratio':>7}{'lmlab MB':>10}{'HF MB':>7}")
     with tempfile.TemporaryDirectory() as tmp:
-        files = [
-            DATA / "tinystories" / "train.txt",
-            concatenated(DATA / "tinystories" / "train.txt", 20, Path(tmp)),
-            concatenated(DATA / "owt" / "train.txt", 20, Path(tmp)),
-        ]
+        files = [SAMPLES[0], *(concatenated(src, 20, Path(tmp)) for src in SAMPLES)]
         for path in files:
-            label = path.name if path.parent == Path(tmp) else f"{path.parent.name}/{path.name}"
             best = {name: (float("inf"), 0) for name in TRAINERS}
             for _ in range(args.repeats):
                 for name in TRAINERS:
@@ -99,7 +92,7 @@ def main() -> None:
                     best[name] = (seconds, max(best[name][1], peak))
             (ours, our_mem), (ref, ref_mem) = best["lmlab"], best["hf"]
             print(
-                f"{label:<22}{path.stat().st_size / 1e6:>6.1f}{ours:>9.2f}{ref:>8.2f}"
+                f"{label(path):<22}{path.stat().st_size / 1e6:>6.1f}{ours:>9.2f}{ref:>8.2f}"
                 f"{ours / ref:>7.2f}{our_mem / 1e6:>10.0f}{ref_mem / 1e6:>7.0f}",
                 flush=True,
             )

@@ -1,8 +1,9 @@
-"""Run a command and measure its wall time and the peak memory of its whole process tree.
+"""Helpers shared by the tokenizer benchmarks: data files, the machine, peak memory of a run.
 
 ``ru_maxrss`` reports the largest single process, but a parallel tokenizer's footprint is the sum
-of the parent and its workers at the same moment, so the tree's RSS is sampled instead (shared
-pages of forked workers are counted once per process: an upper bound).
+of the parent and its workers at the same moment, so :func:`run_child` samples the RSS of the
+whole process tree instead (pages shared by forked workers count once per process: an upper
+bound).
 """
 
 import json
@@ -11,8 +12,24 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLES = [DATA / "tinystories" / "train.txt", DATA / "owt" / "train.txt"]
+
+
+def concatenated(src: Path, times: int, folder: Path) -> Path:
+    """``src`` repeated ``times`` times, as ``folder/<data set>-x<times>.txt``."""
+    out = folder / f"{src.parent.name}-x{times}.txt"
+    out.write_bytes(src.read_bytes() * times)
+    return out
+
+
+def label(path: Path) -> str:
+    """``tinystories/train.txt`` for a shared file, the bare name for a temporary one."""
+    return f"{path.parent.name}/{path.name}" if path.is_relative_to(DATA) else path.name
 
 
 def run_child(args: list[str], interval_s: float = 0.01) -> tuple[dict, float, int]:
