@@ -160,3 +160,19 @@ def test_malformed_sidecar(token_file, edit, message):
 def test_missing_token_file(tmp_path):
     with pytest.raises(DataError, match="no such token file"):
         load_tokens(tmp_path / "nope.bin")
+
+
+def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
+    """The README's `## Tokenizer` block, as written, on a small text in a fresh folder."""
+    from tests.test_readme import bash_blocks, commands
+
+    data = tmp_path / "data" / "tinystories"
+    data.mkdir(parents=True)
+    (data / "train.txt").write_bytes(need(FIXTURES / "tinystories_sample.txt").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for words in commands(bash_blocks("Tokenizer")[0]):
+        code, _, err = run(monkeypatch, capsys, *words[1:])
+        assert code == 0, err
+    assert load_tokens(data / "train.bin").tolist() == Tokenizer.load(data / "tokenizer").encode(
+        (data / "train.txt").read_text(encoding="utf-8")
+    )

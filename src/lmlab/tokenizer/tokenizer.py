@@ -77,13 +77,14 @@ class Tokenizer:
 
     def fingerprint(self) -> str:
         """A sha256 of vocabulary, merges and special tokens: equal iff they encode the same."""
-        h = hashlib.sha256()
-        for idx, tok in sorted(self.vocab.items()):
-            h.update(b"%d:%s\n" % (idx, tok.hex().encode()))
-        for a, b in self.merges:
-            h.update(b"%s %s\n" % (a.hex().encode(), b.hex().encode()))
-        h.update("\n".join(self.special_tokens).encode("utf-8"))
-        return h.hexdigest()
+        ids = sorted(self.vocab)
+        parts = [
+            repr(ids),
+            ",".join(map(bytes.hex, map(self.vocab.__getitem__, ids))),
+            ",".join(map(bytes.hex, chain.from_iterable(self.merges))),
+            repr(self.special_tokens),
+        ]
+        return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
 
     # -- encoding ---------------------------------------------------------------------------
 
