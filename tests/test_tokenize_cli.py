@@ -1,5 +1,6 @@
 """`lmlab tokenizer train` and `lmlab tokenize` end to end, token files and their sidecars."""
 
+import doctest
 import json
 import sys
 
@@ -176,3 +177,7 @@ def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
     assert load_tokens(data / "train.bin").tolist() == Tokenizer.load(data / "tokenizer").encode(
         (data / "train.txt").read_text(encoding="utf-8")
     )
+
+
+def test_docstring_examples():
+    assert doctest.testmod(dataset).failed == 0

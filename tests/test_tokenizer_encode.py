@@ -2,15 +2,18 @@
 
 import doctest
 import json
+import re
 import tracemalloc
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmlab.errors import TokenizerError
 from lmlab.tokenizer import Tokenizer, tokenizer, train_bpe
 from lmlab.tokenizer.bpe import apply_merges
+from lmlab.tokenizer.pretokenize import WHITESPACE
 from tests.conftest import SHARED_DATA
 from tests.tokenizer_refs import FIXTURES, gpt2_unicode_to_byte, need, tiktoken_gpt2
 
@@ -190,3 +193,11 @@ def test_every_token_encodes_as_itself(gpt2):
         for idx, token in tok.vocab.items():
             if token != EOT.encode():
                 assert apply_merges([ids[bytes([b])] for b in token], ranked) == [idx], token
+
+
+def test_unit_whitespace_is_the_regex_whitespace():
+    """Units are cut with Python's `re` for speed; its whitespace class must equal `\\s` of the
+    `regex` module that the GPT-2 pattern uses, on every code point."""
+    everything = "".join(map(chr, range(0x110000)))
+    ours = re.findall(f"[{WHITESPACE}]", everything)
+    assert ours == regex.findall(r"\s", everything) and len(ours) > 20
