@@ -100,3 +100,11 @@ def test_causal_self_attention_matches_reference(use_rope):
 def test_causal_self_attention_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         CausalSelfAttention(d_model=30, num_heads=4, max_seq_len=8)
+
+
+def test_sdpa_in_bfloat16_stays_close_to_float32():
+    q, k, v = (torch.randn(2, 4, 64, 16) for _ in range(3))
+    mask = torch.ones(64, 64, dtype=torch.bool).tril()
+    low = scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
+    assert low.dtype == torch.bfloat16
+    assert_close(low.float(), scaled_dot_product_attention(q, k, v, mask), atol=3e-2, rtol=3e-2)

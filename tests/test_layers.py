@@ -72,6 +72,15 @@ def test_softmax_matches_f_softmax_without_overflow(scale):
         assert_close(out, F.softmax(x, dim=dim))
 
 
+def test_softmax_gradient_matches_f_softmax_and_gradcheck():
+    x = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 5, 7, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((softmax(x, 1) * weights).sum(), x)
+    (theirs,) = torch.autograd.grad((F.softmax(x, dim=1) * weights).sum(), x)
+    assert_close(ours, theirs)
+    assert torch.autograd.gradcheck(lambda t: softmax(t, -1), (x,))
+
+
 def test_silu_matches_f_silu():
     x = torch.randn(100) * 10
     assert_close(silu(x), F.silu(x))

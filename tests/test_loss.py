@@ -34,3 +34,9 @@ def test_cross_entropy_of_bfloat16_logits_is_float32():
 
 def test_perplexity_is_exp_of_loss():
     assert perplexity(math.log(42.0)) == pytest.approx(42.0)
+
+
+def test_cross_entropy_passes_gradcheck_in_float64():
+    logits = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 9, (6,))
+    assert torch.autograd.gradcheck(lambda t: cross_entropy(t, targets), (logits,))

@@ -52,11 +52,13 @@ def scaled_dot_product_attention(
 
     Shapes: query ``(..., q, d_k)``, key ``(..., k, d_k)``, value ``(..., k, d_v)``,
     mask ``(..., q, k)`` boolean with True where a query may attend; returns ``(..., q, d_v)``.
+    The softmax runs in float32 (as fused kernels do): summing hundreds of bf16 terms loses digits.
     """
-    scores = (query @ key.transpose(-2, -1)) * (1.0 / math.sqrt(query.shape[-1]))
+    # Scaling the queries rather than the scores: (q, d_k) is smaller than (q, k).
+    scores = (query * (1.0 / math.sqrt(query.shape[-1]))) @ key.transpose(-2, -1)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return softmax(scores, dim=-1) @ value
+    return softmax(scores.float(), dim=-1).to(value.dtype) @ value
 
 
 class LayerKVCache:

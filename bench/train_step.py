@@ -1,0 +1,171 @@
+"""Tokens/s of one full training step, lmlab vs a built-ins reference LM, in the same process.
+
+A step is forward, cross-entropy, backward, global-norm clipping and an AdamW update. lmlab runs
+its from-scratch model, loss, clipping and AdamW; the reference runs ``bench/reference_lm.py``
+(nn.Linear, nn.RMSNorm, F.scaled_dot_product_attention) with F.cross_entropy,
+torch.nn.utils.clip_grad_norm_ and torch.optim.AdamW. Both start from the same weights. Timed
+rounds alternate between the two, so a busy machine slows both alike; the ratio is
+lmlab tokens/s / reference tokens/s (> 1 means lmlab is faster).
+
+    python bench/train_step.py                       # both configs, eager and compiled
+    python bench/train_step.py --configs cpu-small --modes eager --rounds 3
+    python bench/train_step.py --batch-size 64       # e.g. on a GPU (bf16 autocast there)
+"""
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import describe_machine, pick_device  # noqa: E402
+from bench.reference_lm import ReferenceLM  # noqa: E402
+from lmlab.config import ModelConfig  # noqa: E402
+from lmlab.loss import cross_entropy  # noqa: E402
+from lmlab.nn import TransformerLM  # noqa: E402
+from lmlab.optim import AdamW, clip_grad_norm  # noqa: E402
+
+CONFIGS = {
+    # The CS336 TinyStories model.
+    "cs336-17m": (
+        ModelConfig(
+            vocab_size=10_000,
+            context_length=256,
+            d_model=512,
+            num_layers=4,
+            num_heads=16,
+            d_ff=1344,
+        ),
+        8,
+    ),
+    "cpu-small": (
+        ModelConfig(vocab_size=10_000, context_length=128, d_model=256, num_layers=4, num_heads=8),
+        16,
+    ),
+}
+# Dense bf16 peak FLOP/s of common cards, for MFU; other devices print no MFU.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+HYPER = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+
+
+def make_lmlab_step(config: ModelConfig, device: torch.device, compile_model: bool):
+    model = TransformerLM(config, device=device)
+    optimizer = AdamW(model.parameters(), **HYPER)
+    forward = torch.compile(model) if compile_model else model
+
+    def step(inputs: torch.Tensor, targets: torch.Tensor, autocast) -> None:
+        with autocast():
+            loss = cross_entropy(forward(inputs), targets)
+        loss.backward()
+        clip_grad_norm(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return model, step
+
+
+def make_reference_step(config: ModelConfig, device: torch.device, compile_model: bool, weights):
+    model = ReferenceLM(config).to(device)
+    model.load_state_dict(weights)
+    optimizer = torch.optim.AdamW(model.parameters(), **HYPER)
+    forward = torch.compile(model) if compile_model else model
+
+    def step(inputs: torch.Tensor, targets: torch.Tensor, autocast) -> None:
+        with autocast():
+            logits = forward(inputs)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_steps(step: Callable, batch, steps: int, device: torch.device, autocast) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(*batch, autocast)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def bench(name: str, mode: str, args, device: torch.device) -> str:
+    config, batch_size = CONFIGS[name]
+    batch_size = args.batch_size or batch_size
+    torch.manual_seed(0)
+    compile_model = mode == "compile"
+    model, lmlab_step = make_lmlab_step(config, device, compile_model)
+    ref_step = make_reference_step(config, device, compile_model, model.state_dict())
+    ids = torch.randint(
+        0, config.vocab_size, (batch_size, config.context_length + 1), device=device
+    )
+    batch = (ids[:, :-1], ids[:, 1:])
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def autocast():
+        return torch.autocast(device.type, torch.bfloat16) if use_bf16 else nullcontext()
+
+    for step in (lmlab_step, ref_step):  # warm up (and compile)
+        time_steps(step, batch, args.warmup, device, autocast)
+    seconds = {"lmlab": 0.0, "reference": 0.0}
+    for _ in range(args.rounds):
+        seconds["lmlab"] += time_steps(lmlab_step, batch, args.steps, device, autocast)
+        seconds["reference"] += time_steps(ref_step, batch, args.steps, device, autocast)
+    tokens = batch_size * config.context_length * args.steps * args.rounds
+    rate = {k: tokens / s for k, s in seconds.items()}
+    line = (
+        f"{name:<10} {mode:<8} batch={batch_size:<4} {'bf16' if use_bf16 else 'fp32'} "
+        f"lmlab={rate['lmlab']:>10,.0f} tok/s  reference={rate['reference']:>10,.0f} tok/s"
+    )
+    if device.type == "cuda":
+        peak = next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name()), None)
+        if peak:
+            flops = model.flops_per_token()
+            line += (
+                f"  mfu lmlab={rate['lmlab'] * flops / peak:.1%} "
+                f"reference={rate['reference'] * flops / peak:.1%}"
+            )
+    return line + f"  ratio={rate['lmlab'] / rate['reference']:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"]
+    )
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
+    parser.add_argument("--batch-size", type=int, default=None, help="override each config's batch")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    parser.add_argument("--steps", type=int, default=2, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    print(f"# train_step on {describe_machine(device)}, threads={torch.get_num_threads()}")
+    for name in args.configs:
+        for mode in args.modes:
+            print(bench(name, mode, args, device), flush=True)
+
+
+if __name__ == "__main__":
+    main()
