@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lmlab.config import Config, load_config
 from lmlab.datasets import download, head
-from lmlab.errors import ConfigError
+from lmlab.errors import ConfigError, DataError
 from lmlab.inference import END_OF_TEXT
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokenizer.dataset import tokenize_file
@@ -67,6 +67,9 @@ def quickstart(
         texts = download("tinystories", download_dir)
     else:
         texts = {"train": Path(train_text), "valid": Path(valid_text)}
+        for path in texts.values():
+            if not path.is_file():
+                raise DataError(f"{path}: no such text file")
     data = out / "data"
     texts = {split: _head(path, data / f"{split}.txt", MAX_TEXT_BYTES[split], on_step)
              for split, path in texts.items()}
