@@ -62,8 +62,8 @@ def find_tokenizer(config: Config, tokenizer_dir: str | Path | None = None) -> T
                 _check_fits(tokenizer, candidate, config, expected, train_path)
                 return tokenizer
     looked = " and ".join(str(c) for c in candidates)
-    raise TokenizerError(f"cannot find the tokenizer that made {train_path} (looked in {looked}):"
-                         f" pass --tokenizer DIR")
+    raise TokenizerError(f"cannot find the tokenizer that made {train_path} (none in {looked} "
+                         f"matches its sidecar): pass --tokenizer DIR")
 
 
 def _check_fits(tokenizer: Tokenizer, where: str | Path, config: Config, expected: str | None,

@@ -1,5 +1,6 @@
 """`lmlab generate`: stream a completion from a trained run to the terminal."""
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from lmlab.generate import Sampling
 from lmlab.inference import complete, load_run
 
 
-def stream(pieces, prompt: str) -> None:
+def stream(pieces: Iterable[str], prompt: str) -> None:
     """Echo the prompt, then each piece of text as soon as it is decoded, then a newline."""
     typer.echo(prompt, nl=False)
     for piece in pieces:
