@@ -67,9 +67,12 @@ def test_generate_equals_the_library_completion(run_dir, monkeypatch, capsys):
 
 
 def test_an_empty_prompt_starts_a_new_document(run_dir, monkeypatch, capsys):
-    code, out, err = lmlab(monkeypatch, capsys, "generate", run_dir, "--max-new-tokens", 5,
-                           "--seed", 1)
+    model, _, tokenizer = load_run(run_dir)
+    after_eot = "".join(complete(model, tokenizer, EOT, 8, Sampling(temperature=0)))
+    code, out, err = lmlab(monkeypatch, capsys, "generate", run_dir, "--max-new-tokens", 8,
+                           "--temperature", 0)
     assert code == 0, err
+    assert out == f"{after_eot}\n"
 
 
 def test_the_tokenizer_is_found_next_to_the_data_and_checked(run_dir, tmp_path):

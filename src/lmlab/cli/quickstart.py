@@ -49,8 +49,8 @@ def quickstart_command(
     result = quickstart(out, train_text, valid_text, config_path=config, overrides=words,
                         show_progress=progress, on_step=lambda line: typer.echo(f"==> {line}"))
     if result.status != "finished":
-        raise LmlabError(f"the run {result.status} at step {result.step}; metrics kept in "
-                         f"{result.run_dir}")
+        raise LmlabError(f"the run stopped at step {result.step} ({result.status}); metrics "
+                         f"kept in {result.run_dir}")
     metrics = "  ".join(f"{key} {value:.4f}" for key, value in result.metrics.items()
                         if key.startswith("val/"))
     typer.echo(f"==> evaluated {result.run_dir} after {result.step} steps "
