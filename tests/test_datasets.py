@@ -42,6 +42,7 @@ def test_corrupt_gz_is_an_error_that_leaves_no_file(tmp_path):
 
 @pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": UNREACHABLE}])
 def test_without_network_download_fails_fast_and_says_what_to_do(tmp_path, monkeypatch, env):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     start = time.perf_counter()
@@ -64,7 +65,8 @@ def test_unknown_dataset_names_the_choices(tmp_path):
 
 
 def test_download_cli_fails_fast_offline(tmp_path):
-    env = os.environ | {"HF_ENDPOINT": UNREACHABLE}
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = UNREACHABLE
     cli = [sys.executable, "-m", "lmlab", "data", "download", "owt", "--out", str(tmp_path / "o")]
     done = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1
