@@ -184,7 +184,7 @@ def _pop_best(heap: list, pair_counts: dict[Pair, int], tie: dict[int, str]) -> 
     while heap:
         neg, _, _, a, b = heapq.heappop(heap)
         current = pair_counts.get((a, b), 0)
-        if current == -neg and current > 0:
+        if current == -neg:
             return a, b
         if 0 < current < -neg:
             heapq.heappush(heap, (-current, tie[a], tie[b], a, b))
@@ -208,7 +208,14 @@ def _apply_merge(
     """
     a, b = pair
     grown: set[Pair] = set()
-    counts_get = pair_counts.get
+
+    def move(old: Pair, new: Pair, freq: int, w: int) -> None:
+        """Word ``w`` (seen ``freq`` times) now holds ``new`` where it held ``old``."""
+        pair_counts[old] -= freq
+        pair_counts[new] = pair_counts.get(new, 0) + freq
+        grown.add(new)
+        where[new].add(w)
+
     for w in where.pop(pair):
         seq, freq = seqs[w], freqs[w]
         i = 0
@@ -217,19 +224,9 @@ def _apply_merge(
                 i = seq.index(a, i)
                 if i + 1 < len(seq) and seq[i + 1] == b:
                     if i:
-                        left = seq[i - 1]
-                        pair_counts[left, a] -= freq
-                        new = (left, new_id)
-                        pair_counts[new] = counts_get(new, 0) + freq
-                        grown.add(new)
-                        where[new].add(w)
+                        move((seq[i - 1], a), (seq[i - 1], new_id), freq, w)
                     if i + 2 < len(seq):
-                        right = seq[i + 2]
-                        pair_counts[b, right] -= freq
-                        new = (new_id, right)
-                        pair_counts[new] = counts_get(new, 0) + freq
-                        grown.add(new)
-                        where[new].add(w)
+                        move((b, seq[i + 2]), (new_id, seq[i + 2]), freq, w)
                     seq[i : i + 2] = (new_id,)
                 i += 1
         except ValueError:  # no further `a` in this word
