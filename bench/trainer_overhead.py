@@ -1,0 +1,122 @@
+"""Overhead of the whole `lmlab train` loop over the bare training step, same config, same run.
+
+The loop adds what a real run needs around each step: sampling a batch from the memory-mapped
+token file, setting the learning rate, the loss bookkeeping, logging to metrics.jsonl and the
+progress bar. The bare step is forward + cross-entropy + backward + clipping + AdamW on batches
+already in memory. Periodic evaluation and checkpoints are off (they are not part of a step), and
+the first ``--warmup`` steps of each are not timed. Rounds alternate between the two, so a busy
+machine slows both alike; the overhead is 1 - loop tokens/s / bare tokens/s (target <= 3%).
+
+    python bench/trainer_overhead.py                          # configs/tinystories-cpu.toml
+    python bench/trainer_overhead.py --config configs/tinystories-17m.toml --steps 50
+"""
+
+import argparse
+import contextlib
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import describe_machine  # noqa: E402
+from lmlab.config import Config, config_from_dict, load_config  # noqa: E402
+from lmlab.device import autocast, resolve_device, resolve_dtype  # noqa: E402
+from lmlab.loss import cross_entropy  # noqa: E402
+from lmlab.nn import TransformerLM  # noqa: E402
+from lmlab.optim import clip_grad_norm  # noqa: E402
+from lmlab.tracking import RunDir  # noqa: E402
+from lmlab.train import build_optimizer, learning_rate, train  # noqa: E402
+from tests.tiny_runs import write_tokens  # noqa: E402
+
+
+def bare_tokens_per_s(config: Config, warmup: int, steps: int) -> float:
+    """Tokens/s of the training step alone, on random batches already on the device."""
+    device = resolve_device(config.train.device)
+    amp_dtype = resolve_dtype(config.train.dtype, device)
+    torch.manual_seed(config.train.seed)
+    model = TransformerLM(config.model, device=device)
+    optimizer = build_optimizer(model, config)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    shape = (config.train.batch_size, config.model.context_length)
+    batches = [(torch.randint(0, config.model.vocab_size, shape, device=device),
+                torch.randint(0, config.model.vocab_size, shape, device=device))
+               for _ in range(config.train.grad_accum)]
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            started = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step, 0.0)
+        for inputs, targets in batches:
+            with autocast(device, amp_dtype):
+                logits = model(inputs)
+            (cross_entropy(logits, targets) / config.train.grad_accum).backward()
+        clip_grad_norm(params, config.optim.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    _sync(device)
+    return steps * config.tokens_per_step / (time.perf_counter() - started)
+
+
+def loop_tokens_per_s(config: Config, warmup: int, steps: int, runs_dir: Path) -> float:
+    """Tokens/s of `lmlab train` between its log records at step ``warmup`` and the last step."""
+    raw = config.model_dump(mode="json")
+    raw["train"] |= dict(max_steps=warmup + steps, max_tokens=None, time_budget_s=None,
+                         schedule_over_time=False, eval_interval=0, ckpt_interval=0)
+    raw["run"] |= dict(runs_dir=str(runs_dir), resume="never")
+    config = config_from_dict(raw)
+    with contextlib.redirect_stderr(io.StringIO()):  # draw the progress bar, but not here
+        result = train(config, show_progress=True)
+    logged = {r["step"]: r for r in RunDir(result.run_dir).read_metrics() if "train/loss" in r}
+    first, last = logged[warmup], logged[warmup + steps]
+    return (last["tokens"] - first["tokens"]) / (last["wall_time_s"] - first["wall_time_s"])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/tinystories-cpu.toml")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="config overrides, section.key=value")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = load_config(args.config, args.overrides)
+        if not Path(base.data.train_path).exists():  # throughput does not depend on the text
+            rng = np.random.default_rng(0)
+            tokens = rng.integers(0, base.model.vocab_size, size=500_000)
+            fake = write_tokens(Path(tmp) / "tokens.bin", tokens, base.model.vocab_size)
+            base = load_config(args.config, [*args.overrides, f"data.train_path={fake}",
+                                             f"data.valid_path={fake}"])
+        if args.steps % base.train.log_interval or args.warmup % base.train.log_interval:
+            parser.error(f"--steps and --warmup must be multiples of train.log_interval "
+                         f"({base.train.log_interval})")
+        device = resolve_device(base.train.device)
+        print(f"{args.config} ({base.tokens_per_step} tokens/step) on "
+              f"{describe_machine(device)}; {args.rounds} rounds of {args.steps} steps")
+        bare, loop = [], []
+        for i in range(args.rounds):
+            bare.append(bare_tokens_per_s(base, args.warmup, args.steps))
+            loop.append(loop_tokens_per_s(base, args.warmup, args.steps, Path(tmp) / f"r{i}"))
+            print(f"  round {i + 1}: bare step {bare[-1]:,.0f} tok/s, "
+                  f"lmlab train loop {loop[-1]:,.0f} tok/s")
+    bare_median, loop_median = statistics.median(bare), statistics.median(loop)
+    print(f"median: bare {bare_median:,.0f} tok/s, loop {loop_median:,.0f} tok/s, "
+          f"overhead {1 - loop_median / bare_median:+.1%}")
+
+
+if __name__ == "__main__":
+    main()
