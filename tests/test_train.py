@@ -269,3 +269,16 @@ def test_existing_runs_and_bad_checkpoints(tmp_path: Path, capsys: pytest.Captur
     code, _, err = cli(capsys, "train", "configs/tinystories-cpu.toml", *words,
                        "train.time_budget_s=none", "train.schedule_over_time=false", "--resume")
     assert code == 1 and "is truncated or not a checkpoint" in err and err.count("\n") == 1
+
+
+def test_help_explains_every_option_and_config_key(capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = cli(capsys, "train", "--help")
+    assert code == 0
+    for option in ("--resume", "--progress", "OVERRIDES", "CONFIG"):
+        assert option.lower() in out.lower()
+    text = " ".join(out.split())  # the help is wrapped to the terminal
+    for key in ("model.vocab_size", "optim.grad_clip", "data.valid_path", "train.eval_batches",
+                "train.time_budget_s", "train.schedule_over_time", "run.trackers"):
+        assert key in text
+    code, out, _ = cli(capsys, "eval", "--help")
+    assert code == 0 and "--data" in out and "--batch-size" in out
