@@ -116,6 +116,14 @@ def test_encode_iterable_however_the_text_is_cut(gpt2, text, cuts):
     assert list(gpt2.encode_iterable(pieces)) == gpt2.encode(text)
 
 
+def test_encode_iterable_cut_anywhere_inside_specials_and_whitespace(gpt2):
+    text = f"Hi  there{EOT}\n\n  {EOT}{EOT}x 's  \n"
+    expected = gpt2.encode(text)
+    for cut in range(len(text) + 1):
+        assert list(gpt2.encode_iterable([text[:cut], text[cut:]])) == expected, cut
+    assert list(gpt2.encode_iterable(text)) == expected  # one character at a time
+
+
 def test_encode_iterable_memory_does_not_grow(gpt2, tmp_path):
     sample = need(FIXTURES / "tinystories_sample.txt").read_text(encoding="utf-8")
     path = tmp_path / "big.txt"
