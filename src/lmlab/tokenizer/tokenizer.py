@@ -1,8 +1,9 @@
 """The byte-level BPE tokenizer: text <-> token ids, with special tokens, save and load.
 
 Encoding splits off special tokens, cuts the rest into GPT-2 pre-tokens, and turns each pre-token
-into ids by replaying the merges in rank order. Natural text repeats a small set of pre-tokens, so
-their ids are cached: most pre-tokens cost one dictionary lookup.
+into ids by replaying the merges in rank order. Natural text repeats a small set of words, so the
+ids of each unit of text (a whitespace run and the word after it) are cached: once a text's units
+have been seen, encoding it costs one dictionary lookup per unit, all in C.
 """
 
 import hashlib
@@ -76,7 +77,7 @@ class Tokenizer:
         return dict(self._special_ids)
 
     def fingerprint(self) -> str:
-        """A sha256 of vocabulary, merges and special tokens: equal iff they encode the same."""
+        """A sha256 of vocabulary, merges and special tokens (the same for equal tokenizers)."""
         ids = sorted(self.vocab)
         parts = [
             repr(ids),
