@@ -9,7 +9,10 @@ import sys
 from lmlab.cli import (
     data,  # noqa: F401  (registers `data download`)
     generate,  # noqa: F401  (registers `generate`)
+    plot,  # noqa: F401  (registers `plot`)
     quickstart,  # noqa: F401  (registers `quickstart`)
+    report,  # noqa: F401  (registers `report`)
+    sweep,  # noqa: F401  (registers `sweep`)
     tokenizer,  # noqa: F401  (registers `tokenizer train`, `tokenize`)
     train,  # noqa: F401  (registers `train`, `eval`)
 )

@@ -1,0 +1,88 @@
+"""`lmlab sweep`: the CLI over :mod:`lmlab.sweep`, with the summary as a rich table."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lmlab.cli.app import app
+from lmlab.errors import ConfigError
+from lmlab.runs import format_value
+from lmlab.sweep import Sweep, is_sweep_file, merge, parse_grid, parse_points, plan, run_sweep
+
+
+@app.command("sweep")
+def sweep_command(
+    config: Annotated[Path, typer.Argument(
+        help="A training config TOML, or a sweep file (configs/experiments/*.toml).",
+        show_default=False)],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Overrides for every point, as section.key=value.", show_default=False)] = None,
+    grid: Annotated[list[str] | None, typer.Option(
+        help="A key and its values, e.g. optim.lr_max=1e-4,3e-4,1e-3. Repeat for a grid: the "
+        "points are the Cartesian product.", show_default=False)] = None,
+    points: Annotated[list[str] | None, typer.Option(
+        "--list", help="One explicit point as space-separated overrides, e.g. "
+        "'model.norm=none optim.lr_max=1e-3'. Repeat for more (crossed with --grid).",
+        show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Sweep folder under run.runs_dir (default: the file name).",
+        show_default=False)] = None,
+    variant: Annotated[str | None, typer.Option(
+        help="A sweep file's [variant.NAME] table to apply, e.g. cpu.",
+        show_default=False)] = None,
+    parallel: Annotated[int, typer.Option(
+        min=1, help="Runs at a time (subprocesses; one per GPU when several are visible).")] = 1,
+    fixed_tokens: Annotated[bool, typer.Option(
+        "--fixed-tokens", help="Keep the base config's token budget at every point: steps = "
+        "tokens / (batch_size x grad_accum x context_length).")] = False,
+    lr_scaling: Annotated[str | None, typer.Option(
+        help="Rescale optim.lr_max by (tokens per step / base tokens per step) to the power "
+        "1/2 (sqrt) or 1 (linear).", show_default=False)] = None,
+) -> None:
+    """Run one training run per point of a grid or list under runs/<sweep>/<point>/, then print
+    a summary (also in summary.csv and summary.json). Run it again to continue a stopped sweep:
+    finished and diverged points are skipped, the others resume from their checkpoints."""
+    if lr_scaling not in (None, "sqrt", "linear"):
+        raise ConfigError(f"--lr-scaling must be sqrt or linear, got {lr_scaling!r}")
+    if is_sweep_file(config):
+        base = Sweep.from_file(config, variant)
+    elif variant is not None:
+        raise ConfigError(f"--variant {variant}: {config} is a training config, not a sweep "
+                          f"file")
+    else:
+        base = Sweep(config=config)
+    sweep = merge(base, overrides=overrides or [], grid=parse_grid(grid or []),
+                  points=parse_points(points or []), name=name,
+                  fixed_tokens=fixed_tokens or None, lr_scaling=lr_scaling)
+    the_plan = plan(sweep)
+    typer.echo(f"sweep {the_plan.root}: {len(the_plan.points)} runs", err=True)
+    try:
+        rows = run_sweep(the_plan, parallel=parallel,
+                         on_event=lambda message: typer.echo(message, err=True))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the runs stopped at a checkpoint; run the same command again "
+                   "to continue the sweep", err=True)
+        raise typer.Exit(130) from None
+    Console().print(_table(rows, the_plan.root))
+
+
+def _table(rows: list[dict[str, Any]], root: Path) -> Table:
+    """The summary rows as a rich table, numbers shortened for reading."""
+    table = Table(title=f"{root} (summary.csv, summary.json)")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("run", "status") else "right")
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else format_value(value)

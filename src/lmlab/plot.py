@@ -1,0 +1,140 @@
+"""Learning curves: the metrics of many runs overlaid in one matplotlib figure.
+
+Each run keeps one colour across panels and is labelled by what sets it apart (the config keys
+whose values differ between the runs plotted), so a sweep's plot reads as its grid. A diverged run
+ends in a cross, and the loss axes stop a little above where training started, so one blow-up does
+not flatten every other curve. Runs still going are plotted as far as they got.
+
+The figure is built with :class:`matplotlib.figure.Figure` directly, not pyplot: no GUI backend,
+no global figure state, and the caller (or a test) gets the Figure to save or inspect.
+"""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lmlab.atomic import atomic_path
+from lmlab.errors import ConfigError, DataError
+from lmlab.runs import X_KEYS, Run, find_runs, label, varied_keys
+
+FORMATS = ("png", "svg", "pdf")
+X_LABELS = {"step": "step", "tokens": "tokens", "wall_time": "wall-clock time (s)"}
+DEFAULT_METRICS = ("train/loss", "val/loss")
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Runs from run directories or folders of them (a sweep), in the order given."""
+    runs: list[Run] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"{path}: no such run directory")
+        found = [path] if (path / "config.json").is_file() else find_runs(path)
+        if not found:
+            raise DataError(f"{path} holds no run directories (folders with config.json)")
+        runs.extend(Run.load(run) for run in found)
+    return runs
+
+
+def plot_runs(
+    runs: Sequence[Run],
+    *,
+    x: str = "step",
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    log: bool = False,
+    smooth: int = 1,
+    panels: Literal["same", "separate"] = "same",
+    title: str | None = None,
+) -> Figure:
+    """A figure of ``metrics`` against ``x`` (step, tokens or wall_time) for every run.
+
+    ``panels="same"`` draws all metrics on one axes (the first metric dashed and faint, the last
+    solid), ``"separate"`` gives each metric its own. ``smooth`` is the width of a trailing
+    moving average; ``log`` puts the y axis on a log scale.
+    """
+    if x not in X_KEYS:
+        raise ConfigError(f"x must be one of {', '.join(X_KEYS)}, got {x!r}")
+    if smooth < 1:
+        raise ConfigError(f"smooth must be >= 1, got {smooth}")
+    if not metrics:
+        raise ConfigError("give at least one metric, e.g. val/loss")
+    keys = varied_keys([run.config for run in runs])
+    groups = [list(metrics)] if panels == "same" else [[metric] for metric in metrics]
+    figure = Figure(figsize=(5.5 * len(groups), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(groups), squeeze=False)[0]
+    for ax, group in zip(axes, groups, strict=True):
+        for colour, run in enumerate(runs):
+            name = _legend(run, keys)
+            for metric in group:
+                _draw(ax, run, metric, x, smooth, f"C{colour % 10}", name,
+                      faint=len(group) > 1 and metric != group[-1])
+                name = None  # one legend entry per run and panel
+        _finish(ax, runs, group, x, log)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def save_figure(figure: Figure, out: str | Path, dpi: int = 90) -> Path:
+    """Write ``figure`` to ``out`` (``.png``, ``.svg`` or ``.pdf``) atomically."""
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"{out}: the output must end in {', '.join('.' + f for f in FORMATS)}")
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, format=fmt, dpi=dpi)
+    return out
+
+
+def smoothed(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing moving average of width ``k`` (the first ``k - 1`` points have no full window).
+
+    >>> smoothed([1, 2, 3, 4], [0.0, 2.0, 4.0, 6.0], 2)
+    (array([2, 3, 4]), array([1., 3., 5.]))
+    """
+    xs, ys = np.asarray(xs), np.asarray(ys, dtype=float)
+    if k <= 1 or len(ys) < k:
+        return xs, ys
+    return xs[k - 1:], np.convolve(ys, np.ones(k) / k, mode="valid")
+
+
+def _legend(run: Run, keys: Sequence[str]) -> str:
+    """The run by its differing values (its name when nothing differs), and its state when not
+    finished."""
+    text = label(run.config, keys) if keys else run.name
+    return text if run.status == "finished" else f"{text} ({run.status})"
+
+
+def _draw(ax: Axes, run: Run, metric: str, x: str, smooth: int, colour: str, name: str | None,
+          faint: bool) -> None:
+    """One run's curve of one metric; a cross where a diverged run stopped."""
+    xs, ys = smoothed(*run.series(metric, x), smooth)
+    if len(ys) == 0:
+        return
+    ax.plot(xs, ys, color=colour, label=name, linestyle="--" if faint else "-",
+            alpha=0.5 if faint else 1.0, linewidth=1.2,
+            marker="o" if len(ys) < 30 and not faint else None, markersize=3)
+    finite = np.flatnonzero(np.isfinite(ys))
+    if run.status == "diverged" and len(finite):
+        ax.scatter([xs[finite[-1]]], [ys[finite[-1]]], color=colour, marker="x", s=60, zorder=3)
+
+
+def _finish(ax: Axes, runs: Sequence[Run], metrics: Sequence[str], x: str, log: bool) -> None:
+    """Labels, scale, legend; a loss axis clipped a little above its starting values."""
+    styles = " (dashed), ".join(metrics) if len(metrics) > 1 else metrics[0]
+    ax.set_title(styles, fontsize=10)
+    ax.set_xlabel(X_LABELS[x])
+    ax.grid(alpha=0.3)
+    if log:
+        ax.set_yscale("log")
+    if any(run.status == "diverged" for run in runs) and all("loss" in m for m in metrics):
+        starts = [ys[0] for run in runs for m in metrics for ys in [run.series(m, x)[1]]
+                  if ys and math.isfinite(ys[0])]
+        if starts:
+            ax.set_ylim(top=max(starts) * 1.05)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)

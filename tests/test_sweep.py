@@ -1,0 +1,155 @@
+"""`lmlab sweep` on tiny runs: a 2x2 grid and its summary, a restart after a kill, a diverging
+point, the token budget and learning-rate scaling, and bad input caught before any run."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lmlab.errors import ConfigError
+from lmlab.runs import Run
+from lmlab.sweep import Sweep, plan, run_sweep
+from lmlab.tracking import RunDir
+from tests.test_train import cli
+from tests.tiny_runs import CONTEXT, tiny_run
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = REPO / "configs" / "tinystories-cpu.toml"
+STEPS_ONLY = ["train.time_budget_s=none", "train.schedule_over_time=false"]
+
+
+def tiny_sweep(tmp_path: Path, *overrides: str, **options) -> Sweep:
+    """A sweep of the tiny test runs (30 steps of a 2-layer, 32-wide model)."""
+    words = [*tiny_run(tmp_path), *STEPS_ONLY, *overrides]
+    return Sweep(config=PRESET, name="s", overrides=words, **options)
+
+
+def test_a_2x2_grid_makes_four_runs_and_a_summary(tmp_path: Path) -> None:
+    sweep = tiny_sweep(tmp_path, "train.max_steps=12", "train.eval_interval=6",
+                       grid={"optim.lr_max": ["1e-3", "1e-2"], "train.batch_size": ["4", "8"]})
+    events: list[str] = []
+    rows = run_sweep(plan(sweep), on_event=events.append)
+    root = tmp_path / "runs" / "s"
+    names = ["lr_max-1e-3__batch_size-4", "lr_max-1e-3__batch_size-8",
+             "lr_max-1e-2__batch_size-4", "lr_max-1e-2__batch_size-8"]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(names)
+    assert [row["run"] for row in rows] == names
+    with open(root / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert json.loads((root / "summary.json").read_text()) == rows
+    assert list(table[0]) == ["run", "lr_max", "batch_size", "status", "final_val_loss",
+                              "best_val_loss", "val_bpb", "steps", "tokens", "wall_time_s"]
+    for row, line in zip(rows, table, strict=True):
+        run = Run.load(root / row["run"])
+        assert run.config["optim.lr_max"] == row["lr_max"] == float(line["lr_max"])
+        assert run.config["train.batch_size"] == row["batch_size"]
+        val = [r["val/loss"] for r in run.records if "val/loss" in r]
+        assert (row["status"], row["steps"]) == ("finished", 12)
+        assert row["tokens"] == 12 * row["batch_size"] * CONTEXT
+        assert row["final_val_loss"] == val[-1] and row["best_val_loss"] == min(val)
+        assert row["val_bpb"] > 0 and row["wall_time_s"] > 0
+    assert events.count(f"{names[0]}: finished") == 1
+
+    again: list[str] = []
+    run_sweep(plan(sweep), on_event=again.append)
+    assert again == [f"{name}: finished, skipped" for name in names]
+    with pytest.raises(ConfigError, match=r"was run with a different config \(optim.lr_min"):
+        plan(tiny_sweep(tmp_path, "train.max_steps=12", "train.eval_interval=6",
+                        "optim.lr_min=5e-4", grid=sweep.grid))
+
+
+def _wait_for(predicate, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 300
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_restarted_sweep_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Path) -> None:
+    words = [*tiny_run(tmp_path), *STEPS_ONLY, "train.max_steps=40", "train.eval_interval=0"]
+    grid = "optim.lr_max=1e-2,3e-3"
+    proc = subprocess.Popen([sys.executable, "-m", "lmlab", "sweep", str(PRESET), *words,
+                             "--grid", grid, "--name", "s"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first, second = RunDir(tmp_path / "runs" / "s" / "lr_max-1e-2"), \
+        RunDir(tmp_path / "runs" / "s" / "lr_max-3e-3")
+    _wait_for(lambda: len(second.read_metrics()) >= 14, proc, "the second run to pass step 10")
+    proc.kill()
+    proc.wait()
+    assert first.status == "finished" and second.status == "running"
+    first_metrics = first.metrics.read_text()
+    killed = second.read_metrics()
+
+    events: list[str] = []
+    sweep = Sweep(config=PRESET, name="s", overrides=words,
+                  grid={"optim.lr_max": ["1e-2", "3e-3"]})
+    rows = run_sweep(plan(sweep), on_event=events.append)
+    assert events[0] == "lr_max-1e-2: finished, skipped"
+    assert first.metrics.read_text() == first_metrics
+    assert [row["status"] for row in rows] == ["finished", "finished"]
+    resumed = second.read_metrics()
+    assert [r["step"] for r in resumed if "train/loss" in r] == list(range(1, 41))
+    saved = max(r["step"] for r in resumed if r in killed)  # records up to the checkpoint stay
+    assert saved >= 10 and saved % 10 == 0
+    assert resumed[:saved] == killed[:saved]
+
+
+def test_a_diverging_point_is_recorded_and_the_sweep_completes(tmp_path: Path) -> None:
+    sweep = tiny_sweep(tmp_path, "optim.warmup_iters=0", "optim.grad_clip=none",
+                       "train.max_steps=200", grid={"optim.lr_max": ["1e-2", "10"]})
+    rows = run_sweep(plan(sweep), parallel=2)  # subprocesses
+    assert [(row["run"], row["status"]) for row in rows] == [
+        ("lr_max-1e-2", "finished"), ("lr_max-10", "diverged")]
+    assert rows[0]["steps"] == 200 and 0 < rows[1]["steps"] < 200
+    assert "diverged" in (tmp_path / "runs" / "s" / "lr_max-10" / "train.log").read_text()
+
+
+def test_fixed_tokens_and_lr_scaling_follow_the_batch_size(tmp_path: Path) -> None:
+    sweep = tiny_sweep(tmp_path, grid={"train.batch_size": ["4", "32"]}, fixed_tokens=True,
+                       lr_scaling="sqrt")
+    points = plan(sweep).points  # base: 30 steps x 8 sequences x 16 tokens, lr 1e-2
+    assert [p.config.max_steps for p in points] == [60, 8]
+    assert [p.config.train.max_tokens for p in points] == [30 * 8 * CONTEXT] * 2
+    assert [p.config.optim.lr_max for p in points] == pytest.approx([1e-2 * 0.5 ** 0.5, 2e-2])
+    linear = plan(tiny_sweep(tmp_path, grid={"train.batch_size": ["4"]}, lr_scaling="linear"))
+    assert linear.points[0].config.optim.lr_max == pytest.approx(5e-3)
+    assert linear.varied == []  # one point: nothing differs
+    with pytest.raises(ConfigError, match="--fixed-tokens needs"):
+        plan(tiny_sweep(tmp_path, "train.max_steps=none", "train.time_budget_s=60",
+                        grid={"train.batch_size": ["4"]}, fixed_tokens=True))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--grid", "optim.lr_max"], "--grid 'optim.lr_max' is not of the form section.key=v1,v2"),
+    (["--grid", "optim.lr_max=1e-3,"], "is not of the form"),
+    (["--grid", "optim.lr_mx=1e-3,1e-2"], "unknown config key 'optim.lr_mx'"),
+    (["--grid", "optim.lr_max=1e-3,-1"], "optim.lr_max: Input should be greater than 0"),
+    (["--grid", "optim.lr_max=1e-3,1e-3"], "are both named 'lr_max-1e-3'"),
+    (["--grid", "run.name=a,b"], "run.name cannot be swept"),
+    (["--list", "model.norm"], "--list 'model.norm' is not a list of section.key=value"),
+    (["--list", "model.nrm=none"], "unknown config key 'model.nrm'"),
+    ([], "nothing to sweep"),
+    (["--grid", "optim.lr_max=1e-3", "data.valid_path=missing.bin"], "missing.bin"),
+    (["--grid", "optim.lr_max=1e-3", "--variant", "cpu"], "is a training config, not a sweep"),
+])
+def test_bad_input_is_an_error_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              args: list[str], message: str) -> None:
+    code, out, err = cli(capsys, "sweep", str(PRESET), *tiny_run(tmp_path), *args)
+    assert code != 0
+    assert message in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_parallel_workers_get_a_share_of_the_cpu_threads(monkeypatch) -> None:
+    from lmlab.sweep import _worker_envs
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    envs = _worker_envs(2)
+    assert len(envs) == 2
+    assert envs[0]["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
