@@ -1,0 +1,101 @@
+"""`lmlab plot`: one line per run and metric, legends from config differences, diverged runs
+marked, runs still going, smoothing, and bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lmlab.plot import load_runs, plot_runs, smoothed
+from lmlab.tracking import RunDir
+from tests.test_train import cli
+
+
+def fake_run(root: Path, name: str, status: str, losses: list[float], **optim: float) -> Path:
+    """A run directory as the trainer writes it, without training: config, status, metrics
+    (a train loss every step, a val loss every other step)."""
+    run = RunDir(root / name)
+    run.root.mkdir(parents=True)
+    config = {"model": {"d_model": 32}, "optim": {"lr_max": 1e-3, **optim},
+              "run": {"name": name}}
+    run.config.write_text(json.dumps(config))
+    run.set_status(status)
+    lines = []
+    for step, loss in enumerate(losses, start=1):
+        lines.append({"step": step, "tokens": 100 * step, "wall_time_s": 0.5 * step,
+                      "train/loss": loss})
+        if step % 2 == 0:
+            lines.append({"step": step, "tokens": 100 * step, "wall_time_s": 0.5 * step,
+                          "val/loss": loss + 0.1})
+    run.metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run.root
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "sweep"
+    fake_run(root, "a", "finished", [5.0, 4.0, 3.0, 2.5, 2.0, 1.8], lr_max=1e-3)
+    fake_run(root, "b", "diverged", [5.0, 4.5, 9.0, float("nan")], lr_max=1e-1)
+    fake_run(root, "c", "running", [5.0, 4.2, 3.5], lr_max=3e-3)
+    return root
+
+
+def test_one_line_per_run_and_metric_labelled_by_what_differs(sweep: Path) -> None:
+    figure = plot_runs(load_runs([sweep]), x="tokens")
+    (ax,) = figure.axes
+    lines = ax.get_lines()
+    assert len(lines) == 6  # 3 runs x (train, val)
+    labels = [line.get_label() for line in lines if not line.get_label().startswith("_")]
+    assert labels == ["lr_max=0.001", "lr_max=0.1 (diverged)", "lr_max=0.003 (running)"]
+    assert list(lines[0].get_xdata()) == [100, 200, 300, 400, 500, 600]
+    assert list(lines[1].get_ydata()) == pytest.approx([4.1, 2.6, 1.9])
+    assert len(ax.collections) == 2  # a cross where each diverged curve stopped
+    assert ax.get_ylim()[1] == pytest.approx(5.0 * 1.05)  # the blow-up is off the top
+
+
+def test_separate_panels_smoothing_and_log_scale(sweep: Path) -> None:
+    figure = plot_runs(load_runs([sweep / "a", sweep / "c"]), metrics=["train/loss", "val/loss"],
+                       panels="separate", smooth=2, log=True, x="wall_time")
+    train, val = figure.axes
+    assert len(train.get_lines()) == len(val.get_lines()) == 2
+    assert list(train.get_lines()[0].get_ydata()) == pytest.approx([4.5, 3.5, 2.75, 2.25, 1.9])
+    assert train.get_yscale() == "log" and train.get_xlabel() == "wall-clock time (s)"
+
+
+def test_smoothed_is_a_trailing_mean() -> None:
+    xs, ys = smoothed([1, 2, 3], [1.0, 2.0, 3.0], 5)  # too short: unchanged
+    assert list(ys) == [1.0, 2.0, 3.0]
+    _, ys = smoothed(range(10), np.arange(10.0), 3)
+    assert list(ys) == pytest.approx([1, 2, 3, 4, 5, 6, 7, 8])
+
+
+def test_the_cli_writes_a_valid_png(sweep: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "curves.png"
+    code, stdout, _ = cli(capsys, "plot", str(sweep), "--out", str(out), "--metric", "val/loss")
+    assert code == 0 and f"wrote {out}" in stdout
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size[0] > 100
+    svg = tmp_path / "curves.svg"
+    assert cli(capsys, "plot", str(sweep / "a"), "--out", str(svg))[0] == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["missing"], "missing: no such run directory"),
+    (["{empty}"], "holds no run directories"),
+    (["{sweep}", "--out", "x.jpg"], "x.jpg: the output must end in .png, .svg, .pdf"),
+    (["{sweep}", "--x", "epoch"], "x must be one of step, tokens, wall_time"),
+    (["{sweep}", "--panels", "grid"], "--panels must be same or separate"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(sweep: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture,
+                                                  args: list[str], message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    args = [arg.format(sweep=sweep, empty=tmp_path / "empty") for arg in args]
+    code, _, err = cli(capsys, "plot", *args, "--out" if "--out" not in args else "",
+                       str(tmp_path / "out.png") if "--out" not in args else "")
+    assert code == 1 and err.startswith("error: ") and message in err
+    assert not (tmp_path / "out.png").exists()
