@@ -106,6 +106,7 @@ def time_steps(step: Callable, batch, steps: int, device: torch.device, autocast
 
 def bench(name: str, mode: str, args, device: torch.device) -> str:
     config, batch_size = CONFIGS[name]
+    config = config.model_copy(update={"fused_attention": args.fused_attention})
     batch_size = args.batch_size or batch_size
     torch.manual_seed(0)
     compile_model = mode == "compile"
@@ -128,8 +129,10 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
         seconds["reference"] += time_steps(ref_step, batch, args.steps, device, autocast)
     tokens = batch_size * config.context_length * args.steps * args.rounds
     rate = {k: tokens / s for k, s in seconds.items()}
+    variant = "fused-attn" if args.fused_attention else "own-attn"
+    precision = "bf16" if use_bf16 else "fp32"
     line = (
-        f"{name:<10} {mode:<8} batch={batch_size:<4} {'bf16' if use_bf16 else 'fp32'} "
+        f"{name:<10} {mode:<8} {variant:<10} batch={batch_size:<4} {precision} "
         f"lmlab={rate['lmlab']:>10,.0f} tok/s  reference={rate['reference']:>10,.0f} tok/s"
     )
     if device.type == "cuda":
@@ -156,6 +159,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     parser.add_argument("--steps", type=int, default=2, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds")
+    parser.add_argument(
+        "--fused-attention",
+        action="store_true",
+        help="time lmlab with the opt-in model.fused_attention fast path",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:

@@ -108,3 +108,35 @@ def test_sdpa_in_bfloat16_stays_close_to_float32():
     low = scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
     assert low.dtype == torch.bfloat16
     assert_close(low.float(), scaled_dot_product_attention(q, k, v, mask), atol=3e-2, rtol=3e-2)
+
+
+@pytest.mark.parametrize("use_rope", [True, False])
+def test_fused_attention_computes_the_same_function_and_gradients(use_rope):
+    def build(fused: bool) -> CausalSelfAttention:
+        torch.manual_seed(0)
+        rope = RotaryPositionalEmbedding(10000.0, 8, 32) if use_rope else None
+        return CausalSelfAttention(32, 4, 32, rope, fused=fused)
+
+    ours, fused = build(False), build(True)
+    x = torch.randn(2, 20, 32, requires_grad=True)
+    out_ours, out_fused = ours(x), fused(x)
+    assert_close(out_fused, out_ours)
+    (grad_ours,) = torch.autograd.grad(out_ours.square().sum(), x)
+    (grad_fused,) = torch.autograd.grad(out_fused.square().sum(), x)
+    assert_close(grad_fused, grad_ours)
+    for a, b in zip(ours.parameters(), fused.parameters(), strict=True):
+        (ga,) = torch.autograd.grad(ours(x).sum(), a)
+        (gb,) = torch.autograd.grad(fused(x).sum(), b)
+        assert_close(gb, ga, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_attention_with_kv_cache_matches_full_forward():
+    from lmlab.nn import LayerKVCache
+
+    attn = CausalSelfAttention(32, 4, 32, RotaryPositionalEmbedding(10000.0, 8, 32), fused=True)
+    x = torch.randn(2, 12, 32)
+    cache = LayerKVCache()
+    pieces = [attn(x[:, :5], cache=cache)] + [
+        attn(x[:, t : t + 1], cache=cache) for t in range(5, 12)
+    ]
+    assert_close(torch.cat(pieces, dim=1), attn(x), rtol=1e-4, atol=1e-5)

@@ -18,10 +18,15 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_lm_matches_builtins_reference_with_same_state_dict(tiny_config, tie):
+@pytest.mark.parametrize("tie,fused", [(False, False), (True, False), (False, True)])
+def test_lm_matches_builtins_reference_with_same_state_dict(tiny_config, tie, fused):
     config = tiny_config(
-        vocab_size=97, context_length=24, d_model=48, num_heads=6, tie_embeddings=tie
+        vocab_size=97,
+        context_length=24,
+        d_model=48,
+        num_heads=6,
+        tie_embeddings=tie,
+        fused_attention=fused,
     )
     model = TransformerLM(config)
     reference = ReferenceLM(config)

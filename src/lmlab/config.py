@@ -56,6 +56,10 @@ class ModelConfig(_Section):
     )
     ffn: Literal["swiglu", "silu"] = Field("swiglu", description="Gated SwiGLU or plain SiLU FFN.")
     tie_embeddings: bool = Field(False, description="Share token embedding and output weights.")
+    fused_attention: bool = Field(
+        False, description="Opt-in fast path: PyTorch's fused attention kernel instead of lmlab's "
+        "own (the same function, checked by tests/test_attention.py)."
+    )
 
     @model_validator(mode="after")
     def _check_shape(self) -> "ModelConfig":

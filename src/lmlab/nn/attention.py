@@ -3,6 +3,7 @@
 import math
 
 import torch
+import torch.nn.functional as F  # only for the opt-in fused_attention fast path
 from torch import Tensor, nn
 
 from lmlab.nn.layers import Linear, softmax
@@ -106,6 +107,9 @@ class CausalSelfAttention(nn.Module):
     Shapes: ``(batch, seq, d_model) -> (batch, seq, d_model)``;
     per head ``(batch, heads, seq, d_head)``.
     ``rope=None`` gives NoPE (no position information beyond the causal mask).
+    ``fused=True`` is the opt-in fast path: PyTorch's fused kernel (flash attention on CPUs and
+    GPUs) computes the same function as :func:`scaled_dot_product_attention` without
+    materialising the ``(seq, seq)`` scores; tests check that both agree, gradients included.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class CausalSelfAttention(nn.Module):
         rope: RotaryPositionalEmbedding | None = None,
         device=None,
         dtype=None,
+        fused: bool = False,
     ):
         super().__init__()
         if d_model % num_heads != 0:
@@ -126,6 +131,7 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = Linear(d_model, d_model, device, dtype)
         self.output_proj = Linear(d_model, d_model, device, dtype)
         self.rope = rope
+        self.fused = fused
         causal = torch.ones(max_seq_len, max_seq_len, dtype=torch.bool, device=device).tril()
         self.register_buffer("causal_mask", causal, persistent=False)
 
@@ -159,5 +165,10 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             key, value = cache.append(key, value)
         mask = self.causal_mask[past : past + seq_len, : past + seq_len]
-        out = scaled_dot_product_attention(query, key, value, mask)
+        if self.fused:  # without a cache the mask is the plain causal one the kernel knows
+            out = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask if past else None, is_causal=not past
+            )
+        else:
+            out = scaled_dot_product_attention(query, key, value, mask)
         return self.output_proj(out.transpose(-3, -2).flatten(-2))

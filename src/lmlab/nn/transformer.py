@@ -35,7 +35,13 @@ class TransformerBlock(nn.Module):
             )
         self.ln1 = _make_norm(config, device, dtype)
         self.attn = CausalSelfAttention(
-            config.d_model, config.num_heads, config.context_length, rope, device, dtype
+            config.d_model,
+            config.num_heads,
+            config.context_length,
+            rope,
+            device,
+            dtype,
+            fused=config.fused_attention,
         )
         self.ln2 = _make_norm(config, device, dtype)
         ffn_class = SwiGLU if config.ffn == "swiglu" else SiLUFeedForward
