@@ -7,7 +7,7 @@ in a TOML file or a CLI override never silently trains the wrong model.
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -270,7 +270,10 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     table = raw.setdefault(section, {})
     if not isinstance(table, dict):
         raise ConfigError(f"config section {section!r} must be a table")
-    table[name] = _parse_value(text.strip())
+    value = _parse_value(text.strip())
+    if value is None and "none" in get_args(sections[section][name]):
+        value = "none"  # a choice named "none" (model.norm=none), not an unset key
+    table[name] = value
 
 
 def _parse_value(text: str) -> Any:
@@ -287,10 +290,11 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _section_fields() -> dict[str, list[str]]:
-    """Valid keys of each config table, e.g. ``{"model": ["vocab_size", ...], ...}``."""
+def _section_fields() -> dict[str, dict[str, Any]]:
+    """Valid keys of each config table with their types, e.g. ``{"model": {"vocab_size": int,
+    ...}, ...}``."""
     return {
-        name: list(field.annotation.model_fields)  # type: ignore[union-attr]
+        name: {key: sub.annotation for key, sub in field.annotation.model_fields.items()}  # type: ignore[union-attr]
         for name, field in Config.model_fields.items()
     }
 
