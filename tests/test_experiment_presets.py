@@ -1,13 +1,16 @@
 """Every preset in configs/experiments/ plans (GPU and CPU variants) and its CPU variant trains;
 bad sweep files are one-line errors."""
 
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from lmlab.config import Config, load_config
 from lmlab.errors import ConfigError
 from lmlab.sweep import Sweep, is_sweep_file, merge, plan, run_sweep
+from tests import test_readme
 from tests.tiny_runs import tiny_run
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
@@ -39,18 +42,25 @@ def test_the_preset_plans_and_its_cpu_variant_trains(preset: Path, tmp_path: Pat
     assert rows[0]["status"] == "finished" and rows[0]["steps"] >= 1
 
 
+def _configs(name: str) -> list[Config]:
+    """A preset's (GPU) point configs, without checking that its data exists."""
+    sweep = Sweep.from_file(EXPERIMENTS / f"{name}.toml")
+    return [load_config(sweep.config, [*sweep.overrides, *point]) for point in sweep.points]
+
+
 def test_preset_specifics(tmp_path: Path) -> None:
     lrs = [p.config.optim.lr_max for p in plan(_tiny(
         Sweep.from_file(EXPERIMENTS / "lr_sweep.toml", "cpu"), tmp_path)).points]
     assert max(lrs) >= 30 * min(lrs)  # wide enough to reach divergence
-    silu = plan(_tiny(Sweep.from_file(EXPERIMENTS / "silu_ffn.toml"), tmp_path))
-    models = {p.config.model.ffn: p.config.model for p in silu.points}
+    assert [c.model.norm for c in _configs("no_rmsnorm")] == ["rms", "none", "none"]
+    models = {c.model.ffn: c.model for c in _configs("silu_ffn")}
     swiglu_params = 3 * models["swiglu"].d_model * models["swiglu"].ffn_width
     silu_params = 2 * models["silu"].d_model * models["silu"].ffn_width
     assert models["silu"].ffn_width == 4 * models["silu"].d_model
     assert abs(silu_params - swiglu_params) / swiglu_params < 0.05
-    board = plan(_tiny(Sweep.from_file(EXPERIMENTS / "leaderboard.toml"), tmp_path)).points[0]
+    (board,) = plan(_tiny(Sweep.from_file(EXPERIMENTS / "leaderboard.toml"), tmp_path)).points
     assert board.config.model.tie_embeddings and board.config.train.schedule_over_time
+    assert "train.time_budget_s=5400" in Sweep.from_file(EXPERIMENTS / "leaderboard.toml").overrides
 
 
 def test_bad_sweep_files_are_named(tmp_path: Path) -> None:
@@ -66,3 +76,14 @@ def test_bad_sweep_files_are_named(tmp_path: Path) -> None:
     bad.write_text("config = \n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         Sweep.from_file(bad)
+
+
+@pytest.mark.parametrize("words", [words for block in test_readme.bash_blocks("Experiments")
+                                   for words in test_readme.commands(block)], ids=shlex.join)
+def test_the_readme_experiment_commands_parse(words: list[str]) -> None:
+    test_readme.test_every_readme_command_parses(words)
+
+
+def test_the_readme_lists_every_preset() -> None:
+    readme = (EXPERIMENTS.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert all(f"| `{path.name}` |" in readme for path in PRESETS)
