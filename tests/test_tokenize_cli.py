@@ -3,14 +3,24 @@
 import doctest
 import json
 import sys
+from collections import Counter
+from itertools import pairwise
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmlab.cli import main
 from lmlab.errors import DataError
-from lmlab.tokenizer import Tokenizer, dataset
+from lmlab.tokenizer import Tokenizer, dataset, train_bpe
 from lmlab.tokenizer.dataset import load_tokens, read_token_info, sidecar_path, token_dtype
+from lmlab.tokenizer.pretokenize import (
+    count_pretokens,
+    find_chunk_boundaries,
+    read_text,
+    special_token_regex,
+)
 from tests.tokenizer_refs import FIXTURES, need
 
 EOT = "<|endoftext|>"
@@ -181,3 +191,30 @@ def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
 
 def test_docstring_examples():
     assert doctest.testmod(dataset).failed == 0
+
+
+@pytest.fixture(scope="module")
+def small_tokenizer() -> Tokenizer:
+    return Tokenizer(*train_bpe(need(FIXTURES / "corpus.en"), 600, [EOT], num_workers=1), [EOT])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(["the", " the", "  ", "\n", "\n\n", " ", "é", "日本", "'s", "1", "!", EOT]),
+        max_size=40,
+    ).map("".join),
+    chunk_bytes=st.integers(1, 40),
+)
+def test_chunks_cut_where_whole_text_would(small_tokenizer, tmp_path_factory, text, chunk_bytes):
+    """Pieces between chunk boundaries encode and count exactly like the whole file."""
+    path = tmp_path_factory.mktemp("chunks") / "t.txt"
+    path.write_text(text, encoding="utf-8")
+    bounds = find_chunk_boundaries(path, chunk_bytes, [EOT])
+    pieces = [read_text(path, a, b) for a, b in pairwise(bounds)]
+    assert "".join(pieces) == text and bounds[0] == 0 and bounds[-1] == len(text.encode())
+    encoded = [i for piece in pieces for i in small_tokenizer.encode(piece)]
+    assert encoded == small_tokenizer.encode(text)
+    regex = special_token_regex([EOT])
+    counted = sum((count_pretokens(piece, regex) for piece in pieces), Counter())
+    assert counted == count_pretokens(text, regex)
