@@ -31,12 +31,33 @@ def test_get_batch_reaches_the_last_token() -> None:
 def test_sampler_state_is_the_data_position() -> None:
     tokens = np.arange(10_000)
     sampler = RandomBatches(tokens, 2, 8, "cpu", seed=3)
-    sampler.next()
+    sampler.next_step()
     state = sampler.state_dict()
-    expected = [sampler.next()[0] for _ in range(3)]
+    expected = [sampler.next_step()[0][0] for _ in range(3)]
     resumed = RandomBatches(tokens, 2, 8, "cpu", seed=99)
     resumed.load_state_dict(state)
-    assert all(torch.equal(a, resumed.next()[0]) for a in expected)
+    assert all(torch.equal(a, resumed.next_step()[0][0]) for a in expected)
+
+
+def _step_rows(sampler: RandomBatches) -> list[list[int]]:
+    """The first token of each window of the sampler's next step, micro-batch after micro-batch."""
+    return [row for inputs, _ in sampler.next_step() for row in inputs[:, 0].tolist()]
+
+
+def test_a_global_batch_is_the_same_however_it_is_split() -> None:
+    """Ranks take consecutive blocks of one global draw, so the state is independent of the
+    world size and 2 ranks x 4, 1 rank x 8 and grad_accum 2 x 4 see the same windows."""
+    tokens = np.arange(10_000)
+    whole = RandomBatches(tokens, 8, 8, "cpu", seed=3)
+    accumulated = RandomBatches(tokens, 4, 8, "cpu", seed=3, grad_accum=2)
+    ranks = [RandomBatches(tokens, 2, 8, "cpu", seed=3, grad_accum=2, rank=r, world_size=2)
+             for r in range(2)]
+    for _ in range(3):
+        rows = _step_rows(whole)
+        assert _step_rows(accumulated) == rows
+        assert _step_rows(ranks[0]) + _step_rows(ranks[1]) == rows
+    assert ranks[1].state_dict() == whole.state_dict()
+    assert [inputs.shape for inputs, _ in ranks[0].next_step()] == [(2, 8), (2, 8)]
 
 
 @pytest.mark.parametrize("length", [17, 33, 40, 100])

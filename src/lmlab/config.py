@@ -113,10 +113,16 @@ class DataConfig(_Section):
 class TrainConfig(_Section):
     """How long and how to train: batch, length, evaluation, checkpoints, device and precision."""
 
-    batch_size: int = Field(32, gt=0, description="Sequences per micro-batch.")
+    batch_size: int = Field(32, gt=0, description="Sequences per micro-batch, per process.")
     grad_accum: int = Field(
-        1, gt=0, description="Micro-batches accumulated per optimizer step (tokens per step = "
-        "batch_size * grad_accum * context_length)."
+        1, gt=0, description="Micro-batches accumulated per optimizer step (the global batch "
+        "is batch_size * grad_accum * world_size sequences; tokens per step = that times "
+        "context_length)."
+    )
+    world_size: int = Field(
+        1, gt=0, description="Processes training together: set from torchrun's WORLD_SIZE "
+        "(an explicit value must match it). Each rank trains on its own batch_size * "
+        "grad_accum slice of every global batch."
     )
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps to train for.")
     max_tokens: int | None = Field(
@@ -143,6 +149,14 @@ class TrainConfig(_Section):
         "that support it, else float32). Weights and optimizer state stay float32."
     )
     compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    dist_backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="Process-group backend under torchrun (auto: nccl on CUDA GPUs, "
+        "gloo on CPUs)."
+    )
+    dist_timeout_s: float = Field(
+        1800.0, gt=0, description="Under torchrun, how long a rank waits in a collective for "
+        "the others before failing (covers the slowest evaluation or checkpoint)."
+    )
     time_budget_s: float | None = Field(
         None, gt=0, description="Stop after this many seconds of training steps (evaluation "
         "and checkpointing do not count), with a final evaluation."
@@ -199,8 +213,9 @@ class Config(_Section):
 
     @property
     def tokens_per_step(self) -> int:
-        """Tokens consumed by one optimizer step (all micro-batches)."""
-        return self.train.batch_size * self.train.grad_accum * self.model.context_length
+        """Tokens consumed by one optimizer step (all micro-batches of all ranks)."""
+        train = self.train
+        return train.batch_size * train.grad_accum * train.world_size * self.model.context_length
 
     @property
     def max_steps(self) -> int | None:

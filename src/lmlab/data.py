@@ -97,22 +97,36 @@ def get_batch(
 class RandomBatches:
     """Endless random training batches from a seeded generator whose state is the data position.
 
-    ``state_dict()`` goes into the checkpoint; after ``load_state_dict`` the sampler yields exactly
-    the batches it would have yielded had the run never stopped. A distributed run gives each rank
-    its own seed.
+    Each optimizer step draws the starts of the whole global batch (``batch_size * grad_accum *
+    world_size`` windows) at once from a generator that every rank seeds alike, and each rank
+    reads only its own slice: rank ``r`` takes the ``r``-th block of ``batch_size * grad_accum``
+    starts, cut into ``grad_accum`` micro-batches. So ranks train on different windows, a step's
+    global batch is the same however it is split (2 ranks x batch B, 1 rank x batch 2B and
+    grad_accum 2 x batch B see the same windows), and the state does not depend on the world
+    size: a run can resume on another number of processes if it keeps the global batch.
+    ``state_dict()`` goes into the checkpoint; after ``load_state_dict`` the sampler yields
+    exactly the batches it would have yielded had the run never stopped.
     """
 
     def __init__(self, tokens: np.ndarray, batch_size: int, context_length: int,
-                 device: torch.device | str, seed: int) -> None:
+                 device: torch.device | str, seed: int, *, grad_accum: int = 1, rank: int = 0,
+                 world_size: int = 1) -> None:
         self.tokens = tokens
         self.batch_size = batch_size
         self.context_length = context_length
         self.device = device
+        self.per_rank = batch_size * grad_accum
+        self.rank, self.world_size = rank, world_size
         self.rng = np.random.default_rng(seed)
 
-    def next(self) -> tuple[Tensor, Tensor]:
-        """The next ``(inputs, targets)``, each ``(batch_size, context_length)``."""
-        return get_batch(self.tokens, self.batch_size, self.context_length, self.device, self.rng)
+    def next_step(self) -> list[tuple[Tensor, Tensor]]:
+        """This rank's micro-batches of the next step: ``grad_accum`` pairs of ``(inputs,
+        targets)``, each ``(batch_size, context_length)``."""
+        starts = self.rng.integers(0, len(self.tokens) - self.context_length,
+                                   size=self.per_rank * self.world_size)
+        mine = starts[self.rank * self.per_rank:(self.rank + 1) * self.per_rank]
+        return [_to_device(_windows(self.tokens, mine[i:i + self.batch_size], self.context_length),
+                           self.device) for i in range(0, self.per_rank, self.batch_size)]
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}

@@ -6,6 +6,9 @@ evaluation and checkpointing, until ``max_steps`` / ``max_tokens`` or the time b
 Everything that makes a resumed run continue exactly (model, optimizer, step, RNG, the sampler's
 position, running loss sums) is in the checkpoint. The library prints nothing: metrics go to the
 trackers, and ``show_progress`` draws a progress bar on stderr.
+
+Under ``torchrun`` every process runs this same loop on its own slice of each global batch (see
+:mod:`lmlab.distributed`); rank 0 alone writes the run directory, logs and saves checkpoints.
 """
 
 import math
@@ -24,6 +27,7 @@ from lmlab.checkpoint import load_training_state, restore_model, save_training_s
 from lmlab.config import Config
 from lmlab.data import RandomBatches, load_tokens
 from lmlab.device import autocast, resolve_device, resolve_dtype
+from lmlab.distributed import World, distributed
 from lmlab.errors import ConfigError
 from lmlab.evaluate import evaluate
 from lmlab.loss import cross_entropy
@@ -94,10 +98,17 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
     Raises :class:`~lmlab.errors.ConfigError`, :class:`~lmlab.errors.DataError` or
     :class:`~lmlab.errors.CheckpointError` before writing anything when the inputs are bad.
     """
-    cfg, tcfg = config, config.train
+    tcfg = config.train
+    with distributed(tcfg.dist_backend, resolve_device(tcfg.device), tcfg.dist_timeout_s) as world:
+        return _train(_for_world(config, world), world, show_progress)
+
+
+def _train(cfg: Config, world: World, show_progress: bool) -> RunResult:
+    tcfg = cfg.train
     run = RunDir(cfg.run_dir)
     resume = _resume_wanted(cfg, run)
-    device = resolve_device(tcfg.device)
+    world.barrier()  # every rank has looked at the run directory before rank 0 writes to it
+    device = world.device(resolve_device(tcfg.device))
     amp_dtype = resolve_dtype(tcfg.dtype, device)
     context = cfg.model.context_length
     train_data = load_tokens(cfg.data.train_path, vocab_size=cfg.model.vocab_size,
@@ -108,7 +119,8 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
     torch.manual_seed(tcfg.seed)
     model = TransformerLM(cfg.model, device=device)
     optimizer = build_optimizer(model, cfg)
-    sampler = RandomBatches(train_data.tokens, tcfg.batch_size, context, device, tcfg.seed)
+    sampler = RandomBatches(train_data.tokens, tcfg.batch_size, context, device, tcfg.seed,
+                            grad_accum=tcfg.grad_accum, rank=world.rank, world_size=world.size)
     step, progress = 0, Progress()
     if resume:
         state = load_training_state(run.checkpoint, cfg)
@@ -124,12 +136,14 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
 
     if resume and done():
         return RunResult(run.root, run.status or "finished", step, progress.tokens)
-    trackers = Trackers.for_run(cfg, run, resume_step=step if resume else None)
-    run.write_config(cfg)
-    run.write_env(device)
-    run.set_status("running")
+    trackers = Trackers([])
+    if world.is_main:
+        trackers = Trackers.for_run(cfg, run, resume_step=step if resume else None)
+        run.write_config(cfg)
+        run.write_env(device)
+        run.set_status("running")
 
-    forward = torch.compile(model) if tcfg.compile else model
+    forward = world.wrap(torch.compile(model) if tcfg.compile else model, device)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
     last: dict[str, float] = {}
@@ -141,20 +155,24 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
                       "train_time_s": round(progress.train_time_s, 3), **metrics}, step)
         last.update(metrics)
 
-    def run_eval() -> None:
-        log(evaluate(model, valid_data, batch_size=tcfg.batch_size, context_length=context,
-                     device=device, num_batches=tcfg.eval_batches, seed=tcfg.seed,
-                     autocast_dtype=amp_dtype))
+    def run_eval() -> None:  # on rank 0: the others wait for it at the next all-reduce
+        if world.is_main:
+            log(evaluate(model, valid_data, batch_size=tcfg.batch_size, context_length=context,
+                         device=device, num_batches=tcfg.eval_batches, seed=tcfg.seed,
+                         autocast_dtype=amp_dtype))
 
     def save() -> None:
         progress.wall_time_s = time.perf_counter() - session_start
+        interval_loss.copy_(world.mean(interval_loss))  # what every rank resumes from
         progress.loss_sum = interval_loss.item()
-        save_training_state(run.checkpoint, {
-            "iteration": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "config": cfg.model_dump(mode="json"), "rng": _rng_state(),
-            "sampler": sampler.state_dict(), "progress": asdict(progress)})
+        if world.is_main:
+            save_training_state(run.checkpoint, {
+                "iteration": step, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "config": cfg.model_dump(mode="json"),
+                "rng": _rng_state(), "sampler": sampler.state_dict(),
+                "progress": asdict(progress)})
 
-    bar = _progress_bar(cfg, step, progress.train_time_s, show_progress)
+    bar = _progress_bar(cfg, step, progress.train_time_s, show_progress and world.is_main)
     interval_tokens, interval_time = 0, 0.0
     interval_loss = torch.tensor(progress.loss_sum, device=device)
     status = "finished"
@@ -166,19 +184,21 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 step_loss = torch.zeros((), device=device)
-                for _ in range(tcfg.grad_accum):
-                    inputs, targets = sampler.next()
-                    with autocast(device, amp_dtype):
-                        logits = forward(inputs)
-                    loss = cross_entropy(logits, targets) / tcfg.grad_accum
-                    loss.backward()
+                for micro, (inputs, targets) in enumerate(sampler.next_step()):
+                    # ranks average their gradients once per step, in the last backward
+                    with world.no_sync(forward, sync=micro == tcfg.grad_accum - 1):
+                        with autocast(device, amp_dtype):
+                            logits = forward(inputs)
+                        loss = cross_entropy(logits, targets) / tcfg.grad_accum
+                        loss.backward()
                     step_loss += loss.detach()
                 grad_norm = clip_grad_norm(params, max_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
 
                 step += 1
-                elapsed = time.perf_counter() - started
+                stop, elapsed = world.agree(stop_requested(), time.perf_counter() - started,
+                                            device)
                 progress.train_time_s += elapsed
                 progress.tokens += cfg.tokens_per_step
                 interval_time += elapsed
@@ -186,11 +206,11 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
                 interval_loss += step_loss  # stays on the device: no sync until we log
                 progress.loss_steps += 1
                 if progress.first_loss is None:
-                    progress.first_loss = step_loss.item()
+                    progress.first_loss = world.mean(step_loss).item()
                 bar.update(1 if cfg.max_steps is not None else elapsed)
 
                 if step % tcfg.log_interval == 0 or done():
-                    train_loss = interval_loss.item() / progress.loss_steps
+                    train_loss = world.mean(interval_loss).item() / progress.loss_steps
                     log({"train/loss": train_loss, "train/lr": lr,
                          "train/grad_norm": grad_norm.item(),
                          "train/tokens_per_s": interval_tokens / interval_time})
@@ -206,7 +226,7 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
                     run_eval()
                 if tcfg.ckpt_interval and step % tcfg.ckpt_interval == 0 and not done():
                     save()
-                if stop_requested():
+                if stop:
                     status = "interrupted"
                     save()
                     break
@@ -214,13 +234,26 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
             run_eval()
             save()
     except BaseException:
-        run.set_status("failed")
+        if world.is_main:
+            run.set_status("failed")
         raise
     finally:
         bar.close()
         trackers.close()
-    run.set_status(status)
+    if world.is_main:
+        run.set_status(status)
     return RunResult(run.root, status, step, progress.tokens, last)
+
+
+def _for_world(config: Config, world: World) -> Config:
+    """A copy of ``config`` with ``train.world_size`` from torchrun (checked when set)."""
+    if "world_size" in config.train.model_fields_set and config.train.world_size != world.size:
+        raise ConfigError(f"train.world_size={config.train.world_size} does not match the "
+                          f"{world.size} process(es) started (torchrun's WORLD_SIZE): leave it "
+                          f"unset, or start that many")
+    config = config.model_copy(deep=True)
+    config.train.world_size = world.size
+    return config
 
 
 def _resume_wanted(config: Config, run: RunDir) -> bool:

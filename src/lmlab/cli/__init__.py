@@ -17,6 +17,7 @@ from lmlab.cli import (
     train,  # noqa: F401  (registers `train`, `eval`)
 )
 from lmlab.cli.app import app
+from lmlab.distributed import world_from_env
 from lmlab.errors import LmlabError
 
 
@@ -25,7 +26,9 @@ def main() -> None:
     try:
         app()
     except LmlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        world = world_from_env()  # under torchrun, say which rank failed
+        where = f"rank {world.rank}: " if world.size > 1 else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

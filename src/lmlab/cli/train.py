@@ -11,6 +11,7 @@ from lmlab.cli.app import app
 from lmlab.config import Config, load_config
 from lmlab.data import load_tokens
 from lmlab.device import resolve_device, resolve_dtype
+from lmlab.distributed import launch, world_from_env
 from lmlab.evaluate import evaluate
 from lmlab.train import train
 
@@ -27,6 +28,12 @@ def _config_reference() -> str:
     return "\n\n".join(lines)
 
 
+def _say(message: str, err: bool = False) -> None:
+    """Print a run's outcome once: under torchrun, rank 0 speaks for every rank."""
+    if world_from_env().is_main:
+        typer.echo(message, err=err)
+
+
 @app.command("train", epilog=_config_reference())
 def train_command(
     config: Annotated[Path, typer.Argument(
@@ -40,24 +47,37 @@ def train_command(
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Draw a progress bar with loss, tokens/s and ETA.")
     ] = True,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", help="Train data-parallel on N processes of this machine, one per GPU: runs "
+        "torchrun --standalone --nproc_per_node N -m lmlab train with the other arguments. "
+        "Each rank trains on batch_size * grad_accum sequences per step, so the global batch is "
+        "N times that; resume with --resume on any N that keeps it.", show_default=False)
+    ] = None,
 ) -> None:
     """Train a model from a config: writes runs/<name>/ with config.json, env.json,
     metrics.jsonl, status and checkpoints/last.pt. Ctrl-C saves a checkpoint and stops."""
+    if nproc is not None:
+        flags = ["--resume"] if resume else []
+        progress_flag = "--progress" if progress else "--no-progress"
+        raise typer.Exit(launch(nproc, ["train", str(config), *(overrides or []), *flags,
+                                        progress_flag]))
     words = [*(overrides or []), *(["run.resume=must"] if resume else [])]
     result = train(load_config(config, words), show_progress=progress)
     summary = ", ".join(f"{key} {value:.4g}" for key, value in result.metrics.items()
                         if key.startswith("val/"))
     if result.status == "finished":
-        typer.echo(f"finished {result.run_dir} at step {result.step} "
-                   f"({result.tokens:,} tokens): {summary}")
+        _say(f"finished {result.run_dir} at step {result.step} "
+             f"({result.tokens:,} tokens): {summary}")
     elif result.status == "interrupted":
-        typer.echo(f"interrupted at step {result.step}; checkpoint saved. Resume with: "
-                   f"lmlab train {config} {' '.join(overrides or [])} --resume", err=True)
+        world = world_from_env()
+        same_world = f" --nproc {world.size}" if world.size > 1 else ""
+        _say(f"interrupted at step {result.step}; checkpoint saved. Resume with: "
+             f"lmlab train {config} {' '.join(overrides or [])} --resume{same_world}", err=True)
         raise typer.Exit(130)
     else:
         loss = result.metrics.get("train/loss")
-        typer.echo(f"error: run diverged at step {result.step} (train/loss {loss}); metrics "
-                   f"kept in {result.run_dir}", err=True)
+        _say(f"error: run diverged at step {result.step} (train/loss {loss}); metrics "
+             f"kept in {result.run_dir}", err=True)
         raise typer.Exit(1)
 
 

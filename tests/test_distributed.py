@@ -1,0 +1,178 @@
+"""Data-parallel training on CPUs: 2 gloo processes started by torchrun (`lmlab train --nproc 2`).
+
+The parity checks compare logged losses with ``rtol=1e-5``: the same windows are seen in every
+split of a global batch (see :class:`lmlab.data.RandomBatches`), and only the order of float32
+sums differs (a gradient averaged over 2 ranks vs. over one batch twice the size). A resume
+under the same world size is exact.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmlab.config import load_config
+from lmlab.distributed import World
+from lmlab.errors import ConfigError
+from lmlab.tracking import RunDir
+from lmlab.train import train
+from tests.test_train import cli
+from tests.tiny_runs import tiny_run
+
+REPO = Path(__file__).resolve().parents[1]
+RTOL = 1e-5
+STEPS = ("train.max_steps=8", "optim.cosine_cycle_iters=8", "train.eval_interval=4",
+         "train.ckpt_interval=4")
+FAILING_WORKER = """\
+import os
+
+from lmlab.cli import main
+from lmlab.data import RandomBatches
+from lmlab.errors import DataError
+
+if os.environ["RANK"] == "1":  # rank 1 fails at step 6, while rank 0 waits for it
+    draw, drawn = RandomBatches.next_step, []
+
+    def failing(self):
+        if len(drawn) == 5:
+            raise DataError("rank 1 cannot read its batch")
+        drawn.append(1)
+        return draw(self)
+
+    RandomBatches.next_step = failing
+main()
+"""
+
+
+def torchrun(*args: str, script: Path | None = None) -> subprocess.CompletedProcess:
+    """``lmlab train --nproc 2 ARGS`` (or torchrun on ``script``), bounded by a timeout so a
+    hang fails the test."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    if script is None:
+        command = [sys.executable, "-m", "lmlab", "train", "--nproc", "2", *args]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node=2", str(script), "train", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def overrides(root: Path, *extra: str) -> list[str]:
+    """The override words of a tiny 8-step run under ``root``."""
+    return tiny_run(root, *STEPS, *extra)
+
+
+def words(root: Path, *extra: str) -> list[str]:
+    """``lmlab train`` arguments of that run (on an empty config file)."""
+    (root / "empty.toml").touch()
+    return [str(root / "empty.toml"), *overrides(root, *extra), "--no-progress"]
+
+
+def records(run: Path) -> list[dict]:
+    """The run's metrics without timings (which differ from run to run)."""
+    timings = ("wall_time_s", "train_time_s", "train/tokens_per_s")
+    return [{k: v for k, v in r.items() if k not in timings} for r in RunDir(run).read_metrics()]
+
+
+def assert_close(actual: list[dict], expected: list[dict]) -> None:
+    assert [r.keys() for r in actual] == [r.keys() for r in expected]
+    for got, want in zip(actual, expected, strict=True):
+        assert got == pytest.approx(want, rel=RTOL), got["step"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ddp")
+
+
+@pytest.fixture(scope="module")
+def two_ranks(root: Path) -> Path:
+    """An uninterrupted 8-step run on 2 ranks x batch 4."""
+    done = torchrun(*words(root, "train.batch_size=4", "run.name=two_ranks"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("finished") == 1  # rank 0 speaks for the job
+    return root / "runs" / "two_ranks"
+
+
+@pytest.fixture(scope="module")
+def failed_at_6(root: Path) -> tuple[subprocess.CompletedProcess, float, Path]:
+    """The same run with rank 1 failing at step 6 (after the checkpoint of step 4): the job's
+    result, how long it took and its run directory."""
+    script = root / "worker.py"
+    script.write_text(FAILING_WORKER)
+    started = time.monotonic()
+    done = torchrun(*words(root, "train.batch_size=4", "run.name=failed"), script=script)
+    return done, time.monotonic() - started, root / "runs" / "failed"
+
+
+def resumable_copy(run: Path, name: str) -> Path:
+    shutil.copytree(run, run.parent / name)
+    return run.parent / name
+
+
+def test_two_ranks_equal_one_process_with_twice_the_batch(root: Path, two_ranks: Path) -> None:
+    one = train(load_config(None, overrides(root, "train.batch_size=8", "run.name=one")))
+    logged = records(two_ranks)
+    assert [r["step"] for r in logged if "train/loss" in r] == list(range(1, 9))  # logged once
+    assert logged[-1]["tokens"] == 8 * 8 * 16  # the global batch: 2 ranks x 4 sequences
+    assert_close(logged, records(one.run_dir))
+
+
+def test_grad_accum_equals_the_larger_batch(tmp_path: Path) -> None:
+    accumulated = train(load_config(None, overrides(
+        tmp_path, "train.batch_size=4", "train.grad_accum=2", "run.name=accumulated")))
+    whole = train(load_config(None, overrides(tmp_path, "train.batch_size=8", "run.name=whole")))
+    assert_close(records(accumulated.run_dir), records(whole.run_dir))
+
+
+def test_a_failing_rank_ends_the_job_with_its_error(failed_at_6: tuple) -> None:
+    done, seconds, run = failed_at_6
+    assert done.returncode != 0
+    assert "error: rank 1: rank 1 cannot read its batch" in done.stderr
+    assert seconds < 90  # torchrun ends rank 0 too: no hang
+    assert RunDir(run).status == "failed"
+    assert torch.load(RunDir(run).checkpoint, weights_only=True)["iteration"] == 4
+
+
+def test_resume_under_two_ranks_equals_an_uninterrupted_run(root: Path, two_ranks: Path,
+                                                            failed_at_6: tuple) -> None:
+    resumable_copy(failed_at_6[2], "resumed2")
+    done = torchrun(*words(root, "train.batch_size=4", "run.name=resumed2"), "--resume")
+    assert done.returncode == 0, done.stderr
+    assert records(root / "runs" / "resumed2") == records(two_ranks)
+
+
+def test_resume_on_one_process_keeping_the_global_batch(root: Path, two_ranks: Path,
+                                                        failed_at_6: tuple) -> None:
+    resumable_copy(failed_at_6[2], "resumed1")
+    result = train(load_config(None, overrides(root, "train.batch_size=8", "run.name=resumed1",
+                                               "run.resume=must")))
+    assert (result.status, result.step) == ("finished", 8)
+    assert_close(records(result.run_dir), records(two_ranks))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nproc", "0"], "error: --nproc must be at least 1, got 0"),
+        (["train.dist_backend=nccl"], "error: train.dist_backend=nccl needs CUDA GPUs"),
+        (["train.world_size=2"], "error: train.world_size=2 does not match the 1 process"),
+    ],
+)
+def test_bad_distributed_input_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                   args: list[str], message: str) -> None:
+    code, _, err = cli(capsys, "train", *words(tmp_path), *args)
+    assert code == 1
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_each_rank_takes_its_own_gpu_and_rejects_a_fixed_one() -> None:
+    cpu = torch.device("cpu")
+    assert World(rank=1, local_rank=1, size=2).device(cpu) == cpu
+    with pytest.raises(ConfigError, match="names one GPU, but torchrun started 2"):
+        World(rank=1, local_rank=1, size=2).device(torch.device("cuda:0"))
