@@ -74,10 +74,17 @@ def test_quickstart_block_runs_as_written(tmp_path):
     assert text.startswith("Once upon a time") and len(text) > len("Once upon a time\n")
 
 
+def as_lmlab(words: list[str]) -> list[str]:
+    """``torchrun ... -m lmlab ARGS`` as the ``lmlab ARGS`` that each process runs."""
+    if words[0] == "torchrun":
+        return ["lmlab", *words[words.index("lmlab") + 1:]]
+    return words
+
+
 @pytest.mark.parametrize(
     "words",
-    [words for section in ("Quickstart", "Generation") for block in bash_blocks(section)
-     for words in commands(block)],
+    [as_lmlab(words) for section in ("Quickstart", "Multiple GPUs", "Generation")
+     for block in bash_blocks(section) for words in commands(block)],
     ids=shlex.join,
 )
 def test_every_readme_command_parses(words):
