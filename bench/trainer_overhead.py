@@ -4,8 +4,10 @@ The loop adds what a real run needs around each step: sampling a batch from the 
 token file, setting the learning rate, the loss bookkeeping, logging to metrics.jsonl and the
 progress bar. The bare step is forward + cross-entropy + backward + clipping + AdamW on batches
 already in memory. Periodic evaluation and checkpoints are off (they are not part of a step), and
-the first ``--warmup`` steps of each are not timed. Rounds alternate between the two, so a busy
-machine slows both alike; the overhead is 1 - loop tokens/s / bare tokens/s (target <= 3%).
+the first ``--warmup`` steps of each are not timed. Rounds alternate between the two in ABBA
+order, so a busy machine slows both alike, and the best round of each counts (as in ``timeit``: a
+busy machine only ever slows a round down); the overhead is 1 - loop tokens/s / bare tokens/s
+(target <= 3%).
 
     python bench/trainer_overhead.py                          # configs/tinystories-cpu.toml
     python bench/trainer_overhead.py --config configs/tinystories-17m.toml --steps 50
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import describe_machine  # noqa: E402
 from lmlab.config import Config, config_from_dict, load_config  # noqa: E402
+from lmlab.data import RandomBatches, load_tokens  # noqa: E402
 from lmlab.device import autocast, resolve_device, resolve_dtype  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
@@ -69,14 +72,33 @@ def loop_tokens_per_s(config: Config, warmup: int, steps: int, runs_dir: Path) -
     """Tokens/s of `lmlab train` between its log records at step ``warmup`` and the last step."""
     raw = config.model_dump(mode="json")
     raw["train"] |= dict(max_steps=warmup + steps, max_tokens=None, time_budget_s=None,
-                         schedule_over_time=False, eval_interval=0, ckpt_interval=0)
+                         schedule_over_time=False, eval_interval=0, ckpt_interval=0,
+                         eval_batches=1)  # the final evaluation is not timed: keep it short
     raw["run"] |= dict(runs_dir=str(runs_dir), resume="never")
     config = config_from_dict(raw)
     with contextlib.redirect_stderr(io.StringIO()):  # draw the progress bar, but not here
         result = train(config, show_progress=True)
+    if result.status != "finished":
+        raise RuntimeError(f"the timed run ended {result.status} at step {result.step}")
     logged = {r["step"]: r for r in RunDir(result.run_dir).read_metrics() if "train/loss" in r}
     first, last = logged[warmup], logged[warmup + steps]
     return (last["tokens"] - first["tokens"]) / (last["wall_time_s"] - first["wall_time_s"])
+
+
+def sampling_seconds(config: Config, calls: int = 200) -> float:
+    """Seconds per step to draw the step's batches from the memory-mapped training file: the
+    part of the loop's overhead that grows with the batch, timed alone (no contention with a
+    step)."""
+    device = resolve_device(config.train.device)
+    data = load_tokens(config.data.train_path, vocab_size=config.model.vocab_size,
+                       context_length=config.model.context_length)
+    sampler = RandomBatches(data.tokens, config.train.batch_size, config.model.context_length,
+                            device, seed=0, grad_accum=config.train.grad_accum)
+    started = time.perf_counter()
+    for _ in range(calls):
+        sampler.next_step()
+    _sync(device)
+    return (time.perf_counter() - started) / calls
 
 
 def _sync(device: torch.device) -> None:
@@ -106,16 +128,24 @@ def main() -> None:
                          f"({base.train.log_interval})")
         device = resolve_device(base.train.device)
         print(f"{args.config} ({base.tokens_per_step} tokens/step) on "
-              f"{describe_machine(device)}; {args.rounds} rounds of {args.steps} steps")
+              f"{describe_machine(device)}; {args.rounds} rounds of {args.steps} steps",
+              flush=True)
         bare, loop = [], []
-        for i in range(args.rounds):
+        for i in range(args.rounds):  # ABBA order: a load that drifts favours neither
+            if i % 2:
+                loop.append(loop_tokens_per_s(base, args.warmup, args.steps, Path(tmp) / f"r{i}"))
             bare.append(bare_tokens_per_s(base, args.warmup, args.steps))
-            loop.append(loop_tokens_per_s(base, args.warmup, args.steps, Path(tmp) / f"r{i}"))
+            if not i % 2:
+                loop.append(loop_tokens_per_s(base, args.warmup, args.steps, Path(tmp) / f"r{i}"))
             print(f"  round {i + 1}: bare step {bare[-1]:,.0f} tok/s, "
-                  f"lmlab train loop {loop[-1]:,.0f} tok/s")
-    bare_median, loop_median = statistics.median(bare), statistics.median(loop)
-    print(f"median: bare {bare_median:,.0f} tok/s, loop {loop_median:,.0f} tok/s, "
-          f"overhead {1 - loop_median / bare_median:+.1%}")
+                  f"lmlab train loop {loop[-1]:,.0f} tok/s", flush=True)
+        sampling = sampling_seconds(base)
+    print(f"best: bare {max(bare):,.0f} tok/s, loop {max(loop):,.0f} tok/s, "
+          f"overhead {1 - max(loop) / max(bare):+.1%} "
+          f"(medians {statistics.median(bare):,.0f} / {statistics.median(loop):,.0f})")
+    step_s = base.tokens_per_step / max(bare)
+    print(f"batch sampling alone: {sampling * 1e6:,.0f} us per step, "
+          f"{sampling / step_s:.3%} of a bare step")
 
 
 if __name__ == "__main__":
