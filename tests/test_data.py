@@ -60,6 +60,21 @@ def test_a_global_batch_is_the_same_however_it_is_split() -> None:
     assert [inputs.shape for inputs, _ in ranks[0].next_step()] == [(2, 8), (2, 8)]
 
 
+@pytest.mark.parametrize("sample", [0, 5])
+def test_ranks_share_the_validation_batches(sample: int) -> None:
+    """Rank r scores batches r, r + 3, ...: together the same batches as one process."""
+    tokens = np.arange(100)
+
+    def batches(**shard: int) -> list[tuple[list[list[int]], int]]:
+        made = (sampled_batches(tokens, 3, 8, "cpu", sample, seed=1, **shard) if sample
+                else sequential_batches(tokens, 3, 8, "cpu", **shard))
+        return [(b.inputs.tolist(), b.score_from) for b in made]
+
+    alone = batches()
+    shares = [batches(rank=r, world_size=3) for r in range(3)]
+    assert [alone[i::3] for i in range(3)] == shares
+
+
 @pytest.mark.parametrize("length", [17, 33, 40, 100])
 def test_sequential_batches_score_every_target_once(length: int) -> None:
     tokens = np.arange(length)

@@ -7,7 +7,7 @@ byte). The file is memory-mapped, so a dataset far larger than RAM trains fine: 
 only its own windows.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,32 +146,43 @@ class EvalBatch:
 
 
 def sequential_batches(tokens: np.ndarray, batch_size: int, context_length: int,
-                       device: torch.device | str) -> Iterator[EvalBatch]:
+                       device: torch.device | str, *, rank: int = 0,
+                       world_size: int = 1) -> Iterator[EvalBatch]:
     """Every target of the file exactly once, in order: non-overlapping windows, then one last
     window ending at the file's end that scores only the targets the others missed.
 
-    Together they score tokens ``1 .. len(tokens) - 1`` (the first token has no context).
+    Together they score tokens ``1 .. len(tokens) - 1`` (the first token has no context). With
+    ``world_size`` ranks, rank ``r`` gets batches ``r, r + world_size, ...``: together the ranks
+    score the file once.
 
     >>> [(b.inputs.shape[0], b.score_from) for b in sequential_batches(np.arange(20), 2, 4, "cpu")]
     [(2, 0), (2, 0), (1, 1)]
     """
     num_targets = len(tokens) - 1
     starts = np.arange(0, num_targets - context_length + 1, context_length)
-    for i in range(0, len(starts), batch_size):
-        yield EvalBatch(*_to_device(_windows(tokens, starts[i:i + batch_size], context_length),
-                                    device))
+    plans = [(starts[i:i + batch_size], 0) for i in range(0, len(starts), batch_size)]
     leftover = num_targets - len(starts) * context_length
     if leftover:
-        last = np.array([num_targets - context_length])
-        yield EvalBatch(*_to_device(_windows(tokens, last, context_length), device),
-                        score_from=context_length - leftover)
+        plans.append((np.array([num_targets - context_length]), context_length - leftover))
+    return _shard(plans, tokens, context_length, device, rank, world_size)
 
 
 def sampled_batches(tokens: np.ndarray, batch_size: int, context_length: int,
-                    device: torch.device | str, num_batches: int,
-                    seed: int) -> Iterator[EvalBatch]:
+                    device: torch.device | str, num_batches: int, seed: int, *, rank: int = 0,
+                    world_size: int = 1) -> Iterator[EvalBatch]:
     """``num_batches`` random validation batches, the same ones every time for a given seed, so
-    evaluations during a run are comparable."""
+    evaluations during a run are comparable (shared among ranks as in
+    :func:`sequential_batches`)."""
     rng = np.random.default_rng(seed)
-    for _ in range(num_batches):
-        yield EvalBatch(*get_batch(tokens, batch_size, context_length, device, rng))
+    plans = ((rng.integers(0, len(tokens) - context_length, size=batch_size), 0)
+             for _ in range(num_batches))
+    return _shard(plans, tokens, context_length, device, rank, world_size)
+
+
+def _shard(plans: Iterable[tuple[np.ndarray, int]], tokens: np.ndarray, context_length: int,
+           device: torch.device | str, rank: int, world_size: int) -> Iterator[EvalBatch]:
+    """The batches ``(starts, score_from)`` of this rank's share, read only when it is theirs."""
+    for i, (starts, score_from) in enumerate(plans):
+        if i % world_size == rank:
+            yield EvalBatch(*_to_device(_windows(tokens, starts, context_length), device),
+                            score_from=score_from)

@@ -6,7 +6,7 @@ joins those processes into a process group, :meth:`World.wrap` puts the model in
 ``DistributedDataParallel`` (which averages gradients across ranks during ``backward``), and the
 small collectives here let every rank take the same decisions (log the same loss, stop at the same
 step). The model code knows nothing of any of this, as in torchtitan. A plain ``python`` process
-is a world of one, where every helper is a no-op.
+is a world of one, where every helper is a no-op. :func:`launch` is ``lmlab train --nproc N``.
 """
 
 import os
@@ -83,6 +83,14 @@ class World:
         dist.all_reduce(total)  # a sum: gloo has no average
         return total / self.size
 
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Each of ``values`` summed over all ranks (in float64)."""
+        if self.size == 1:
+            return values
+        total = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(total)
+        return total.tolist()
+
     def agree(self, stop: bool, seconds: float, device: torch.device) -> tuple[bool, float]:
         """Whether any rank wants to stop, and the longest time any rank measured.
 
@@ -101,6 +109,10 @@ class World:
         """Wait until every rank gets here."""
         if self.size > 1:
             dist.barrier()
+
+
+ALONE = World()
+"""A plain process: a world of one."""
 
 
 def world_from_env() -> World:
@@ -134,10 +146,12 @@ def distributed(backend: str, device: torch.device, timeout_s: float) -> Iterato
     used as is and left alone; so is a world of one, which needs no group.
     """
     world = world_from_env()
-    backend = backend_for(backend, world.device(device))  # checked even when alone
+    device = world.device(device)
+    backend = backend_for(backend, device)  # checked even when alone
     own_group = world.size > 1 and not dist.is_initialized()
-    if own_group:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    if own_group:  # bound to this rank's GPU, so NCCL sets up its connections at once
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                                device_id=device if device.type == "cuda" else None)
     try:
         yield world
     finally:

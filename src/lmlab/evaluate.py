@@ -7,6 +7,7 @@ from torch import nn
 
 from lmlab.data import EvalBatch, TokenFile, sampled_batches, sequential_batches
 from lmlab.device import autocast
+from lmlab.distributed import ALONE, World
 from lmlab.loss import cross_entropy, perplexity
 
 
@@ -21,6 +22,7 @@ def evaluate(
     num_batches: int = 0,
     seed: int = 0,
     autocast_dtype: torch.dtype | None = None,
+    world: World = ALONE,
 ) -> dict[str, float]:
     """``{"val/loss", "val/ppl"}`` and, over the whole file, ``"val/bpb"``.
 
@@ -28,12 +30,16 @@ def evaluate(
     per byte are then the total loss in nats over ``ln 2`` times the UTF-8 bytes of the source
     text, comparable across tokenizers. ``num_batches=N`` scores a fixed seeded sample of ``N``
     random batches instead, which is cheaper on a large file but has no bits per byte.
+
+    Under torchrun every rank must call this: each scores its share of the batches, and the
+    totals are summed across ranks.
     """
+    shard = {"rank": world.rank, "world_size": world.size}
     if num_batches:
         batches = sampled_batches(data.tokens, batch_size, context_length, device, num_batches,
-                                  seed)
+                                  seed, **shard)
     else:
-        batches = sequential_batches(data.tokens, batch_size, context_length, device)
+        batches = sequential_batches(data.tokens, batch_size, context_length, device, **shard)
     was_training = model.training
     model.eval()
     total_nats, num_scored = 0.0, 0
@@ -41,6 +47,7 @@ def evaluate(
         total_nats += _batch_nats(model, batch, device, autocast_dtype)
         num_scored += batch.targets[:, batch.score_from:].numel()
     model.train(was_training)
+    total_nats, num_scored = world.sum([total_nats, num_scored], device)
     loss = total_nats / num_scored
     metrics = {"val/loss": loss, "val/ppl": perplexity(loss)}
     if not num_batches and data.source_bytes:

@@ -155,11 +155,10 @@ def _train(cfg: Config, world: World, show_progress: bool) -> RunResult:
                       "train_time_s": round(progress.train_time_s, 3), **metrics}, step)
         last.update(metrics)
 
-    def run_eval() -> None:  # on rank 0: the others wait for it at the next all-reduce
-        if world.is_main:
-            log(evaluate(model, valid_data, batch_size=tcfg.batch_size, context_length=context,
-                         device=device, num_batches=tcfg.eval_batches, seed=tcfg.seed,
-                         autocast_dtype=amp_dtype))
+    def run_eval() -> None:  # every rank scores its share of the validation batches
+        log(evaluate(model, valid_data, batch_size=tcfg.batch_size, context_length=context,
+                     device=device, num_batches=tcfg.eval_batches, seed=tcfg.seed,
+                     autocast_dtype=amp_dtype, world=world))
 
     def save() -> None:
         progress.wall_time_s = time.perf_counter() - session_start
