@@ -137,6 +137,7 @@ def test_fixed_tokens_and_lr_scaling_follow_the_batch_size(tmp_path: Path) -> No
     ([], "nothing to sweep"),
     (["--grid", "optim.lr_max=1e-3", "data.valid_path=missing.bin"], "missing.bin"),
     (["--grid", "optim.lr_max=1e-3", "--variant", "cpu"], "is a training config, not a sweep"),
+    (["--grid", "train.batch_size=4", "--lr-scaling", "cubic"], "lr_scaling must be sqrt or"),
 ])
 def test_bad_input_is_an_error_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture,
                                               args: list[str], message: str) -> None:

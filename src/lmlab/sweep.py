@@ -177,6 +177,8 @@ def plan(sweep: Sweep) -> Plan:
     that would share a run directory, or a run directory left by a different config; and
     :class:`DataError` for token files that cannot feed a point's model.
     """
+    if sweep.lr_scaling not in (None, "sqrt", "linear"):
+        raise ConfigError(f"lr_scaling must be sqrt or linear, got {sweep.lr_scaling!r}")
     base = load_config(sweep.config, sweep.overrides)
     name = sweep.name or sweep.config.stem
     root = base.run.runs_dir / name

@@ -45,8 +45,6 @@ def sweep_command(
     """Run one training run per point of a grid or list under runs/<sweep>/<point>/, then print
     a summary (also in summary.csv and summary.json). Run it again to continue a stopped sweep:
     finished and diverged points are skipped, the others resume from their checkpoints."""
-    if lr_scaling not in (None, "sqrt", "linear"):
-        raise ConfigError(f"--lr-scaling must be sqrt or linear, got {lr_scaling!r}")
     if is_sweep_file(config):
         base = Sweep.from_file(config, variant)
     elif variant is not None:
