@@ -95,13 +95,13 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def time_steps(step: Callable, batch, steps: int, device: torch.device, autocast) -> float:
+def time_steps(step: Callable, batch, steps: int, device: torch.device, autocast, clock) -> float:
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         step(*batch, autocast)
     synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def bench(name: str, mode: str, args, device: torch.device) -> str:
@@ -121,12 +121,13 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
     def autocast():
         return torch.autocast(device.type, torch.bfloat16) if use_bf16 else nullcontext()
 
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for step in (lmlab_step, ref_step):  # warm up (and compile)
-        time_steps(step, batch, args.warmup, device, autocast)
+        time_steps(step, batch, args.warmup, device, autocast, clock)
     seconds = {"lmlab": 0.0, "reference": 0.0}
     for _ in range(args.rounds):
-        seconds["lmlab"] += time_steps(lmlab_step, batch, args.steps, device, autocast)
-        seconds["reference"] += time_steps(ref_step, batch, args.steps, device, autocast)
+        seconds["lmlab"] += time_steps(lmlab_step, batch, args.steps, device, autocast, clock)
+        seconds["reference"] += time_steps(ref_step, batch, args.steps, device, autocast, clock)
     tokens = batch_size * config.context_length * args.steps * args.rounds
     rate = {k: tokens / s for k, s in seconds.items()}
     variant = "fused-attn" if args.fused_attention else "own-attn"
@@ -164,12 +165,22 @@ def main() -> None:
         action="store_true",
         help="time lmlab with the opt-in model.fused_attention fast path",
     )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (with --threads 1, a figure that\n"
+        "other load on the machine barely moves; CPU only)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    print(f"# train_step on {describe_machine(device)}, threads={torch.get_num_threads()}")
+    print(
+        f"# train_step on {describe_machine(device)}, threads={torch.get_num_threads()}, "
+        f"clock={args.clock}"
+    )
     for name in args.configs:
         for mode in args.modes:
             print(bench(name, mode, args, device), flush=True)
