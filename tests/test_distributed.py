@@ -176,3 +176,12 @@ def test_each_rank_takes_its_own_gpu_and_rejects_a_fixed_one() -> None:
     assert World(rank=1, local_rank=1, size=2).device(cpu) == cpu
     with pytest.raises(ConfigError, match="names one GPU, but torchrun started 2"):
         World(rank=1, local_rank=1, size=2).device(torch.device("cuda:0"))
+
+
+def test_a_parallel_sweep_gives_each_run_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lmlab sweep --parallel N` runs one `lmlab train` per visible GPU (lmlab/sweep.py)."""
+    from lmlab import sweep
+
+    monkeypatch.setattr(sweep, "_visible_gpus", lambda: ["0", "1", "2"])
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in sweep._worker_envs(3)] == ["0", "1", "2"]
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in sweep._worker_envs(4)][3] == "0"  # shared
