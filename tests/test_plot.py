@@ -95,7 +95,7 @@ def test_bad_input_is_one_line_and_writes_nothing(sweep: Path, tmp_path: Path,
                                                   args: list[str], message: str) -> None:
     (tmp_path / "empty").mkdir()
     args = [arg.format(sweep=sweep, empty=tmp_path / "empty") for arg in args]
-    code, _, err = cli(capsys, "plot", *args, "--out" if "--out" not in args else "",
-                       str(tmp_path / "out.png") if "--out" not in args else "")
+    default_out = [] if "--out" in args else ["--out", str(tmp_path / "out.png")]
+    code, _, err = cli(capsys, "plot", *args, *default_out)
     assert code == 1 and err.startswith("error: ") and message in err
     assert not (tmp_path / "out.png").exists()
