@@ -1,20 +1,9 @@
-"""Helpers shared by the benchmarks: device choice and a one-line description of the machine."""
+"""Helpers shared by the benchmarks: a one-line description of the machine."""
 
 import os
 import platform
 
 import torch
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """cuda > mps > cpu, unless a device is named."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def describe_machine(device: torch.device) -> str:

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import describe_machine, pick_device  # noqa: E402
+from bench.common import describe_machine  # noqa: E402
 from bench.reference_lm import ReferenceLM  # noqa: E402
 from lmlab.config import ModelConfig  # noqa: E402
+from lmlab.device import resolve_device  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.optim import AdamW, clip_grad_norm  # noqa: E402
@@ -176,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     print(
         f"# train_step on {describe_machine(device)}, threads={torch.get_num_threads()}, "
         f"clock={args.clock}"

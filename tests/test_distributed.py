@@ -21,7 +21,7 @@ from lmlab.distributed import World
 from lmlab.errors import ConfigError
 from lmlab.tracking import RunDir
 from lmlab.train import train
-from tests.test_train import cli
+from tests.lmlab_cli import cli
 from tests.tiny_runs import tiny_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,10 +1,8 @@
 """`lmlab generate` on a real (tiny) run: streaming, finding the tokenizer, and one-line errors."""
 
-import sys
 
 import pytest
 
-from lmlab.cli import main
 from lmlab.config import load_config
 from lmlab.errors import TokenizerError
 from lmlab.generate import Sampling
@@ -12,6 +10,7 @@ from lmlab.inference import complete, find_tokenizer, load_run
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokenizer.dataset import tokenize_file
 from lmlab.train import train
+from tests.lmlab_cli import cli
 from tests.tokenizer_refs import FIXTURES, need
 
 EOT = "<|endoftext|>"
@@ -36,40 +35,28 @@ def run_dir(tmp_path_factory):
     return train(config).run_dir
 
 
-def lmlab(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run the `lmlab` entry point in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lmlab", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_generate_streams_the_prompt_and_its_continuation(run_dir, monkeypatch, capsys):
+def test_generate_streams_the_prompt_and_its_continuation(run_dir, capsys):
     args = ("generate", run_dir, "--prompt", "Once upon a time", "--max-new-tokens", 20,
             "--seed", 0)
-    code, out, err = lmlab(monkeypatch, capsys, *args)
+    code, out, err = cli(capsys, *args)
     assert code == 0, err
     assert out.startswith("Once upon a time") and out.endswith("\n")
     assert len(out) > len("Once upon a time\n")
-    assert lmlab(monkeypatch, capsys, *args)[1] == out  # the seed fixes the text
+    assert cli(capsys, *args)[1] == out  # the seed fixes the text
 
 
-def test_generate_equals_the_library_completion(run_dir, monkeypatch, capsys):
+def test_generate_equals_the_library_completion(run_dir, capsys):
     model, _, tokenizer = load_run(run_dir)
     text = "".join(complete(model, tokenizer, "Tom", 15, Sampling(temperature=0)))
-    code, out, _ = lmlab(monkeypatch, capsys, "generate", run_dir / "checkpoints" / "last.pt",
+    code, out, _ = cli(capsys, "generate", run_dir / "checkpoints" / "last.pt",
                          "--prompt", "Tom", "--max-new-tokens", 15, "--temperature", 0)
     assert code == 0 and out == f"Tom{text}\n"
 
 
-def test_an_empty_prompt_starts_a_new_document(run_dir, monkeypatch, capsys):
+def test_an_empty_prompt_starts_a_new_document(run_dir, capsys):
     model, _, tokenizer = load_run(run_dir)
     after_eot = "".join(complete(model, tokenizer, EOT, 8, Sampling(temperature=0)))
-    code, out, err = lmlab(monkeypatch, capsys, "generate", run_dir, "--max-new-tokens", 8,
+    code, out, err = cli(capsys, "generate", run_dir, "--max-new-tokens", 8,
                            "--temperature", 0)
     assert code == 0, err
     assert out == f"{after_eot}\n"
@@ -97,22 +84,22 @@ def test_the_tokenizer_is_found_next_to_the_data_and_checked(run_dir, tmp_path):
         (["--tokenizer", "/nonexistent/tok"], "error: /nonexistent/tok: no such tokenizer"),
     ],
 )
-def test_bad_arguments_are_one_line_errors(run_dir, monkeypatch, capsys, args, message):
-    code, out, err = lmlab(monkeypatch, capsys, "generate", run_dir, *args)
+def test_bad_arguments_are_one_line_errors(run_dir, capsys, args, message):
+    code, out, err = cli(capsys, "generate", run_dir, *args)
     assert code == 1 and out == ""
     assert err.startswith(message) and len(err.splitlines()) == 1
 
 
-def test_a_missing_run_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    code, _, err = lmlab(monkeypatch, capsys, "generate", tmp_path / "nope")
+def test_a_missing_run_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = cli(capsys, "generate", tmp_path / "nope")
     assert code == 1 and err == f"error: {tmp_path / 'nope'}: no such run directory or " \
                                 "checkpoint file\n"
 
 
-def test_a_truncated_checkpoint_is_a_one_line_error(run_dir, tmp_path, monkeypatch, capsys):
+def test_a_truncated_checkpoint_is_a_one_line_error(run_dir, tmp_path, capsys):
     bad = tmp_path / "last.pt"
     bad.write_bytes((run_dir / "checkpoints" / "last.pt").read_bytes()[:2000])
-    code, _, err = lmlab(monkeypatch, capsys, "generate", bad)
+    code, _, err = cli(capsys, "generate", bad)
     assert code == 1 and err.startswith(f"error: {bad} is truncated or not a checkpoint")
     assert len(err.splitlines()) == 1
 

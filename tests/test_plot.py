@@ -10,7 +10,7 @@ from PIL import Image
 
 from lmlab.plot import load_runs, plot_runs, smoothed
 from lmlab.tracking import RunDir
-from tests.test_train import cli
+from tests.lmlab_cli import cli
 
 
 def fake_run(root: Path, name: str, status: str, losses: list[float], **optim: float) -> Path:

@@ -2,7 +2,6 @@
 
 import doctest
 import json
-import sys
 from collections import Counter
 from itertools import pairwise
 
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmlab.cli import main
 from lmlab.errors import DataError
 from lmlab.tokenizer import Tokenizer, dataset, train_bpe
 from lmlab.tokenizer.dataset import load_tokens, read_token_info, sidecar_path, token_dtype
@@ -21,29 +19,18 @@ from lmlab.tokenizer.pretokenize import (
     read_text,
     special_token_regex,
 )
+from tests.lmlab_cli import cli
 from tests.tokenizer_refs import FIXTURES, need
 
 EOT = "<|endoftext|>"
 
 
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the `lmlab` entry point in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lmlab", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
-def trained(tmp_path, monkeypatch, capsys):
+def trained(tmp_path, capsys):
     """A small tokenizer trained through the CLI on the TinyStories fixture."""
     text = need(FIXTURES / "tinystories_sample.txt")
-    code, out, _ = run(
-        monkeypatch, capsys, "tokenizer", "train", "--input", text, "--vocab-size", 400,
+    code, out, _ = cli(
+        capsys, "tokenizer", "train", "--input", text, "--vocab-size", 400,
         "--special-token", EOT, "--workers", 2, "--out", tmp_path / "tok",
     )  # fmt: skip
     assert code == 0 and "wrote 400 tokens (143 merges)" in out
@@ -55,8 +42,8 @@ def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
     monkeypatch.setattr(dataset, "CHUNK_BYTES", 700)  # many chunks even for a small file
     source = FIXTURES / "tinystories_sample.txt"
     out = tmp_path / "data" / "train.bin"
-    code, _, err = run(
-        monkeypatch, capsys, "tokenize", "--tokenizer", trained, "--input", source,
+    code, _, err = cli(
+        capsys, "tokenize", "--tokenizer", trained, "--input", source,
         "--out", out, "--workers", workers,
     )  # fmt: skip
     assert code == 0, err
@@ -70,9 +57,9 @@ def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
     assert sorted(p.name for p in out.parent.iterdir()) == ["train.bin", "train.bin.json"]
 
 
-def test_help_explains_every_option(monkeypatch, capsys):
+def test_help_explains_every_option(capsys):
     for command in (["tokenizer", "train"], ["tokenize"]):
-        code, out, _ = run(monkeypatch, capsys, *command, "--help")
+        code, out, _ = cli(capsys, *command, "--help")
         assert code == 0 and "--workers" in out and "--out" in out and "--input" in out
 
 
@@ -90,15 +77,15 @@ def test_dtype_follows_vocabulary_size():
     ],
 )
 def test_tokenize_bad_input_leaves_no_output(
-    trained, tmp_path, monkeypatch, capsys, content, message
+    trained, tmp_path, capsys, content, message
 ):
     source = tmp_path / "in.txt"
     if content is not None:
         source.write_bytes(content)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    code, _, err = run(
-        monkeypatch, capsys, "tokenize", "--tokenizer", trained, "--input", source,
+    code, _, err = cli(
+        capsys, "tokenize", "--tokenizer", trained, "--input", source,
         "--out", out_dir / "x.bin", "--workers", 2,
     )  # fmt: skip
     assert code == 1 and err.startswith("error: ") and message in err
@@ -106,19 +93,19 @@ def test_tokenize_bad_input_leaves_no_output(
     assert list(out_dir.iterdir()) == []
 
 
-def test_tokenize_with_a_broken_tokenizer(trained, tmp_path, monkeypatch, capsys):
+def test_tokenize_with_a_broken_tokenizer(trained, tmp_path, capsys):
     (trained / "merges.txt").write_text("not a merge line at all\n", encoding="utf-8")
-    code, _, err = run(
-        monkeypatch, capsys, "tokenize", "--tokenizer", trained,
+    code, _, err = cli(
+        capsys, "tokenize", "--tokenizer", trained,
         "--input", FIXTURES / "tinystories_sample.txt", "--out", tmp_path / "x.bin",
     )  # fmt: skip
     assert code == 1 and "merges.txt:1: expected two tokens" in err
     assert not (tmp_path / "x.bin").exists()
 
 
-def test_train_with_too_small_vocabulary(tmp_path, monkeypatch, capsys):
-    code, _, err = run(
-        monkeypatch, capsys, "tokenizer", "train", "--input", FIXTURES / "tinystories_sample.txt",
+def test_train_with_too_small_vocabulary(tmp_path, capsys):
+    code, _, err = cli(
+        capsys, "tokenizer", "train", "--input", FIXTURES / "tinystories_sample.txt",
         "--vocab-size", 100, "--out", tmp_path / "tok",
     )  # fmt: skip
     assert code == 1
@@ -182,7 +169,7 @@ def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
     (data / "train.txt").write_bytes(need(FIXTURES / "tinystories_sample.txt").read_bytes())
     monkeypatch.chdir(tmp_path)
     for words in commands(bash_blocks("Tokenizer")[0]):
-        code, _, err = run(monkeypatch, capsys, *words[1:])
+        code, _, err = cli(capsys, *words[1:])
         assert code == 0, err
     assert load_tokens(data / "train.bin").tolist() == Tokenizer.load(data / "tokenizer").encode(
         (data / "train.txt").read_text(encoding="utf-8")

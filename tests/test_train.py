@@ -15,31 +15,16 @@ import torch
 import torch.nn.functional as F
 
 from lmlab.checkpoint import load_model
-from lmlab.cli import main
 from lmlab.config import load_config
 from lmlab.tracking import RunDir
 from lmlab.train import learning_rate, train
+from tests.lmlab_cli import cli
 from tests.tiny_runs import CONTEXT, VOCAB, pattern_tokens, tiny_run, write_tokens
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = {"step", "tokens", "wall_time_s", "train_time_s"}
 TRAIN_KEYS = {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"}
 VAL_KEYS = {"val/loss", "val/ppl", "val/bpb"}
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """Run ``lmlab ARGS`` in this process: (exit code, stdout, stderr)."""
-    old_argv = sys.argv
-    sys.argv = ["lmlab", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = old_argv
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def losses(run: Path) -> dict[int, float]:
