@@ -16,7 +16,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -27,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import describe_machine  # noqa: E402
 from bench.reference_lm import ReferenceLM  # noqa: E402
 from lmlab.config import ModelConfig  # noqa: E402
-from lmlab.device import resolve_device  # noqa: E402
+from lmlab.device import autocast as device_autocast  # noqa: E402
+from lmlab.device import resolve_device, resolve_dtype  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.optim import AdamW, clip_grad_norm  # noqa: E402
@@ -117,10 +117,10 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
         0, config.vocab_size, (batch_size, config.context_length + 1), device=device
     )
     batch = (ids[:, :-1], ids[:, 1:])
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    amp_dtype = resolve_dtype("auto", device)  # bf16 on GPUs that have it, as `lmlab train` does
 
     def autocast():
-        return torch.autocast(device.type, torch.bfloat16) if use_bf16 else nullcontext()
+        return device_autocast(device, amp_dtype)
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for step in (lmlab_step, ref_step):  # warm up (and compile)
@@ -132,7 +132,7 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
     tokens = batch_size * config.context_length * args.steps * args.rounds
     rate = {k: tokens / s for k, s in seconds.items()}
     variant = "fused-attn" if args.fused_attention else "own-attn"
-    precision = "bf16" if use_bf16 else "fp32"
+    precision = "bf16" if amp_dtype is not None else "fp32"
     line = (
         f"{name:<10} {mode:<8} {variant:<10} batch={batch_size:<4} {precision} "
         f"lmlab={rate['lmlab']:>10,.0f} tok/s  reference={rate['reference']:>10,.0f} tok/s"
