@@ -35,7 +35,7 @@ from lmlab.loss import cross_entropy  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.optim import clip_grad_norm  # noqa: E402
 from lmlab.tracking import RunDir  # noqa: E402
-from lmlab.train import build_optimizer, learning_rate, train  # noqa: E402
+from lmlab.train import build_optimizer, learning_rate, set_learning_rate, train  # noqa: E402
 from tests.tiny_runs import write_tokens  # noqa: E402
 
 
@@ -55,8 +55,7 @@ def bare_tokens_per_s(config: Config, warmup: int, steps: int) -> float:
         if step == warmup:
             _sync(device)
             started = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step, 0.0)
+        set_learning_rate(optimizer, learning_rate(config, step, 0.0))
         for inputs, targets in batches:
             with autocast(device, amp_dtype):
                 logits = model(inputs)

@@ -7,7 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from lmlab.nn import Embedding, Linear, RMSNorm, SiLUFeedForward, SwiGLU, silu, softmax
+from lmlab.nn import (
+    Dropout,
+    Embedding,
+    Linear,
+    RMSNorm,
+    SiLUFeedForward,
+    SwiGLU,
+    silu,
+    softmax,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +118,23 @@ def test_layers_honour_device_and_dtype():
         SwiGLU(4, 8, device="cpu", dtype=torch.float64),
     ):
         assert all(p.dtype == torch.float64 for p in module.parameters())
+
+
+def test_dropout_zeroes_a_fraction_p_and_keeps_the_expected_value():
+    layer = Dropout(0.25)
+    x = torch.ones(200_000, requires_grad=True)
+    y = layer(x)
+    assert (y == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
+    assert_close(y.unique(), torch.tensor([0.0, 1 / 0.75]))
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient flows through the kept entries only
+
+
+def test_dropout_is_the_identity_when_evaluating_or_off_and_rejects_bad_p():
+    x = torch.randn(4, 8)
+    assert Dropout(0.5).eval()(x) is x
+    assert Dropout(0.0)(x) is x
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="dropout"):
+            Dropout(bad)

@@ -151,7 +151,7 @@ def test_token_id_out_of_range_is_a_clear_error(tiny_config):
         (dict(ffn="gelu"), "ffn"),
         (dict(norm_position="sandwich"), "norm_position"),
         (dict(num_layers=0), "num_layers"),
-        (dict(dropout=0.1), "dropout"),
+        (dict(dropout=1.0), "dropout"),
     ],
 )
 def test_bad_model_config_names_the_field(fields, key):
@@ -163,3 +163,18 @@ def test_modules_honour_dtype(tiny_config):
     model = TransformerLM(tiny_config(), dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model(torch.randint(0, 64, (1, 8))).dtype == torch.bfloat16
+
+
+def test_dropout_is_off_in_eval_mode_and_regularises_in_training(tiny_config):
+    plain = TransformerLM(tiny_config())
+    dropped = TransformerLM(tiny_config(dropout=0.3))
+    dropped.load_state_dict(plain.state_dict())
+    tokens = torch.randint(0, 64, (2, 8))
+    assert_close(dropped.eval()(tokens), plain.eval()(tokens))  # identity when evaluating
+    dropped.train()
+    first, second = dropped(tokens), dropped(tokens)
+    assert not torch.allclose(first, second)  # a fresh mask per forward
+    torch.manual_seed(5)
+    again = dropped(tokens)
+    torch.manual_seed(5)
+    assert_close(dropped(tokens), again)  # drawn from torch's RNG, so resumable runs repeat

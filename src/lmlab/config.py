@@ -56,6 +56,10 @@ class ModelConfig(_Section):
     )
     ffn: Literal["swiglu", "silu"] = Field("swiglu", description="Gated SwiGLU or plain SiLU FFN.")
     tie_embeddings: bool = Field(False, description="Share token embedding and output weights.")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout probability on the embeddings and on each "
+        "sublayer's output while training (a regulariser for data seen many times; 0: off)."
+    )
     fused_attention: bool = Field(
         False, description="Opt-in fast path: PyTorch's fused attention kernel instead of lmlab's "
         "own (the same function, checked by tests/test_attention.py)."
@@ -86,7 +90,12 @@ class ModelConfig(_Section):
 
 
 class OptimConfig(_Section):
-    """AdamW, the cosine learning-rate schedule and gradient clipping."""
+    """The optimizer (AdamW, or Muon with AdamW), the cosine schedule and gradient clipping."""
+
+    optimizer: Literal["adamw", "muon"] = Field(
+        "adamw", description="adamw: AdamW for every parameter. muon: Muon for the blocks' weight "
+        "matrices (at muon_lr) and AdamW for embeddings, output projection and norm gains."
+    )
 
     lr_max: float = Field(1e-3, gt=0, description="Peak learning rate, reached after warmup.")
     lr_min: float = Field(1e-4, ge=0, description="Final learning rate of the cosine schedule.")
@@ -97,6 +106,10 @@ class OptimConfig(_Section):
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW first-moment decay.")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW second-moment decay.")
     eps: float = Field(1e-8, gt=0, description="AdamW denominator epsilon.")
+    muon_lr: float = Field(
+        0.02, gt=0, description="Muon's peak learning rate (the schedule scales it like lr_max)."
+    )
+    muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon's Nesterov momentum.")
     weight_decay: float = Field(0.1, ge=0, description="Decoupled weight decay.")
     grad_clip: float | None = Field(
         1.0, gt=0, description="Clip the global gradient L2 norm to this (None: no clipping)."

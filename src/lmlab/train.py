@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from lmlab.checkpoint import load_training_state, restore_model, save_training_state
@@ -32,7 +31,7 @@ from lmlab.errors import ConfigError
 from lmlab.evaluate import evaluate
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
-from lmlab.optim import AdamW, clip_grad_norm, cosine_schedule
+from lmlab.optim import AdamW, Muon, clip_grad_norm, cosine_schedule
 from lmlab.tracking import RunDir, Trackers
 
 
@@ -81,15 +80,34 @@ def learning_rate(config: Config, step: int, train_time_s: float) -> float:
                            cycle if cycle is not None else math.inf)  # type: ignore[arg-type]
 
 
-def build_optimizer(model: nn.Module, config: Config) -> AdamW:
-    """AdamW with weight decay on matrices only: norm gains (1-D) are not decayed, as in GPT-2."""
+def build_optimizer(model: TransformerLM, config: Config) -> torch.optim.Optimizer:
+    """AdamW, or Muon for the blocks' weight matrices and AdamW for the rest (``optim.optimizer``).
+
+    Weight decay applies to matrices only: norm gains (1-D) are not decayed, as in GPT-2. Each
+    group's ``lr_scale`` is its peak learning rate over ``optim.lr_max``, so one schedule drives
+    both optimizers (see :func:`set_learning_rate`).
+    """
+    optim = config.optim
     params = list({id(p): p for p in model.parameters()}.values())  # a tied matrix once
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.optim.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return AdamW(groups, lr=config.optim.lr_max, betas=(config.optim.beta1, config.optim.beta2),
-                 eps=config.optim.eps)
+    matrices = [p for p in params if p.dim() >= 2]
+    gains = {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}
+    adamw = dict(lr=optim.lr_max, betas=(optim.beta1, optim.beta2), eps=optim.eps)
+    if optim.optimizer == "adamw":
+        return AdamW([{"params": matrices, "weight_decay": optim.weight_decay}, gains], **adamw)
+    lookup_tables = {id(model.token_embeddings.weight), id(model.lm_head.weight)}
+    return Muon([
+        {"params": [p for p in matrices if id(p) not in lookup_tables], "algorithm": "muon",
+         "lr": optim.muon_lr, "lr_scale": optim.muon_lr / optim.lr_max},
+        {"params": [p for p in matrices if id(p) in lookup_tables], "algorithm": "adamw",
+         "weight_decay": optim.weight_decay},
+        {**gains, "algorithm": "adamw"},
+    ], momentum=optim.muon_momentum, weight_decay=optim.weight_decay, **adamw)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group to ``lr`` times its ``lr_scale`` (1 unless the group has its own peak)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def train(config: Config, *, show_progress: bool = False) -> RunResult:
@@ -180,8 +198,7 @@ def _train(cfg: Config, world: World, show_progress: bool) -> RunResult:
             while not done():
                 started = time.perf_counter()
                 lr = learning_rate(cfg, step, progress.train_time_s)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                set_learning_rate(optimizer, lr)
                 step_loss = torch.zeros((), device=device)
                 for micro, (inputs, targets) in enumerate(sampler.next_step()):
                     # ranks average their gradients once per step, in the last backward

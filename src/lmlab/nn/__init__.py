@@ -8,6 +8,7 @@ from lmlab.nn.attention import (
     scaled_dot_product_attention,
 )
 from lmlab.nn.layers import (
+    Dropout,
     Embedding,
     Linear,
     NoNorm,
@@ -21,6 +22,7 @@ from lmlab.nn.transformer import TransformerBlock, TransformerLM
 
 __all__ = [
     "CausalSelfAttention",
+    "Dropout",
     "Embedding",
     "KVCache",
     "LayerKVCache",

@@ -122,6 +122,31 @@ class RMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+class Dropout(nn.Module):
+    """Zero each entry with probability ``p`` while training, and scale the survivors by
+    ``1 / (1 - p)`` so the expected value is unchanged and evaluation needs no rescaling.
+
+    A regulariser for runs that see their data many times: no unit can count on another being
+    there, so the model cannot simply memorise. The identity in ``eval()`` mode or with ``p = 0``.
+    Shapes: any, unchanged.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        scaled_keep = torch.empty_like(x).bernoulli_(1.0 - self.p).div_(1.0 - self.p)
+        return x * scaled_keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class NoNorm(nn.Module):
     """Stands where a norm would be in the ``norm = "none"`` ablation; returns its input."""
 

@@ -15,7 +15,15 @@ from lmlab.nn.attention import (
     LayerKVCache,
     RotaryPositionalEmbedding,
 )
-from lmlab.nn.layers import Embedding, Linear, NoNorm, RMSNorm, SiLUFeedForward, SwiGLU
+from lmlab.nn.layers import (
+    Dropout,
+    Embedding,
+    Linear,
+    NoNorm,
+    RMSNorm,
+    SiLUFeedForward,
+    SwiGLU,
+)
 
 
 def _make_norm(config: ModelConfig, device, dtype) -> nn.Module:
@@ -46,6 +54,7 @@ class TransformerBlock(nn.Module):
         self.ln2 = _make_norm(config, device, dtype)
         ffn_class = SwiGLU if config.ffn == "swiglu" else SiLUFeedForward
         self.ffn = ffn_class(config.d_model, config.ffn_width, device, dtype)
+        self.dropout = Dropout(config.dropout)  # on each sublayer's output, before the residual add
 
     def forward(
         self,
@@ -54,10 +63,10 @@ class TransformerBlock(nn.Module):
         cache: LayerKVCache | None = None,
     ) -> Tensor:
         if self.pre_norm:
-            x = x + self.attn(self.ln1(x), token_positions, cache)
-            return x + self.ffn(self.ln2(x))
-        x = self.ln1(x + self.attn(x, token_positions, cache))
-        return self.ln2(x + self.ffn(x))
+            x = x + self.dropout(self.attn(self.ln1(x), token_positions, cache))
+            return x + self.dropout(self.ffn(self.ln2(x)))
+        x = self.ln1(x + self.dropout(self.attn(x, token_positions, cache)))
+        return self.ln2(x + self.dropout(self.ffn(x)))
 
 
 class TransformerLM(nn.Module):
@@ -73,6 +82,7 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.config = config
         self.token_embeddings = Embedding(config.vocab_size, config.d_model, device, dtype)
+        self.embedding_dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(
             TransformerBlock(config, device, dtype) for _ in range(config.num_layers)
         )
@@ -91,7 +101,7 @@ class TransformerLM(nn.Module):
                 f"({self.config.context_length})"
             )
         positions = torch.arange(past, past + seq_len, device=token_ids.device)
-        x = self.token_embeddings(token_ids)
+        x = self.embedding_dropout(self.token_embeddings(token_ids))
         for i, layer in enumerate(self.layers):
             x = layer(x, positions, kv_cache.layers[i] if kv_cache is not None else None)
         return self.lm_head(self.ln_final(x))

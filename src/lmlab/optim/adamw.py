@@ -7,6 +7,56 @@ import torch
 from torch import Tensor
 
 
+def adamw_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    step: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """One AdamW update, in place, of ``params`` and their moments (``step`` counts from 1).
+
+    Runs as ``torch._foreach_*`` ops over all the tensors: the same arithmetic as a loop, but one
+    kernel launch per op instead of one per op per tensor, which matters on GPUs.
+    """
+    beta1, beta2 = betas
+    bias_correction1 = 1 - beta1**step
+    bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denominators = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denominators, bias_correction2_sqrt)
+    torch._foreach_add_(denominators, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denominators, value=-lr / bias_correction1)
+
+
+def adamw_group_step(state: dict, params: list[Tensor], group: dict) -> None:
+    """One AdamW step of a parameter group's ``params`` (those with a gradient).
+
+    ``state`` is the optimizer's per-parameter state, where the moments are created on first use.
+    All parameters of a group advance together, so they share a step count.
+    """
+    states = [state[p] for p in params]
+    for param, param_state in zip(params, states, strict=True):
+        if not param_state:
+            param_state["step"] = 0
+            param_state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            param_state["exp_avg_sq"] = torch.zeros_like(param,
+                                                          memory_format=torch.preserve_format)
+        param_state["step"] += 1
+    adamw_update(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                 [s["exp_avg_sq"] for s in states], step=states[0]["step"], lr=group["lr"],
+                 betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"])
+
+
 class AdamW(torch.optim.Optimizer):
     """Adam with decoupled weight decay and bias correction.
 
@@ -17,8 +67,7 @@ class AdamW(torch.optim.Optimizer):
         v <- beta2 * v + (1 - beta2) * g^2
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
 
-    The update runs as ``torch._foreach_*`` ops over a whole parameter group: the same arithmetic,
-    but one kernel launch per op instead of one per op per tensor, which matters on GPUs.
+    The update runs as ``torch._foreach_*`` ops over a whole parameter group (:func:`adamw_update`).
     """
 
     def __init__(
@@ -49,34 +98,5 @@ class AdamW(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            lr, (beta1, beta2) = group["lr"], group["betas"]
-            states = [self._state_for(p) for p in params]
-            grads = [p.grad for p in params]
-            exp_avgs = [s["exp_avg"] for s in states]
-            exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-
-            # All parameters of a group advance together, so they share a step count.
-            for state in states:
-                state["step"] += 1
-            step = states[0]["step"]
-            bias_correction1 = 1 - beta1**step
-            bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-
-            if group["weight_decay"] != 0:
-                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-            denominators = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denominators, bias_correction2_sqrt)
-            torch._foreach_add_(denominators, group["eps"])
-            torch._foreach_addcdiv_(params, exp_avgs, denominators, value=-lr / bias_correction1)
+            adamw_group_step(self.state, params, group)
         return loss
-
-    def _state_for(self, param: Tensor) -> dict:
-        state = self.state[param]
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        return state
