@@ -117,6 +117,20 @@ def test_training_state_checks_the_model_config(tmp_path: Path) -> None:
         load_training_state(tmp_path / "plain.pt", other)
 
 
+def test_training_state_checks_the_optimizer_and_fills_new_model_keys(tmp_path: Path) -> None:
+    words = tiny_run(tmp_path)
+    state = _training_state(words)
+    del state["config"]["model"]["dropout"]  # written before the key existed: its default applies
+    save_training_state(tmp_path / "t.pt", state)
+    assert load_training_state(tmp_path / "t.pt", load_config(None, words))["iteration"] == 3
+    with pytest.raises(CheckpointError, match=r"optim.optimizer='adamw' \(config has 'muon'\)"):
+        load_training_state(tmp_path / "t.pt", load_config(None, [*words, "optim.optimizer=muon"]))
+    state["config"]["model"]["d_model"] = -1
+    save_training_state(tmp_path / "bad.pt", state)
+    with pytest.raises(CheckpointError, match="invalid model config"):
+        load_training_state(tmp_path / "bad.pt", load_config(None, words))
+
+
 def test_load_model_from_a_checkpoint_or_run_dir(tmp_path: Path) -> None:
     words = tiny_run(tmp_path)
     state = _training_state(words)

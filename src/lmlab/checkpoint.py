@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from lmlab.atomic import atomic_path
-from lmlab.config import Config, config_from_dict
+from lmlab.config import Config, ModelConfig, config_from_dict
 from lmlab.errors import CheckpointError, ConfigError
 
 FORMAT = "lmlab-checkpoint-1"
@@ -66,12 +67,22 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
     missing = [key for key in _TRAINING_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint (lacks {', '.join(missing)})")
-    saved = state["config"].get("model", {})
+    saved = state["config"]
+    try:  # keys added since the checkpoint was written take their defaults
+        saved_model = ModelConfig(**saved.get("model", {})).model_dump(mode="json")
+    except ValidationError as exc:
+        raise CheckpointError(f"{path} holds an invalid model config: "
+                              f"{exc.errors()[0]['msg']}") from None
     wanted = config.model.model_dump(mode="json")
-    differ = [f"model.{key}={saved.get(key)!r} (config has {value!r})"
-              for key, value in wanted.items() if saved.get(key) != value]
+    differ = [f"model.{key}={saved_model.get(key)!r} (config has {value!r})"
+              for key, value in wanted.items() if saved_model.get(key) != value]
     if differ:
         raise CheckpointError(f"{path} was saved with a different model: {'; '.join(differ)}")
+    saved_optimizer = saved.get("optim", {}).get("optimizer", "adamw")
+    if saved_optimizer != config.optim.optimizer:
+        raise CheckpointError(f"{path} was saved with optim.optimizer={saved_optimizer!r} "
+                              f"(config has {config.optim.optimizer!r}): its optimizer state "
+                              f"cannot continue another optimizer")
     return state
 
 
