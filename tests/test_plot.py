@@ -61,6 +61,7 @@ def test_separate_panels_smoothing_and_log_scale(sweep: Path) -> None:
     train, val = figure.axes
     assert len(train.get_lines()) == len(val.get_lines()) == 2
     assert list(train.get_lines()[0].get_ydata()) == pytest.approx([4.5, 3.5, 2.75, 2.25, 1.9])
+    assert list(val.get_lines()[0].get_ydata()) == pytest.approx([4.1, 2.6, 1.9])  # not smoothed
     assert train.get_yscale() == "log" and train.get_xlabel() == "wall-clock time (s)"
 
 

@@ -212,9 +212,11 @@ def test_logged_bits_per_byte_match_a_hand_computation(tmp_path: Path,
 
 
 def test_the_cpu_preset_trains(tmp_path: Path) -> None:
-    """The preset's own model shape, for two steps on synthetic 4096-id data."""
-    train_bin = write_tokens(tmp_path / "t.bin", pattern_tokens(5000, 4096), 4096)
-    result = train(load_config(REPO / "configs" / "tinystories-cpu.toml", [
+    """The preset's own model and optimizer, for two steps on synthetic data."""
+    preset = REPO / "configs" / "tinystories-cpu.toml"
+    vocab_size = load_config(preset, ["data.train_path=t", "data.valid_path=v"]).model.vocab_size
+    train_bin = write_tokens(tmp_path / "t.bin", pattern_tokens(5000, vocab_size), vocab_size)
+    result = train(load_config(preset, [
         f"data.train_path={train_bin}", f"data.valid_path={train_bin}", "train.max_steps=2",
         "train.time_budget_s=none", "train.schedule_over_time=false", "train.eval_batches=1",
         f"run.runs_dir={tmp_path}"]))

@@ -54,7 +54,9 @@ def plot_runs(
 
     ``panels="same"`` draws all metrics on one axes (the first metric dashed and faint, the last
     solid), ``"separate"`` gives each metric its own. ``smooth`` is the width of a trailing
-    moving average; ``log`` puts the y axis on a log scale.
+    moving average of the ``train/`` metrics (evaluations are already averages over the whole
+    validation set, and too far apart to average together); ``log`` puts the y axis on a log
+    scale.
     """
     if x not in X_KEYS:
         raise ConfigError(f"x must be one of {', '.join(X_KEYS)}, got {x!r}")
@@ -112,7 +114,7 @@ def _legend(run: Run, keys: Sequence[str]) -> str:
 def _draw(ax: Axes, run: Run, metric: str, x: str, smooth: int, colour: str, name: str | None,
           faint: bool) -> None:
     """One run's curve of one metric; a cross where a diverged run stopped."""
-    xs, ys = smoothed(*run.series(metric, x), smooth)
+    xs, ys = smoothed(*run.series(metric, x), smooth if metric.startswith("train/") else 1)
     if len(ys) == 0:
         return
     ax.plot(xs, ys, color=colour, label=name, linestyle="--" if faint else "-",

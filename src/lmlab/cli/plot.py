@@ -23,7 +23,8 @@ def plot_command(
         "val/loss).", show_default=False)] = None,
     log: Annotated[bool, typer.Option("--log", help="Log-scale y axis.")] = False,
     smooth: Annotated[int, typer.Option(
-        min=1, help="Trailing moving average over this many logged points.")] = 1,
+        min=1, help="Trailing moving average of the train/ metrics over this many logged points "
+        "(evaluations are not smoothed).")] = 1,
     panels: Annotated[str, typer.Option(
         help="same: every metric on one axes (train dashed); separate: one panel each.")
     ] = "same",
