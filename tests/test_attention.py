@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from lmlab.nn import CausalSelfAttention, RotaryPositionalEmbedding, scaled_dot_product_attention
+from lmlab.nn.attention import causal_attention
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +72,33 @@ def test_sdpa_causal_matches_torch_is_causal():
     assert_close(scaled_dot_product_attention(q, k, v, mask), expected)
 
 
+@pytest.mark.parametrize(
+    ("shape", "dtype", "tol"),
+    [
+        ((2, 3, 1, 8), torch.float32, 1e-5),  # a single token
+        ((2, 3, 12, 8), torch.float32, 1e-5),  # shorter than one query block
+        ((1, 2, 130, 16), torch.float32, 1e-5),  # not a multiple of the block size
+        ((2, 2, 128, 16), torch.float32, 1e-5),  # exactly two blocks
+        ((2, 2, 3, 70, 8), torch.float32, 1e-5),  # extra batch dims
+        ((2, 2, 100, 16), torch.bfloat16, 3e-2),
+    ],
+)
+def test_causal_attention_output_and_gradients_match_torch_is_causal(shape, dtype, tol):
+    q, k, v = (torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3))
+    out = causal_attention(q, k, v)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (q, k, v), grad_out)
+    # the reference runs in float32 so that bf16 is compared against the exact function
+    q32, k32, v32 = (t.detach().float().requires_grad_() for t in (q, k, v))
+    expected = F.scaled_dot_product_attention(q32, k32, v32, is_causal=True)
+    expected_grads = torch.autograd.grad(expected, (q32, k32, v32), grad_out.float())
+    assert out.dtype == dtype
+    assert_close(out.float(), expected, atol=tol, rtol=tol)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        assert grad.dtype == dtype
+        assert_close(grad.float(), expected_grad, atol=tol, rtol=tol)
+
+
 def _reference_attention(attn: CausalSelfAttention, x: torch.Tensor, theta: float | None):
     batch, seq, d_model = x.shape
     heads = attn.num_heads
@@ -93,8 +121,11 @@ def _reference_attention(attn: CausalSelfAttention, x: torch.Tensor, theta: floa
 def test_causal_self_attention_matches_reference(use_rope):
     rope = RotaryPositionalEmbedding(10000.0, 8, 32) if use_rope else None
     attn = CausalSelfAttention(d_model=32, num_heads=4, max_seq_len=32, rope=rope)
-    x = torch.randn(2, 20, 32)
-    assert_close(attn(x), _reference_attention(attn, x, 10000.0 if use_rope else None))
+    x = torch.randn(2, 20, 32, requires_grad=True)
+    out, expected = attn(x), _reference_attention(attn, x, 10000.0 if use_rope else None)
+    assert_close(out, expected)
+    grad_out = torch.randn_like(out)
+    assert_close(torch.autograd.grad(out, x, grad_out), torch.autograd.grad(expected, x, grad_out))
 
 
 def test_causal_self_attention_rejects_indivisible_heads():

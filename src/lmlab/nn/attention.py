@@ -62,6 +62,72 @@ def scaled_dot_product_attention(
     return softmax(scores.float(), dim=-1).to(value.dtype) @ value
 
 
+class _CausalAttention(torch.autograd.Function):
+    """Causal ``softmax(Q K^T / sqrt(d_k)) V`` with its gradient written out, in query blocks.
+
+    Shapes: query, key, value ``(..., seq, d)``; returns ``(..., seq, d)``.
+    Why: the ``(seq, seq)`` scores dominate attention's cost. Autograd over
+    :func:`scaled_dot_product_attention` keeps a masked copy, the softmax output and the mask,
+    and runs a pass per op; here masking and softmax work in place and only the probabilities
+    are kept. Queries go in blocks of ``BLOCK`` rows and each block meets only the keys up to
+    its last position, which skips most of the fully masked upper triangle.
+    Backward per block: ``dV = P^T dO``, ``dS = P * (dO V^T - rowsum(dO * O))`` (the rowsum
+    equals ``rowsum(P * dP)``), ``dQ = dS K / sqrt(d)``, ``dK = dS^T Q / sqrt(d)``.
+    Probabilities stay float32 (as in fused kernels) even for bf16 inputs.
+    """
+
+    BLOCK = 64
+
+    @staticmethod
+    def _blocks(seq: int) -> list[tuple[int, int]]:
+        """``(start, end)`` query rows of each block; block ``[start, end)`` sees keys ``< end``."""
+        return [
+            (i, min(i + _CausalAttention.BLOCK, seq)) for i in range(0, seq, _CausalAttention.BLOCK)
+        ]
+
+    @staticmethod
+    def forward(ctx, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        seq, scale = query.shape[-2], 1.0 / math.sqrt(query.shape[-1])
+        scaled_query = query * scale
+        outs, probs = [], []
+        for start, end in _CausalAttention._blocks(seq):
+            scores = scaled_query[..., start:end, :] @ key[..., :end, :].transpose(-2, -1)
+            future = torch.ones(end - start, end, dtype=torch.bool, device=query.device)
+            p = scores.float().masked_fill_(future.triu_(start + 1), float("-inf"))
+            p = p.sub_(p.amax(dim=-1, keepdim=True)).exp_()
+            p = p.div_(p.sum(dim=-1, keepdim=True))  # (..., end - start, end) float32
+            outs.append(p.to(value.dtype) @ value[..., :end, :])
+            probs.append(p)
+        out = torch.cat(outs, dim=-2)
+        ctx.save_for_backward(query, key, value, out, *probs)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        query, key, value, out, *probs = ctx.saved_tensors
+        scale = 1.0 / math.sqrt(query.shape[-1])
+        # rowsum(dO * O), (..., seq, 1): the softmax backward's sum without a (seq, seq) pass
+        row_dot = (grad_out.float() * out.float()).sum(dim=-1, keepdim=True)
+        grad_q = []
+        grad_k, grad_v = torch.zeros_like(key), torch.zeros_like(value)
+        for (start, end), p in zip(_CausalAttention._blocks(query.shape[-2]), probs, strict=True):
+            d_out = grad_out[..., start:end, :]
+            grad_v[..., :end, :] += p.to(value.dtype).transpose(-2, -1) @ d_out
+            d_scores = (d_out @ value[..., :end, :].transpose(-2, -1)).float()
+            d_scores = d_scores.sub_(row_dot[..., start:end, :]).mul_(p).to(query.dtype)
+            grad_q.append(d_scores @ key[..., :end, :])
+            grad_k[..., :end, :] += d_scores.transpose(-2, -1) @ query[..., start:end, :]
+        return torch.cat(grad_q, dim=-2).mul_(scale), grad_k.mul_(scale), grad_v
+
+
+def causal_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """``scaled_dot_product_attention`` with the plain causal mask, faster (see _CausalAttention).
+
+    Shapes: query, key, value ``(..., seq, d)`` with the same ``seq``; returns ``(..., seq, d)``.
+    """
+    return _CausalAttention.apply(query, key, value)
+
+
 class LayerKVCache:
     """Keys and values of one attention layer for the tokens decoded so far.
 
@@ -169,6 +235,8 @@ class CausalSelfAttention(nn.Module):
             out = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=mask if past else None, is_causal=not past
             )
-        else:
+        elif past:  # queries see the cached keys too: the general masked path
             out = scaled_dot_product_attention(query, key, value, mask)
+        else:
+            out = causal_attention(query, key, value)
         return self.output_proj(out.transpose(-3, -2).flatten(-2))
