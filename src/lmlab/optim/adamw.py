@@ -6,6 +6,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from lmlab.optim.base import GroupwiseOptimizer
+
 
 def adamw_update(
     params: list[Tensor],
@@ -57,7 +59,7 @@ def adamw_group_step(state: dict, params: list[Tensor], group: dict) -> None:
                  betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"])
 
 
-class AdamW(torch.optim.Optimizer):
+class AdamW(GroupwiseOptimizer):
     """Adam with decoupled weight decay and bias correction.
 
     Per parameter, with gradient ``g`` at step ``t``::
@@ -88,15 +90,5 @@ class AdamW(torch.optim.Optimizer):
             )
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            adamw_group_step(self.state, params, group)
-        return loss
+    def _step_group(self, group: dict, params: list[Tensor]) -> None:
+        adamw_group_step(self.state, params, group)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from lmlab.optim.adamw import adamw_group_step
+from lmlab.optim.base import GroupwiseOptimizer
 
 _NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 """Coefficients of the quintic ``a x + b x^3 + c x^5`` from Jordan et al.: chosen for the
@@ -42,7 +43,7 @@ def orthogonalize(matrix: Tensor, steps: int = 5) -> Tensor:
     return x.T if tall else x
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(GroupwiseOptimizer):
     """Muon for groups with ``algorithm="muon"`` (2-D weights), AdamW for ``algorithm="adamw"``.
 
     Per Muon parameter ``W (rows, cols)`` with gradient ``g``::
@@ -81,21 +82,11 @@ class Muon(torch.optim.Optimizer):
                 raise ValueError("Muon orthogonalises matrices: give 1-D parameters to an "
                                  "algorithm='adamw' group")
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            if group["algorithm"] == "adamw":
-                adamw_group_step(self.state, params, group)
-            else:
-                self._muon_step(group, params)
-        return loss
+    def _step_group(self, group: dict, params: list[Tensor]) -> None:
+        if group["algorithm"] == "adamw":
+            adamw_group_step(self.state, params, group)
+        else:
+            self._muon_step(group, params)
 
     def _muon_step(self, group: dict, params: list[Tensor]) -> None:
         lr, momentum = group["lr"], group["momentum"]
