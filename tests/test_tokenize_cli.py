@@ -40,6 +40,7 @@ def trained(tmp_path, capsys):
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
     monkeypatch.setattr(dataset, "CHUNK_BYTES", 700)  # many chunks even for a small file
+    monkeypatch.setattr(dataset, "WORKER_MIN_BYTES", 700)  # and every worker used
     source = FIXTURES / "tinystories_sample.txt"
     out = tmp_path / "data" / "train.bin"
     code, _, err = cli(

@@ -4,6 +4,7 @@ import doctest
 import json
 import re
 import tracemalloc
+from contextlib import contextmanager
 
 import pytest
 import regex
@@ -11,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmlab.errors import TokenizerError
-from lmlab.tokenizer import Tokenizer, tokenizer, train_bpe
-from lmlab.tokenizer.bpe import apply_merges
-from lmlab.tokenizer.pretokenize import WHITESPACE
+from lmlab.tokenizer import Tokenizer, encoder, tokenizer, train_bpe
+from lmlab.tokenizer.bpe import BatchMerger, apply_merges
+from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE, WHITESPACE
 from tests.conftest import SHARED_DATA
 from tests.tokenizer_refs import FIXTURES, gpt2_unicode_to_byte, need, tiktoken_gpt2
 
@@ -108,34 +109,47 @@ def test_encode_iterable_over_file_lines(gpt2, name):
     assert streamed == gpt2.encode(path.read_text(encoding="utf-8"))
 
 
+@contextmanager
+def encode_at_every_safe_cut():
+    """Streaming gathers ``STREAM_CHARS`` before encoding; with 0, short texts exercise the cuts."""
+    saved, tokenizer.STREAM_CHARS = tokenizer.STREAM_CHARS, 0
+    try:
+        yield
+    finally:
+        tokenizer.STREAM_CHARS = saved
+
+
 @settings(max_examples=150, deadline=None)
 @given(text=TRICKY, cuts=st.lists(st.integers(0, 60), max_size=8))
 def test_encode_iterable_however_the_text_is_cut(gpt2, text, cuts):
     bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
     pieces = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-    assert list(gpt2.encode_iterable(pieces)) == gpt2.encode(text)
+    with encode_at_every_safe_cut():
+        assert list(gpt2.encode_iterable(pieces)) == gpt2.encode(text)
 
 
 def test_encode_iterable_cut_anywhere_inside_specials_and_whitespace(gpt2):
     text = f"Hi  there{EOT}\n\n  {EOT}{EOT}x 's  \n"
     expected = gpt2.encode(text)
-    for cut in range(len(text) + 1):
-        assert list(gpt2.encode_iterable([text[:cut], text[cut:]])) == expected, cut
-    assert list(gpt2.encode_iterable(text)) == expected  # one character at a time
+    with encode_at_every_safe_cut():
+        for cut in range(len(text) + 1):
+            assert list(gpt2.encode_iterable([text[:cut], text[cut:]])) == expected, cut
+        assert list(gpt2.encode_iterable(text)) == expected  # one character at a time
 
 
 def test_encode_iterable_memory_does_not_grow(gpt2, tmp_path):
     sample = need(FIXTURES / "tinystories_sample.txt").read_text(encoding="utf-8")
     path = tmp_path / "big.txt"
-    path.write_text(sample * 150, encoding="utf-8")  # ~570 KB, read line by line
+    path.write_text(sample * 600, encoding="utf-8")  # 2.3 MB: 140x STREAM_CHARS, line by line
     gpt2.encode(sample)  # warm the pre-token cache, which is bounded separately
     tracemalloc.start()
     with open(path, encoding="utf-8") as f:
         count = sum(1 for _ in gpt2.encode_iterable(f))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert count == 150 * len(gpt2.encode(sample))
-    assert peak < 100_000, f"peak {peak} bytes while streaming a {path.stat().st_size} byte file"
+    assert count == 600 * len(gpt2.encode(sample))
+    # The text and units of one STREAM_CHARS piece (16 K characters): a few hundred KB.
+    assert peak < 400_000, f"peak {peak} bytes while streaming a {path.stat().st_size} byte file"
 
 
 def test_save_load_round_trip(tmp_path):
@@ -201,6 +215,62 @@ def test_every_token_encodes_as_itself(gpt2):
         for idx, token in tok.vocab.items():
             if token != EOT.encode():
                 assert apply_merges([ids[bytes([b])] for b in token], ranked) == [idx], token
+
+
+def _ranked(tok: Tokenizer) -> tuple[list[int], dict]:
+    ids = {t: i for i, t in sorted(tok.vocab.items(), reverse=True)}
+    ranked = {(ids[a], ids[b]): (rank, ids[a + b]) for rank, (a, b) in enumerate(tok.merges)}
+    return [ids[bytes([b])] for b in range(256)], ranked
+
+
+# Words that need many merges, repeated pairs (`aaaa`, runs of spaces) and arbitrary bytes.
+WORDS = st.lists(
+    st.one_of(
+        st.binary(min_size=1, max_size=80),
+        st.sampled_from(["a", "e", " ", "-", "ab", "the", "ing"]).flatmap(
+            lambda unit: st.integers(1, 40).map(lambda n: (unit * n).encode())
+        ),
+        st.text(min_size=1, max_size=30).map(str.encode),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(words=WORDS)
+def test_batch_merger_equals_one_word_at_a_time(gpt2, words):
+    byte_ids, ranked = _ranked(gpt2)
+    merger = BatchMerger(byte_ids, ranked)
+    assert merger.batched
+    expected = [apply_merges([byte_ids[b] for b in word], ranked) for word in words]
+    assert merger(words) == expected
+    assert merger._merge_batch(words) == expected  # long words too, without the cut-off
+
+
+def test_batch_merger_falls_back_when_a_product_merges_early():
+    """With a merge that uses a token before the merge that makes it, merging all occurrences of
+    the best pair at once could differ from one at a time, so the merger must not batch."""
+    byte_ids = list(range(256))
+    a, b, c = b"abc"
+    ranked = {(256, c): (0, 257), (a, b): (1, 256), (b, c): (2, 258)}
+    merger = BatchMerger(byte_ids, ranked)
+    assert not merger.batched
+    words = [b"abcabc", b"ababc", b"abcbc"]
+    assert merger(words) == [apply_merges(list(w), ranked) for w in words]
+
+
+def test_encoding_with_a_tiny_cache(gpt2, reference, monkeypatch):
+    """The unit and pre-token caches empty themselves when full (keeping only what the text being
+    encoded needs); ids stay exact."""
+    monkeypatch.setattr(encoder, "CACHE_SIZE", 50)
+    text = need(FIXTURES / "corpus.en").read_text(encoding="utf-8")
+    tok = Tokenizer(gpt2.vocab, gpt2.merges, [EOT])
+    for piece in (text[:2000], text, text[:2000]):
+        assert tok.encode(piece) == reference.encode(piece, allowed_special={EOT})
+    last = text[:2000]
+    assert len(tok._encoder.units) == len(set(UNIT_RE.findall(last))) > 50
+    assert len(tok._encoder.pieces) == len(set(PRETOKEN_RE.findall(last))) > 50
 
 
 def test_unit_whitespace_is_the_regex_whitespace():

@@ -14,7 +14,11 @@ app.add_typer(tokenizer_app, name="tokenizer")
 
 Workers = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="Processes to use (default: the number of CPUs)."),
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Processes to use (default: the number of CPUs; tokenize uses one per 4 MB at most).",
+    ),
 ]
 
 

@@ -25,6 +25,10 @@ from lmlab.tokenizer.train import bar_off
 
 CHUNK_BYTES = 4 << 20
 """Largest piece of the input one worker encodes at a time."""
+WORKER_MIN_BYTES = 4 << 20
+"""Input per worker below which fewer processes are started: each worker learns the words of
+its text on its own (a first pass is several times slower than a cached one), so on a small file
+a second process repeats that work and its start-up for little gain."""
 FORMAT = "lmlab-tokens-v1"
 
 
@@ -75,7 +79,8 @@ def tokenize_file(
     """Encode ``input_path`` into ``out_path`` (``.bin``) and its sidecar; return the sidecar.
 
     The file is cut at safe boundaries into chunks that ``num_workers`` processes (default: the
-    CPU count) encode in parallel; the ids equal ``tokenizer.encode`` of the whole text. Memory is
+    CPU count; at most one per ``WORKER_MIN_BYTES`` of input) encode in parallel; the ids equal
+    ``tokenizer.encode`` of the whole text. Memory is
     bounded by a few chunks per worker, so the input may be larger than memory. Both files are
     written atomically.
     """
@@ -85,7 +90,7 @@ def tokenize_file(
     size = source.stat().st_size
     if size == 0:
         raise DataError(f"{source}: file is empty")
-    workers = num_workers or os.cpu_count() or 1
+    workers = min(num_workers or os.cpu_count() or 1, -(-size // WORKER_MIN_BYTES))
     dtype = token_dtype(tokenizer.vocab_size)
     chunk_bytes = max(1, min(CHUNK_BYTES, -(-size // (4 * workers))))
     bounds = find_chunk_boundaries(source, chunk_bytes, tokenizer.special_tokens)

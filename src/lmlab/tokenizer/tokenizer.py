@@ -1,9 +1,7 @@
 """The byte-level BPE tokenizer: text <-> token ids, with special tokens, save and load.
 
 Encoding splits off special tokens, cuts the rest into GPT-2 pre-tokens, and turns each pre-token
-into ids by replaying the merges in rank order. Natural text repeats a small set of words, so the
-ids of each unit of text (a whitespace run and the word after it) are cached: once a text's units
-have been seen, encoding it costs one dictionary lookup per unit, all in C.
+into ids by replaying the merges in rank order; :mod:`.encoder` does that fast, with a cache.
 """
 
 import hashlib
@@ -12,7 +10,8 @@ from itertools import chain
 from pathlib import Path
 
 from lmlab.errors import TokenizerError
-from lmlab.tokenizer.bpe import Pair, apply_merges
+from lmlab.tokenizer.bpe import Pair
+from lmlab.tokenizer.encoder import UnitEncoder
 from lmlab.tokenizer.files import (
     read_merges,
     read_special_tokens,
@@ -22,11 +21,11 @@ from lmlab.tokenizer.files import (
     write_special_tokens,
     write_vocab,
 )
-from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE, last_safe_cut, special_token_regex
+from lmlab.tokenizer.pretokenize import last_safe_cut, special_token_regex
 
 VOCAB_FILE, MERGES_FILE, SPECIALS_FILE = "vocab.json", "merges.txt", "special_tokens.json"
-CACHE_SIZE = 1 << 18
-"""Most units of text whose ids are cached; the cache is emptied when it fills."""
+STREAM_CHARS = 1 << 14
+"""How much text :meth:`Tokenizer.encode_iterable` gathers before encoding."""
 
 
 class Tokenizer:
@@ -63,7 +62,7 @@ class Tokenizer:
                 where = f"merge {rank + 1} ({token_to_str(a)} {token_to_str(b)})"
                 raise TokenizerError(f"{where} uses a token missing from the vocabulary")
             ranks.setdefault((ids[a], ids[b]), (rank, ids[a + b]))
-        self._cache = _EncodeCache(ids, ranks)
+        self._encoder = UnitEncoder(ids, ranks)
         self._special_re = special_token_regex(self.special_tokens)
 
     @property
@@ -92,34 +91,30 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``."""
         if self._special_re is None:
-            return self._encode_ordinary(text)
+            return self._encoder.encode([text])[0]
+        parts = self._special_re.split(text)  # text, special, text, ..., text
         ids: list[int] = []
-        for i, part in enumerate(self._special_re.split(text)):
-            if i % 2:
-                ids.append(self._special_ids[part])
-            elif part:
-                ids.extend(self._encode_ordinary(part))
+        for i, ordinary in enumerate(self._encoder.encode(parts[0::2])):
+            if i:
+                ids.append(self._special_ids[parts[2 * i - 1]])
+            ids += ordinary
         return ids
 
     def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
         """Stream the ids of the concatenation of ``texts`` (e.g. an open file, line by line).
 
-        The ids equal ``encode("".join(texts))`` however the text is cut: only the tail after the
-        last safe cut (see :mod:`.pretokenize`) is held back, so memory does not grow with input.
+        The ids equal ``encode("".join(texts))`` however the text is cut. Text is encoded once
+        ``STREAM_CHARS`` have gathered (new words are learned faster in batches), up to the last
+        safe cut (see :mod:`.pretokenize`); the rest waits, so memory does not grow with input.
         """
         buffer = ""
         for text in texts:
             buffer += text
-            cut = last_safe_cut(buffer, self.special_tokens)
-            if cut:
+            if len(buffer) >= STREAM_CHARS and (cut := last_safe_cut(buffer, self.special_tokens)):
                 yield from self.encode(buffer[:cut])
                 buffer = buffer[cut:]
         if buffer:
             yield from self.encode(buffer)
-
-    def _encode_ordinary(self, text: str) -> list[int]:
-        """Ids of text that holds no special tokens, unit by unit through the cache."""
-        return list(chain.from_iterable(map(self._cache.__getitem__, UNIT_RE.findall(text))))
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``; byte sequences that are not valid UTF-8 become U+FFFD."""
@@ -159,33 +154,3 @@ class Tokenizer:
         specials_path = directory / SPECIALS_FILE
         specials = read_special_tokens(specials_path) if specials_path.exists() else []
         return cls.from_files(directory / VOCAB_FILE, directory / MERGES_FILE, specials)
-
-
-class _EncodeCache(dict[str, list[int]]):
-    """``cache[unit]``: the ids of one unit of text (see :data:`.pretokenize.UNIT_RE`).
-
-    A miss (``__missing__``) pre-tokenizes the unit and encodes each pre-token: one that is itself
-    a token is that token (as in tiktoken; most pre-tokens of natural text are), any other replays
-    the merges. Hits never leave C, so encoding is ``map(cache.__getitem__, units)``. The cache
-    empties when it holds ``CACHE_SIZE`` units, which bounds its memory.
-    """
-
-    def __init__(self, token_ids: dict[bytes, int], merges: dict[Pair, tuple[int, int]]) -> None:
-        super().__init__()
-        self.token_ids = token_ids
-        self.byte_ids = [token_ids[bytes([b])] for b in range(256)]
-        self.merges = merges
-
-    def __missing__(self, unit: str) -> list[int]:
-        ids: list[int] = []
-        for piece in PRETOKEN_RE.findall(unit):
-            data = piece.encode("utf-8")
-            whole = self.token_ids.get(data)
-            if whole is not None:
-                ids.append(whole)
-            else:
-                ids.extend(apply_merges([self.byte_ids[b] for b in data], self.merges))
-        if len(self) >= CACHE_SIZE:
-            self.clear()
-        self[unit] = ids
-        return ids
