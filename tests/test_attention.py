@@ -28,9 +28,13 @@ def rope_by_complex_numbers(x: torch.Tensor, positions: torch.Tensor, theta: flo
 
 def test_rope_matches_complex_rotation_with_arbitrary_positions():
     rope = RotaryPositionalEmbedding(theta=10000.0, d_k=16, max_seq_len=64)
-    x = torch.randn(2, 3, 10, 16)
+    x = torch.randn(2, 3, 10, 16, requires_grad=True)
     positions = torch.randint(0, 64, (2, 3, 10))
-    assert_close(rope(x, positions), rope_by_complex_numbers(x, positions, 10000.0))
+    ours, expected = rope(x, positions), rope_by_complex_numbers(x, positions, 10000.0)
+    assert_close(ours, expected)
+    weights = torch.randn_like(ours)  # the gradient too (a rotation's is the inverse rotation)
+    assert_close(torch.autograd.grad((ours * weights).sum(), x)[0],
+                 torch.autograd.grad((expected * weights).sum(), x)[0])
 
 
 def test_rope_broadcasts_positions_over_leading_dims_and_keeps_state_dict_empty():
@@ -171,3 +175,29 @@ def test_fused_attention_with_kv_cache_matches_full_forward():
         attn(x[:, t : t + 1], cache=cache) for t in range(5, 12)
     ]
     assert_close(torch.cat(pieces, dim=1), attn(x), rtol=1e-4, atol=1e-5)
+
+
+def test_rope_written_out_for_torch_compile_is_the_same_rotation(monkeypatch):
+    """Under torch.compile RoPE uses real arithmetic (inductor has no complex numbers)."""
+    rope = RotaryPositionalEmbedding(theta=10000.0, d_k=16, max_seq_len=64)
+    x = torch.randn(2, 3, 10, 16, requires_grad=True)
+    positions = torch.randint(0, 64, (2, 3, 10))
+    weights = torch.randn(2, 3, 10, 16)
+    eager = rope(x, positions)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    written_out = rope(x, positions)
+    assert_close(written_out, eager)
+    assert_close(torch.autograd.grad((written_out * weights).sum(), x)[0],
+                 torch.autograd.grad((eager * weights).sum(), x)[0])
+
+
+def test_rope_accepts_any_strides_and_keeps_the_dtype():
+    """The complex view needs contiguous pairs; slices and transposes must work all the same."""
+    rope = RotaryPositionalEmbedding(10000.0, 8, 16)
+    wide = torch.randn(2, 16, 9)
+    sliced = wide[..., 1:]  # odd storage offset and strides
+    positions = torch.arange(16)
+    assert_close(rope(sliced, positions), rope(sliced.contiguous(), positions))
+    half = rope(sliced.bfloat16(), positions)
+    assert half.dtype == torch.bfloat16
+    assert_close(half.float(), rope(sliced.bfloat16().float(), positions), atol=0.02, rtol=0.02)

@@ -23,21 +23,28 @@ def adamw_update(
 ) -> None:
     """One AdamW update, in place, of ``params`` and their moments (``step`` counts from 1).
 
-    Runs as ``torch._foreach_*`` ops over all the tensors: the same arithmetic as a loop, but one
-    kernel launch per op instead of one per op per tensor, which matters on GPUs.
+    Runs as ``torch._foreach_*`` ops: on a GPU over all the tensors at once (one kernel launch
+    per op instead of one per op per tensor); on a CPU over one tensor at a time, so that its
+    data stays in cache from one op to the next instead of streaming every tensor through
+    memory once per op.
     """
     beta1, beta2 = betas
     bias_correction1 = 1 - beta1**step
     bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-    if weight_decay != 0:
-        torch._foreach_mul_(params, 1 - lr * weight_decay)
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    denominators = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denominators, bias_correction2_sqrt)
-    torch._foreach_add_(denominators, eps)
-    torch._foreach_addcdiv_(params, exp_avgs, denominators, value=-lr / bias_correction1)
+    # lr * m / (sqrt(v) / bc2 + eps) == (lr * bc2) * m / (sqrt(v) + eps * bc2): one pass fewer
+    step_size = lr * bias_correction2_sqrt / bias_correction1
+    on_cpu = bool(params) and params[0].device.type == "cpu"
+    batches = [slice(i, i + 1) for i in range(len(params))] if on_cpu else [slice(None)]
+    for at in batches:
+        p, g, m, v = params[at], grads[at], exp_avgs[at], exp_avg_sqs[at]
+        if weight_decay != 0:
+            torch._foreach_mul_(p, 1 - lr * weight_decay)
+        torch._foreach_lerp_(m, g, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, value=1 - beta2)
+        denominators = torch._foreach_sqrt(v)
+        torch._foreach_add_(denominators, eps * bias_correction2_sqrt)
+        torch._foreach_addcdiv_(p, m, denominators, value=-step_size)
 
 
 def adamw_group_step(state: dict, params: list[Tensor], group: dict) -> None:
