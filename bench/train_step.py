@@ -4,8 +4,8 @@ A step is forward, cross-entropy, backward, global-norm clipping and an AdamW up
 its from-scratch model, loss, clipping and AdamW; the reference runs ``bench/reference_lm.py``
 (nn.Linear, nn.RMSNorm, F.scaled_dot_product_attention) with F.cross_entropy,
 torch.nn.utils.clip_grad_norm_ and torch.optim.AdamW. Both start from the same weights. Timed
-rounds alternate between the two, so a busy machine slows both alike; the ratio is
-lmlab tokens/s / reference tokens/s (> 1 means lmlab is faster).
+rounds alternate between the two (ABBA), so a busy machine slows both alike; the ratio is
+the median over rounds of lmlab tokens/s / reference tokens/s (> 1 means lmlab is faster).
 
     python bench/train_step.py                       # both configs, eager and compiled
     python bench/train_step.py --configs cpu-small --modes eager --rounds 3
@@ -13,6 +13,7 @@ lmlab tokens/s / reference tokens/s (> 1 means lmlab is faster).
 """
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -125,12 +126,17 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for step in (lmlab_step, ref_step):  # warm up (and compile)
         time_steps(step, batch, args.warmup, device, autocast, clock)
-    seconds = {"lmlab": 0.0, "reference": 0.0}
-    for _ in range(args.rounds):
-        seconds["lmlab"] += time_steps(lmlab_step, batch, args.steps, device, autocast, clock)
-        seconds["reference"] += time_steps(ref_step, batch, args.steps, device, autocast, clock)
-    tokens = batch_size * config.context_length * args.steps * args.rounds
-    rate = {k: tokens / s for k, s in seconds.items()}
+    rounds: dict[str, list[float]] = {"lmlab": [], "reference": []}
+    for i in range(args.rounds):  # ABBA order: neither model always runs first
+        pairs = [("lmlab", lmlab_step), ("reference", ref_step)]
+        for key, step in pairs if i % 2 == 0 else pairs[::-1]:
+            rounds[key].append(time_steps(step, batch, args.steps, device, autocast, clock))
+    tokens = batch_size * config.context_length * args.steps
+    rate = {k: tokens * len(s) / sum(s) for k, s in rounds.items()}
+    # The ratio is the median over rounds of the two models' speed in that round: a burst of
+    # load from elsewhere slows one round of both, not the whole comparison.
+    per_round = zip(rounds["lmlab"], rounds["reference"], strict=True)
+    ratio = statistics.median(reference / lmlab for lmlab, reference in per_round)
     variant = "fused-attn" if args.fused_attention else "own-attn"
     precision = "bf16" if amp_dtype is not None else "fp32"
     line = (
@@ -145,7 +151,7 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
                 f"  mfu lmlab={rate['lmlab'] * flops / peak:.1%} "
                 f"reference={rate['reference'] * flops / peak:.1%}"
             )
-    return line + f"  ratio={rate['lmlab'] / rate['reference']:.3f}"
+    return line + f"  ratio={ratio:.3f}"
 
 
 def main() -> None:
@@ -159,8 +165,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     parser.add_argument("--batch-size", type=int, default=None, help="override each config's batch")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
-    parser.add_argument("--steps", type=int, default=2, help="steps per timed round")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds")
+    parser.add_argument("--steps", type=int, default=1, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating timed rounds (ABBA)")
     parser.add_argument(
         "--fused-attention",
         action="store_true",

@@ -100,10 +100,12 @@ class _CausalAttention(torch.autograd.Function):
         outs, probs = [], []
         for start, end in _CausalAttention._blocks(seq):
             scores = scaled_query[..., start:end, :] @ key[..., :end, :].transpose(-2, -1)
-            future = torch.ones(end - start, end, dtype=torch.bool, device=query.device)
-            p = scores.float().masked_fill_(future.triu_(start + 1), float("-inf"))
+            p = scores.float()  # (..., end - start, end)
+            # Only the block's own square [start, end) holds future keys.
+            future = torch.ones(end - start, end - start, dtype=torch.bool, device=query.device)
+            p[..., start:].masked_fill_(future.triu_(1), float("-inf"))
             p = p.sub_(p.amax(dim=-1, keepdim=True)).exp_()
-            p = p.div_(p.sum(dim=-1, keepdim=True))  # (..., end - start, end) float32
+            p = p.div_(p.sum(dim=-1, keepdim=True))
             outs.append(p.to(value.dtype) @ value[..., :end, :])
             probs.append(p)
         out = torch.cat(outs, dim=-2)
