@@ -15,6 +15,7 @@ from lmlab.nn import (
     SiLUFeedForward,
     SwiGLU,
     silu,
+    silu_gate,
     softmax,
 )
 
@@ -93,6 +94,17 @@ def test_softmax_gradient_matches_f_softmax_and_gradcheck():
 def test_silu_matches_f_silu():
     x = torch.randn(100) * 10
     assert_close(silu(x), F.silu(x))
+
+
+def test_silu_gate_matches_the_formula_with_gradients():
+    a, b = (torch.randn(3, 7, 24, requires_grad=True) for _ in range(2))
+    ours, expected = silu_gate(a, b), F.silu(a) * b
+    assert_close(ours, expected)
+    weights = torch.randn_like(ours)
+    assert_close(torch.autograd.grad((ours * weights).sum(), (a, b)),
+                 torch.autograd.grad((expected * weights).sum(), (a, b)))
+    a64, b64 = (torch.randn(4, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(silu_gate, (a64, b64))
 
 
 def test_swiglu_matches_builtin_formula():

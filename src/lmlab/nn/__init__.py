@@ -16,6 +16,7 @@ from lmlab.nn.layers import (
     SiLUFeedForward,
     SwiGLU,
     silu,
+    silu_gate,
     softmax,
 )
 from lmlab.nn.transformer import TransformerBlock, TransformerLM
@@ -36,5 +37,6 @@ __all__ = [
     "TransformerLM",
     "scaled_dot_product_attention",
     "silu",
+    "silu_gate",
     "softmax",
 ]

@@ -118,16 +118,22 @@ class _CausalAttention(torch.autograd.Function):
         scale = 1.0 / math.sqrt(query.shape[-1])
         # rowsum(dO * O), (..., seq, 1): the softmax backward's sum without a (seq, seq) pass
         row_dot = (grad_out.float() * out.float()).sum(dim=-1, keepdim=True)
-        grad_q = []
-        grad_k, grad_v = torch.zeros_like(key), torch.zeros_like(value)
-        for (start, end), p in zip(_CausalAttention._blocks(query.shape[-2]), probs, strict=True):
+        grad_q, grad_k, grad_v = [], None, None
+        # Last block first: it sees every key, so it sets dK and dV and the others add to them.
+        blocks = _CausalAttention._blocks(query.shape[-2])
+        for (start, end), p in reversed(list(zip(blocks, probs, strict=True))):
             d_out = grad_out[..., start:end, :]
-            grad_v[..., :end, :] += p.to(value.dtype).transpose(-2, -1) @ d_out
+            block_grad_v = p.to(value.dtype).transpose(-2, -1) @ d_out
             d_scores = (d_out @ value[..., :end, :].transpose(-2, -1)).float()
             d_scores = d_scores.sub_(row_dot[..., start:end, :]).mul_(p).to(query.dtype)
             grad_q.append(d_scores @ key[..., :end, :])
-            grad_k[..., :end, :] += d_scores.transpose(-2, -1) @ query[..., start:end, :]
-        return torch.cat(grad_q, dim=-2).mul_(scale), grad_k.mul_(scale), grad_v
+            block_grad_k = d_scores.transpose(-2, -1) @ query[..., start:end, :]
+            if grad_k is None:
+                grad_k, grad_v = block_grad_k, block_grad_v
+            else:
+                grad_k[..., :end, :] += block_grad_k
+                grad_v[..., :end, :] += block_grad_v
+        return torch.cat(grad_q[::-1], dim=-2).mul_(scale), grad_k.mul_(scale), grad_v
 
 
 def causal_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:

@@ -52,6 +52,34 @@ def silu(x: Tensor) -> Tensor:
     return x * torch.sigmoid(x)
 
 
+class _SiLUGate(torch.autograd.Function):
+    """``silu(a) * b``, the gate of SwiGLU, with its gradient written out.
+
+    Shapes: ``a`` and ``b`` alike, e.g. ``(batch, seq, d_ff)``. Why: autograd over
+    ``a * sigmoid(a) * b`` runs six element-wise passes over the largest activations backward;
+    keeping ``s = sigmoid(a)`` and ``h = silu(a)`` from the forward leaves four:
+    ``db = g h`` and ``da = g b silu'(a)`` with ``silu'(a) = s + h (1 - s)``.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        s = torch.sigmoid(a)
+        h = a * s
+        ctx.save_for_backward(s, h, b)
+        return h * b
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
+        s, h, b = ctx.saved_tensors
+        grad_a = torch.addcmul(s, h, 1 - s).mul_(b).mul_(grad)
+        return grad_a, grad * h
+
+
+def silu_gate(a: Tensor, b: Tensor) -> Tensor:
+    """``silu(a) * b`` (same shapes in and out), faster to train through than the formula."""
+    return _SiLUGate.apply(a, b)
+
+
 class Linear(nn.Module):
     """``y = x W^T`` without bias (Llama-style LMs use none).
 
@@ -167,7 +195,7 @@ class SwiGLU(nn.Module):
         self.w3 = Linear(d_model, d_ff, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w2(silu(self.w1(x)) * self.w3(x))
+        return self.w2(silu_gate(self.w1(x), self.w3(x)))
 
 
 class SiLUFeedForward(nn.Module):

@@ -76,7 +76,7 @@ class AdamW(GroupwiseOptimizer):
         v <- beta2 * v + (1 - beta2) * g^2
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
 
-    The update runs as ``torch._foreach_*`` ops over a whole parameter group (:func:`adamw_update`).
+    The update runs as ``torch._foreach_*`` ops (:func:`adamw_update`).
     """
 
     def __init__(
