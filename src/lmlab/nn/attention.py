@@ -18,8 +18,9 @@ class RotaryPositionalEmbedding(nn.Module):
     A pair is a complex number ``x[2i] + i x[2i+1]`` and the rotation a multiplication by
     ``cos + i sin``: one complex multiply forward and one backward, instead of the half dozen
     real ops over strided halves that the written-out formula costs (about 4x faster on a CPU).
-    Under ``torch.compile`` the written-out formula runs instead: inductor fuses it into one
-    kernel, while it has no code generation for complex numbers.
+    Under ``torch.compile`` the written-out formula runs instead (inductor fuses it into one
+    kernel but has no code generation for complex numbers), and on devices other than CPUs and
+    CUDA GPUs (complex support on e.g. MPS depends on the OS version).
     """
 
     def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
@@ -46,7 +47,7 @@ class RotaryPositionalEmbedding(nn.Module):
                 raise ValueError(f"position {top} is beyond RoPE's max_seq_len {self.max_seq_len}")
         cos = self.cos[token_positions].float()  # (..., seq, d_k / 2)
         sin = self.sin[token_positions].float()
-        if torch.compiler.is_compiling():  # inductor fuses this but cannot compile complex ops
+        if torch.compiler.is_compiling() or x.device.type not in ("cpu", "cuda"):
             x_even, x_odd = x.float().unflatten(-1, (-1, 2)).unbind(-1)
             pairs = (x_even * cos - x_odd * sin, x_even * sin + x_odd * cos)
             return torch.stack(pairs, dim=-1).flatten(-2).to(x.dtype)
