@@ -248,6 +248,16 @@ def test_batch_merger_equals_one_word_at_a_time(gpt2, words):
     assert merger._merge_batch(words) == expected  # long words too, without the cut-off
 
 
+def test_batch_merger_on_merges_lmlab_learned():
+    """Merges from train_bpe replay in batches too, with the same result as one at a time."""
+    text = need(FIXTURES / "corpus.en").read_text(encoding="utf-8")
+    byte_ids, ranked = _ranked(Tokenizer(*train_bpe(need(FIXTURES / "corpus.en"), 600, [EOT])))
+    merger = BatchMerger(byte_ids, ranked)
+    words = sorted({piece.encode() for piece in PRETOKEN_RE.findall(text)})
+    assert merger.batched and len(words) > 1000
+    assert merger(words) == [apply_merges([byte_ids[b] for b in w], ranked) for w in words]
+
+
 def test_batch_merger_falls_back_when_a_product_merges_early():
     """With a merge that uses a token before the merge that makes it, merging all occurrences of
     the best pair at once could differ from one at a time, so the merger must not batch."""
