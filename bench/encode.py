@@ -7,7 +7,8 @@ train, and 20x concatenations of them, alternating lmlab and tiktoken so load hi
 - ``encode``: one process, one thread. ``first pass`` is a fresh tokenizer (empty cache);
   ``warm`` is the best later pass (the steady state over a large corpus, where the cache of
   repeated text is full). tiktoken has no such cache: every pass is the same for it.
-- ``tokenize``: :func:`lmlab.tokenizer.dataset.tokenize_file` with ``--workers`` processes and a
+- ``tokenize``: :func:`lmlab.tokenizer.dataset.tokenize_file` with ``--workers`` processes (at most
+  one per 4 MB of input) and a
   fresh tokenizer, including pool start-up and writing the ``.bin``.
 
 Speeds are MB/s of UTF-8 input, the best of ``--repeats``; ratios are lmlab / tiktoken.
@@ -58,7 +59,10 @@ def main() -> None:
         return Tokenizer(gpt2.vocab, gpt2.merges, [EOT])
 
     print(f"# GPT-2 encoding, MB/s (best of {args.repeats}); {describe_machine()}")
-    print(f"# tiktoken {tiktoken.__version__}, 1 thread; lmlab tokenize: {args.workers} workers")
+    print(
+        f"# tiktoken {tiktoken.__version__}, 1 thread; lmlab tokenize: {args.workers} workers"
+        " (one per 4 MB of input at most)"
+    )
     print(
         f"{'file':<22}{'MB':>6}{'tiktoken':>10}{'1st pass':>10}{'ratio':>7}{'warm':>8}{'ratio':>7}"
         f"{'tokenize':>10}{'ratio':>7}"
