@@ -8,8 +8,7 @@ train, and 20x concatenations of them, alternating lmlab and tiktoken so load hi
   ``warm`` is the best later pass (the steady state over a large corpus, where the cache of
   repeated text is full). tiktoken has no such cache: every pass is the same for it.
 - ``tokenize``: :func:`lmlab.tokenizer.dataset.tokenize_file` with ``--workers`` processes (at most
-  one per 4 MB of input) and a
-  fresh tokenizer, including pool start-up and writing the ``.bin``.
+  one per 4 MB of input) and a fresh tokenizer, including pool start-up and writing the ``.bin``.
 
 Speeds are MB/s of UTF-8 input, the best of ``--repeats``; ratios are lmlab / tiktoken.
 
