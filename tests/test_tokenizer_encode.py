@@ -210,11 +210,10 @@ def test_every_token_encodes_as_itself(gpt2):
     instead of replaying merges; for GPT-2 and for vocabularies lmlab trains, both agree."""
     trained = Tokenizer(*train_bpe(need(FIXTURES / "corpus.en"), 1000, [EOT]), [EOT])
     for tok in (gpt2, trained):
-        ids = {t: i for i, t in sorted(tok.vocab.items(), reverse=True)}
-        ranked = {(ids[a], ids[b]): (rank, ids[a + b]) for rank, (a, b) in enumerate(tok.merges)}
+        byte_ids, ranked = _ranked(tok)
         for idx, token in tok.vocab.items():
             if token != EOT.encode():
-                assert apply_merges([ids[bytes([b])] for b in token], ranked) == [idx], token
+                assert apply_merges([byte_ids[b] for b in token], ranked) == [idx], token
 
 
 def _ranked(tok: Tokenizer) -> tuple[list[int], dict]:

@@ -138,9 +138,7 @@ class BatchMerger:
             stale = np.concatenate((merged - 1, merged))
             stale = stale[(stale >= 0) & (stale < len(rank))]
             rank[stale], product[stale] = self._look_up(ids, owner, stale)
-        flat = ids.tolist()
-        ends = np.cumsum(lengths).tolist()
-        return list(map(flat.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+        return split_at(ids.tolist(), np.cumsum(lengths).tolist())
 
     def _look_up(self, ids: np.ndarray, owner: np.ndarray, at: np.ndarray):
         """Rank and product of the pairs ``(ids[at], ids[at + 1])``; none across two words."""
@@ -151,3 +149,12 @@ class BatchMerger:
 
 
 _NO_RANK = np.iinfo(np.int64).max
+
+
+def split_at(flat: Sequence, ends: list[int]) -> list:
+    """``flat`` cut into consecutive pieces ending at ``ends`` (slices, made in C).
+
+    >>> split_at([1, 2, 3, 4, 5], [2, 2, 5])
+    [[1, 2], [], [3, 4, 5]]
+    """
+    return list(map(flat.__getitem__, map(slice, [0, *ends[:-1]], ends)))

@@ -17,7 +17,7 @@ from itertools import chain
 
 import numpy as np
 
-from lmlab.tokenizer.bpe import BatchMerger, Pair
+from lmlab.tokenizer.bpe import BatchMerger, Pair, split_at
 from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE, WHITESPACE
 
 CACHE_SIZE = 1 << 18
@@ -60,11 +60,7 @@ class UnitEncoder:
 
     def _learn(self, unit_lists: list[list[str]]) -> None:
         """Cache the ids of the units of texts (each given as its list of units)."""
-        distinct = set(chain.from_iterable(unit_lists))
-        new = distinct.difference(self.units)
-        if len(self.units) + len(new) > CACHE_SIZE:
-            self.units.clear()
-            new = distinct
+        new = _to_learn(self.units, set(chain.from_iterable(unit_lists)))
         ends = {units[i] for units in unit_lists if units for i in (0, -1)}
         self._learn_units(new, ends.intersection(new))
 
@@ -81,22 +77,17 @@ class UnitEncoder:
         pieces = PRETOKEN_RE.findall("".join(joined))
         pieces += chain.from_iterable(map(PRETOKEN_RE.findall, alone))
         piece_ids = self._piece_ids(pieces)
-        # The pre-tokens of unit i are pieces[cut[i]:cut[i + 1]]; their ids flat[at[i]:at[i + 1]].
+        # Unit i ends with pre-token cut[i] - 1, so its ids end where that pre-token's ids end.
         piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
         unit_ends = np.cumsum(np.fromiter(map(len, units), np.int64, len(units)))
         cut = np.searchsorted(piece_ends, unit_ends) + 1
         id_ends = np.cumsum(np.fromiter(map(len, piece_ids), np.int64, len(piece_ids)))
-        at = [0, *id_ends[cut - 1].tolist()]
-        flat = tuple(chain.from_iterable(piece_ids))
-        unit_ids = map(flat.__getitem__, map(slice, at[:-1], at[1:]))
+        unit_ids = split_at(tuple(chain.from_iterable(piece_ids)), id_ends[cut - 1].tolist())
         self.units.update(zip(units, unit_ids, strict=True))
 
     def _piece_ids(self, pieces: list[str]) -> list[tuple[int, ...]]:
         """The ids of each pre-token, encoding (and caching) the ones not seen before."""
-        new = list(set(pieces).difference(self.pieces))
-        if len(self.pieces) + len(new) > CACHE_SIZE:
-            self.pieces.clear()
-            new = list(set(pieces))
+        new = list(_to_learn(self.pieces, set(pieces)))
         data = [piece.encode("utf-8") for piece in new]
         wholes = list(map(self.token_ids.get, data))
         ids = [(whole,) for whole in wholes]
@@ -110,3 +101,13 @@ class UnitEncoder:
 def _stands_alone(unit: str) -> bool:
     """Whether ``unit`` starts with non-space or is all space (see ``_learn_units``)."""
     return not _STARTS_WITH_SPACE.match(unit) or _ALL_SPACE.fullmatch(unit) is not None
+
+
+def _to_learn(cache: dict, distinct: set) -> set:
+    """The keys of ``distinct`` that ``cache`` lacks; all of them, after emptying the cache, when
+    adding them would take it past ``CACHE_SIZE`` (which bounds its memory)."""
+    new = distinct.difference(cache)
+    if len(cache) + len(new) > CACHE_SIZE:
+        cache.clear()
+        return distinct
+    return new
