@@ -5,7 +5,9 @@ import json
 import re
 import tracemalloc
 from contextlib import contextmanager
+from itertools import chain
 
+import numpy as np
 import pytest
 import regex
 from hypothesis import given, settings
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 
 from lmlab.errors import TokenizerError
 from lmlab.tokenizer import Tokenizer, encoder, tokenizer, train_bpe
-from lmlab.tokenizer.bpe import BatchMerger, apply_merges
+from lmlab.tokenizer.bpe import BatchMerger, PairTable, apply_merges
 from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE, WHITESPACE
 from tests.conftest import SHARED_DATA
 from tests.tokenizer_refs import FIXTURES, gpt2_unicode_to_byte, need, tiktoken_gpt2
@@ -78,6 +80,15 @@ def test_round_trip_any_string(gpt2, text):
 def test_text_resembling_a_special_token_is_plain_text(gpt2, reference):
     for text in ["<|endoftext|", "<|endoftext>", "<| endoftext|>", "<|ENDOFTEXT|>"]:
         assert gpt2.encode(text) == reference.encode_ordinary(text)
+
+
+def test_a_special_token_in_the_vocabulary_is_plain_text_without_specials(gpt2, reference):
+    """GPT-2's vocabulary holds ``<|endoftext|>``; a tokenizer without special tokens must still
+    cut it like any other text (a unit that is a token is that token only if the regex keeps it
+    whole)."""
+    plain = Tokenizer(gpt2.vocab, gpt2.merges)
+    for text in [EOT, " " + EOT, "a" + EOT + "b " + EOT + "\n"]:
+        assert plain.encode(text) == reference.encode_ordinary(text)
 
 
 def test_overlapping_special_tokens_match_longest_first(gpt2):
@@ -247,6 +258,19 @@ def test_batch_merger_equals_one_word_at_a_time(gpt2, words):
     assert merger._merge_batch(words) == expected  # long words too, without the cut-off
 
 
+def test_pair_table_finds_every_merge_and_nothing_else(gpt2):
+    _, ranked = _ranked(gpt2)
+    pairs = np.array(list(ranked), dtype=np.int64)
+    values = np.array(list(ranked.values()), dtype=np.int64)
+    table = PairTable(pairs, values[:, 0], values[:, 1])
+    rank, product = table.look_up(pairs[:, 0], pairs[:, 1])
+    assert (rank == values[:, 0]).all() and (product == values[:, 1]).all()
+    others = np.random.default_rng(0).integers(0, len(gpt2.vocab), size=(20_000, 2))
+    unknown = np.array([tuple(pair) not in ranked for pair in others.tolist()])
+    rank, _ = table.look_up(others[unknown, 0], others[unknown, 1])
+    assert unknown.sum() > 19_000 and (rank == np.iinfo(np.int64).max).all()
+
+
 def test_batch_merger_on_merges_lmlab_learned():
     """Merges from train_bpe replay in batches too, with the same result as one at a time."""
     text = need(FIXTURES / "corpus.en").read_text(encoding="utf-8")
@@ -272,14 +296,17 @@ def test_batch_merger_falls_back_when_a_product_merges_early():
 def test_encoding_with_a_tiny_cache(gpt2, reference, monkeypatch):
     """The unit and pre-token caches empty themselves when full (keeping only what the text being
     encoded needs); ids stay exact."""
-    monkeypatch.setattr(encoder, "CACHE_SIZE", 50)
+    monkeypatch.setattr(encoder, "CACHE_SIZE", 30)
     text = need(FIXTURES / "corpus.en").read_text(encoding="utf-8")
     tok = Tokenizer(gpt2.vocab, gpt2.merges, [EOT])
     for piece in (text[:2000], text, text[:2000]):
         assert tok.encode(piece) == reference.encode(piece, allowed_special={EOT})
-    last = text[:2000]
-    assert len(tok._encoder.units) == len(set(UNIT_RE.findall(last))) > 50
-    assert len(tok._encoder.pieces) == len(set(PRETOKEN_RE.findall(last))) > 50
+    last = set(UNIT_RE.findall(text[:2000]))
+    assert len(tok._encoder.units) == len(last) > 30
+    # Pre-tokens are cached for the units that are not whole tokens by themselves.
+    split_units = last - tok._encoder.whole_tokens.keys()
+    pieces = set(chain.from_iterable(map(PRETOKEN_RE.findall, split_units)))
+    assert len(tok._encoder.pieces) == len(pieces) > 30
 
 
 def test_unit_whitespace_is_the_regex_whitespace():

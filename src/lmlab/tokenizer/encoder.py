@@ -5,14 +5,19 @@ Natural text repeats a small set of *units* (a whitespace run and the word after
 costs one dictionary lookup per unit, all in C. The units a text brings for the first time are
 learned together, with a constant number of Python steps rather than several per unit:
 
-1. the new units are joined into one string and cut into GPT-2 pre-tokens by a single regex call
+1. a new unit that is itself a token (`` the``, `` said``: a third of them in web text) is that
+   token, as in tiktoken, found by one set intersection with the vocabulary;
+2. the others are joined into one string and cut into GPT-2 pre-tokens by a single regex call
    (unit boundaries are pre-token boundaries, so joining them changes nothing);
-2. each new pre-token that is itself a token is that token (as in tiktoken; most pre-tokens of
-   natural text are), and the others replay the merges together (:class:`.bpe.BatchMerger`);
-3. the ids are cut back into units by the running lengths of pre-tokens and units.
+3. each new pre-token that is itself a token is that token, and the others replay the merges
+   together (:class:`.bpe.BatchMerger`);
+4. the ids are cut back into units by the running lengths of pre-tokens and units.
 """
 
+import gc
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain
 
 import numpy as np
@@ -31,8 +36,8 @@ class UnitEncoder:
     """Token ids of text without special tokens, through a cache of units and pre-tokens."""
 
     def __init__(self, token_ids: dict[bytes, int], ranked: dict[Pair, tuple[int, int]]) -> None:
-        self.token_ids = token_ids
         self.merger = BatchMerger([token_ids[bytes([b])] for b in range(256)], ranked)
+        self.whole_tokens = _whole_pretokens(token_ids)
         self.units: dict[str, tuple[int, ...]] = {}
         self.pieces: dict[str, tuple[int, ...]] = {}
 
@@ -45,22 +50,23 @@ class UnitEncoder:
         results: list = []
         pending: list[int] = []  # texts with new units; their results hold the units meanwhile
         get = self.units.__getitem__
-        for text in texts:
-            units = UNIT_RE.findall(text)
-            try:
-                results.append(list(chain.from_iterable(map(get, units))))
-            except KeyError:
-                pending.append(len(results))
-                results.append(units)
-        if pending:
-            self._learn([results[i] for i in pending])
-            for i in pending:
-                results[i] = list(chain.from_iterable(map(get, results[i])))
+        with _cycle_collector_paused():
+            for text in texts:
+                units = UNIT_RE.findall(text)
+                try:
+                    results.append(list(chain.from_iterable(map(get, units))))
+                except KeyError:
+                    pending.append(len(results))
+                    results.append(units)
+            if pending:
+                self._learn([results[i] for i in pending])
+                for i in pending:
+                    results[i] = list(chain.from_iterable(map(get, results[i])))
         return results
 
     def _learn(self, unit_lists: list[list[str]]) -> None:
         """Cache the ids of the units of texts (each given as its list of units)."""
-        new = _to_learn(self.units, set(chain.from_iterable(unit_lists)))
+        new = self._cache_whole_tokens(self.units, set(chain.from_iterable(unit_lists)))
         ends = {units[i] for units in unit_lists if units for i in (0, -1)}
         self._learn_units(new, ends.intersection(new))
 
@@ -85,22 +91,66 @@ class UnitEncoder:
         unit_ids = split_at(tuple(chain.from_iterable(piece_ids)), id_ends[cut - 1].tolist())
         self.units.update(zip(units, unit_ids, strict=True))
 
+    def _cache_whole_tokens(self, cache: dict, distinct: set[str]) -> set[str]:
+        """Of the ``distinct`` texts (units or pre-tokens), cache those that are whole tokens;
+        return the others that ``cache`` lacks."""
+        new = _to_learn(cache, distinct)
+        whole = self.whole_tokens.keys() & new
+        cache.update(zip(whole, map(self.whole_tokens.__getitem__, whole), strict=True))
+        return new - whole
+
     def _piece_ids(self, pieces: list[str]) -> list[tuple[int, ...]]:
         """The ids of each pre-token, encoding (and caching) the ones not seen before."""
-        new = list(_to_learn(self.pieces, set(pieces)))
-        data = [piece.encode("utf-8") for piece in new]
-        wholes = list(map(self.token_ids.get, data))
-        ids = [(whole,) for whole in wholes]
-        split = [i for i, whole in enumerate(wholes) if whole is None]
-        for i, merged in zip(split, self.merger([data[i] for i in split]), strict=True):
-            ids[i] = tuple(merged)
-        self.pieces.update(zip(new, ids, strict=True))
+        split = list(self._cache_whole_tokens(self.pieces, set(pieces)))
+        merged = self.merger([piece.encode("utf-8") for piece in split])
+        self.pieces.update(zip(split, map(tuple, merged), strict=True))
         return list(map(self.pieces.__getitem__, pieces))
+
+
+def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
+    """The id (as a 1-tuple, the form the caches hold) of each token that is a single pre-token,
+    by its text.
+
+    A pre-token (or a whole unit) that is itself a token encodes as that token, with no merges
+    (as in tiktoken), and most of natural text is such. Left out: tokens that are not UTF-8 text
+    (parts of a character), and tokens that the regex would cut in two, such as a special token
+    kept in the vocabulary (``<|endoftext|>`` in GPT-2's), which ordinary text never encodes as.
+    """
+    whole = {}
+    for token, idx in token_ids.items():
+        try:
+            text = token.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        match = PRETOKEN_RE.match(text)
+        if match and match.end() == len(text):
+            whole[text] = (idx,)
+    return whole
 
 
 def _stands_alone(unit: str) -> bool:
     """Whether ``unit`` starts with non-space or is all space (see ``_learn_units``)."""
     return not _STARTS_WITH_SPACE.match(unit) or _ALL_SPACE.fullmatch(unit) is not None
+
+
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Keep Python's cycle collector from running while a text is encoded.
+
+    Encoding makes tens of thousands of lists, tuples and strings, none of them in a reference
+    cycle, so reference counting frees them all; but every few hundred of them start a
+    collection, and now and then a full one walks every object of the process (a fresh
+    tokenizer's merge table alone holds 100,000 tuples). That cost a first pass over varied text
+    a quarter of its time, for nothing.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _to_learn(cache: dict, distinct: set) -> set:
