@@ -309,6 +309,15 @@ def test_encoding_with_a_tiny_cache(gpt2, reference, monkeypatch):
     assert len(tok._encoder.pieces) == len(pieces) > 30
 
 
+@settings(max_examples=200, deadline=None)
+@given(text=TRICKY)
+def test_units_cut_text_where_pre_tokens_end(text):
+    """The encoder caches units on their own, so each must pre-tokenize alone as in the text."""
+    units = UNIT_RE.findall(text)
+    assert "".join(units) == text
+    assert list(chain.from_iterable(map(PRETOKEN_RE.findall, units))) == PRETOKEN_RE.findall(text)
+
+
 def test_unit_whitespace_is_the_regex_whitespace():
     """Units are cut with Python's `re` for speed; its whitespace class must equal `\\s` of the
     `regex` module that the GPT-2 pattern uses, on every code point."""

@@ -107,21 +107,23 @@ class BatchMerger:
         while len(rank):
             starts = np.concatenate(([0], np.cumsum(lengths[:-1])))
             best = np.minimum.reduceat(np.append(rank, _NO_RANK), starts)  # per word
-            chosen = (rank < _NO_RANK) & (rank == best[owner[:-1]])
+            best[best == _NO_RANK] = -1  # a word with nothing left to merge matches no pair
+            chosen = rank == best[owner[:-1]]
             if not chosen.any():
                 break
-            # Overlapping occurrences (a run of the same pair `aa`) merge every other one.
-            position = np.arange(len(chosen))
-            run_start = chosen & ~np.concatenate(([False], chosen[:-1]))
-            first = np.maximum.accumulate(np.where(run_start, position, 0))
-            chosen &= (position - first) % 2 == 0
             where = np.flatnonzero(chosen)
+            if (np.diff(where) == 1).any():
+                # Overlapping occurrences (a run of the same pair `aa`) merge every other one.
+                position = np.arange(len(chosen))
+                run_start = chosen & ~np.concatenate(([False], chosen[:-1]))
+                first = np.maximum.accumulate(np.where(run_start, position, 0))
+                where = np.flatnonzero(chosen & ((position - first) % 2 == 0))
             ids[where] = product[where]
             lengths -= np.bincount(owner[where], minlength=len(words))
             keep = np.ones(len(ids), dtype=bool)
-            keep[where + 1] = False
+            keep[where + 1] = False  # the right-hand token of each merged pair goes,
             ids, owner = ids[keep], owner[keep]
-            rank, product = np.delete(rank, where), np.delete(product, where)
+            rank, product = rank[keep[1:]], product[keep[1:]]  # and the pair that ends at it
             merged = where - np.arange(len(where))  # where the merged tokens now are
             stale = np.concatenate((merged - 1, merged))
             stale = stale[(stale >= 0) & (stale < len(rank))]

@@ -26,11 +26,12 @@ PRETOKEN_RE = regex.compile(GPT2_PATTERN)
 
 # Unicode White_Space, the `\s` of the `regex` module (Python's `re` also counts \x1c-\x1f).
 WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-UNIT_RE = re.compile(f"[{WHITESPACE}]*[^{WHITESPACE}]+|[{WHITESPACE}]+")
+UNIT_RE = re.compile(f"[{WHITESPACE}]*+[^{WHITESPACE}]++|[{WHITESPACE}]++")
 r"""Units: a run of whitespace and the run of non-space after it. Every boundary between units is
 a ``\S\s`` position, so units pre-tokenize on their own exactly as within the whole text; and
 natural text repeats units (`` the``, `` said,``) enough that encoding caches them. A simple
-pattern with ``re`` finds units several times faster than the GPT-2 regex finds pre-tokens."""
+pattern with ``re`` finds units several times faster than the GPT-2 regex finds pre-tokens
+(possessive, since the two classes never compete for a character: 10% faster again)."""
 
 # The last `\S\s` position in a str (searched backwards from the end).
 _LAST_CUT_RE = regex.compile(r"\S(?=\s)", flags=regex.REVERSE)
