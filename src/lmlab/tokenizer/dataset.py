@@ -92,7 +92,9 @@ def tokenize_file(
         raise DataError(f"{source}: file is empty")
     workers = min(num_workers or os.cpu_count() or 1, -(-size // WORKER_MIN_BYTES))
     dtype = token_dtype(tokenizer.vocab_size)
-    chunk_bytes = max(1, min(CHUNK_BYTES, -(-size // (4 * workers))))
+    chunk_bytes = CHUNK_BYTES  # large: new words are learned faster in large batches
+    if workers > 1:  # but several chunks per worker, so that all stay busy to the end
+        chunk_bytes = max(1, min(CHUNK_BYTES, -(-size // (4 * workers))))
     bounds = find_chunk_boundaries(source, chunk_bytes, tokenizer.special_tokens)
     tasks = [(source, start, end, dtype) for start, end in pairwise(bounds)]
     count = 0
@@ -143,7 +145,7 @@ def _encode_chunk(task: tuple[Path, int, int, np.dtype]) -> tuple[int, np.ndarra
 def _encode_with(tokenizer: Tokenizer, task: tuple[Path, int, int, np.dtype]):
     path, start, end, dtype = task
     ids = tokenizer.encode(read_text(path, start, end))
-    return end - start, np.array(ids, dtype=dtype)
+    return end - start, np.fromiter(ids, dtype, len(ids))
 
 
 def read_token_info(bin_path: str | Path) -> TokenFileInfo:
