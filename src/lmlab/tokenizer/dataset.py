@@ -102,14 +102,20 @@ def tokenize_file(
     with bar, atomic_path(out) as tmp, open(tmp, "wb") as f:
         if workers == 1 or len(tasks) == 1:
             count = _write_all(f, (_encode_with(tokenizer, task) for task in tasks), bar)
+            fingerprint = tokenizer.fingerprint()
         else:
             with Pool(min(workers, len(tasks)), _init_worker, (tokenizer,)) as pool:
-                count = _write_all(f, pool.imap(_encode_chunk, tasks), bar)
+                chunks = pool.imap(_encode_chunk, tasks)
+                # Queued after the chunks: the first worker to finish hashes the tokenizer
+                # (30 ms for GPT-2's) while the others finish theirs.
+                hashing = pool.apply_async(_worker_fingerprint)
+                count = _write_all(f, chunks, bar)
+                fingerprint = hashing.get()
         info = TokenFileInfo(
             dtype=dtype.name,
             count=count,
             vocab_size=tokenizer.vocab_size,
-            tokenizer_hash=tokenizer.fingerprint(),
+            tokenizer_hash=fingerprint,
             special_tokens=tokenizer.special_ids,
             source_path=str(source.resolve()),
             source_bytes=size,
@@ -135,6 +141,11 @@ _worker_tokenizer: Tokenizer | None = None
 def _init_worker(tokenizer: Tokenizer) -> None:
     global _worker_tokenizer
     _worker_tokenizer = tokenizer
+
+
+def _worker_fingerprint() -> str:
+    assert _worker_tokenizer is not None, "the pool initializer sets the tokenizer"
+    return _worker_tokenizer.fingerprint()
 
 
 def _encode_chunk(task: tuple[Path, int, int, np.dtype]) -> tuple[int, np.ndarray]:
