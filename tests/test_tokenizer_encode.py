@@ -77,6 +77,13 @@ def test_round_trip_any_string(gpt2, text):
     assert gpt2.decode(gpt2.encode(text)) == text
 
 
+@settings(max_examples=50, deadline=None)
+@given(text=st.lists(st.one_of(TRICKY, st.characters(categories=["Cs"]))).map("".join))
+def test_surrogates_encode_as_in_tiktoken(gpt2, reference, text):
+    """Lone surrogates (not Unicode text, but a str may hold them) become U+FFFD, as in tiktoken."""
+    assert gpt2.encode(text) == reference.encode(text, allowed_special={EOT})
+
+
 def test_text_resembling_a_special_token_is_plain_text(gpt2, reference):
     for text in ["<|endoftext|", "<|endoftext>", "<| endoftext|>", "<|ENDOFTEXT|>"]:
         assert gpt2.encode(text) == reference.encode_ordinary(text)

@@ -89,7 +89,18 @@ class Tokenizer:
     # -- encoding ---------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``."""
+        """Token ids of ``text``.
+
+        A str may hold surrogates that are not Unicode text (``surrogateescape`` decoding makes
+        them); as in tiktoken, a surrogate pair counts as its character and a lone one as U+FFFD.
+        """
+        try:
+            return self._encode(text)
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return self._encode(text)
+
+    def _encode(self, text: str) -> list[int]:
         if self._special_re is None:
             return self._encoder.encode([text])[0]
         parts = self._special_re.split(text)  # text, special, text, ..., text
