@@ -8,7 +8,8 @@ learned together, with a constant number of Python steps rather than several per
 1. a new unit that is itself a token (`` the``, `` said``: a third of them in web text) is that
    token, as in tiktoken, found by one set intersection with the vocabulary;
 2. the others are joined into one string and cut into GPT-2 pre-tokens by a single regex call
-   (unit boundaries are pre-token boundaries, so joining them changes nothing);
+   (unit boundaries are pre-token boundaries, so joining them changes nothing), the ASCII ones
+   apart with the faster ASCII pattern;
 3. each new pre-token that is itself a token is that token, and the others replay the merges
    together (:class:`.bpe.BatchMerger`);
 4. the ids are cut back into units by the running lengths of pre-tokens and units.
@@ -23,7 +24,13 @@ from itertools import chain
 import numpy as np
 
 from lmlab.tokenizer.bpe import BatchMerger, Pair, split_at
-from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE, WHITESPACE
+from lmlab.tokenizer.pretokenize import (
+    ASCII_PRETOKEN_RE,
+    PRETOKEN_RE,
+    UNIT_RE,
+    WHITESPACE,
+    pretokens,
+)
 
 CACHE_SIZE = 1 << 18
 """Most units (and most pre-tokens) whose ids are kept; a full cache is emptied."""
@@ -78,10 +85,13 @@ class UnitEncoder:
         the only ones that may need to be pre-tokenized on their own.
         """
         alone = [unit for unit in text_ends if _stands_alone(unit)]
-        joined = list(new.difference(alone))
-        units = joined + alone
-        pieces = PRETOKEN_RE.findall("".join(joined))
-        pieces += chain.from_iterable(map(PRETOKEN_RE.findall, alone))
+        joined = new.difference(alone)
+        ascii_units = list(filter(str.isascii, joined))  # cut by the faster pattern
+        other_units = list(joined.difference(ascii_units))
+        units = ascii_units + other_units + alone
+        pieces = ASCII_PRETOKEN_RE.findall("".join(ascii_units))
+        pieces += PRETOKEN_RE.findall("".join(other_units))
+        pieces += chain.from_iterable(map(pretokens, alone))
         piece_ids = self._piece_ids(pieces)
         # Unit i ends with pre-token cut[i] - 1, so its ids end where that pre-token's ids end.
         piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))

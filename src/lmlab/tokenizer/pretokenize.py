@@ -23,6 +23,12 @@ from lmlab.errors import DataError
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PRETOKEN_RE = regex.compile(GPT2_PATTERN)
+# The same pattern for ASCII text, where a letter is [A-Za-z], a number [0-9] and a space one of
+# six characters (not \x1c-\x1f, which Python's `re` would count): `re` runs it twice as fast.
+_S = r"\t\n\x0b\x0c\r "
+ASCII_PRETOKEN_RE = re.compile(
+    rf"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^{_S}A-Za-z0-9]+|[{_S}]+(?![^{_S}])|[{_S}]+"""
+)
 
 # Unicode White_Space, the `\s` of the `regex` module (Python's `re` also counts \x1c-\x1f).
 WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -39,6 +45,15 @@ _LAST_CUT_RE = regex.compile(r"\S(?=\s)", flags=regex.REVERSE)
 # a printable non-space byte followed by a space or newline.
 _CUT_BYTES_RE = re.compile(rb"[\x21-\x7e](?=[ \n])")
 _BOUNDARY_WINDOW = 1 << 16
+
+
+def pretokens(text: str) -> list[str]:
+    """The GPT-2 pre-tokens of ``text`` (with ``re`` when it is all ASCII: twice as fast).
+
+    >>> pretokens("Hello, world's  2 cats!")
+    ['Hello', ',', ' world', "'s", ' ', ' 2', ' cats', '!']
+    """
+    return (ASCII_PRETOKEN_RE if text.isascii() else PRETOKEN_RE).findall(text)
 
 
 def special_token_regex(special_tokens: Sequence[str]) -> regex.Pattern | None:
@@ -92,7 +107,7 @@ def count_pretokens(
     for doc, repeats in documents.items():
         pieces = cache.pieces.get(doc)
         if pieces is None:
-            pieces = PRETOKEN_RE.findall(doc)
+            pieces = pretokens(doc)
             if repeats > 1:
                 cache.add(doc, pieces)
         by_repeats[repeats].extend(pieces)
