@@ -1,12 +1,16 @@
 """Run directory files and trackers: JSONL always, wandb/TensorBoard when installed."""
 
+import doctest
 import json
+import math
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from lmlab import jsonio
+from lmlab.atomic import atomic_write_json
 from lmlab.config import load_config
 from lmlab.errors import ConfigError
 from lmlab.tracking import JsonlTracker, RunDir, Trackers
@@ -21,6 +25,35 @@ def test_jsonl_writes_one_object_per_line(tmp_path: Path) -> None:
     lines = (tmp_path / "m.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [
         {"step": 1, "train/loss": 2.5}, {"step": 2, "val/loss": 2.0, "val/ppl": 7.4}]
+
+
+def _strict(text: str):
+    """Parse as strict JSON parsers do: NaN and Infinity are not JSON."""
+    def reject(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=reject)
+
+
+def test_a_diverged_metric_is_written_as_null_and_read_back_as_nan(tmp_path: Path) -> None:
+    tracker = JsonlTracker(tmp_path / "metrics.jsonl")
+    tracker.log({"train/loss": 2.5}, step=1)
+    tracker.log({"train/loss": float("nan"), "train/grad_norm": float("inf")}, step=2)
+    tracker.close()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert _strict(lines[1]) == {"step": 2, "train/loss": None, "train/grad_norm": None}
+    second = RunDir(tmp_path).read_metrics()[1]
+    assert second["step"] == 2 and math.isnan(second["train/loss"])
+    assert math.isnan(second["train/grad_norm"])
+
+
+def test_jsonio_docstring_examples() -> None:
+    result = doctest.testmod(jsonio)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_json_files_are_strict_json(tmp_path: Path) -> None:
+    atomic_write_json(tmp_path / "summary.json", [{"run": "a", "val/loss": float("-inf")}])
+    assert _strict((tmp_path / "summary.json").read_text()) == [{"run": "a", "val/loss": None}]
 
 
 def test_jsonl_on_resume_drops_records_after_the_checkpoint(tmp_path: Path) -> None:

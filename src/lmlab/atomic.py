@@ -4,13 +4,14 @@ Every writer goes to a temporary file in the destination's folder (same filesyst
 ``os.replace`` is an atomic rename), is flushed to disk, and only then takes the real name.
 """
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lmlab import jsonio
 
 
 @contextmanager
@@ -52,5 +53,5 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    """Write ``obj`` as indented JSON to ``path`` atomically (non-finite numbers as ``null``)."""
+    atomic_write_text(path, jsonio.dumps(obj, indent=2) + "\n")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import lmlab
+from lmlab import jsonio
 from lmlab.atomic import atomic_write_json, atomic_write_text
 from lmlab.config import Config
 from lmlab.errors import ConfigError
@@ -109,7 +110,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(json.loads(line))
+            records.append(jsonio.metric_record(line))
         except json.JSONDecodeError:  # the last line of a killed run
             continue
     return records
@@ -126,12 +127,12 @@ class JsonlTracker:
         path = Path(path)
         if keep_until is not None:
             kept = [r for r in _read_jsonl(path) if r.get("step", 0) <= keep_until]
-            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(path, "".join(jsonio.dumps(r) + "\n" for r in kept))
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a" if keep_until is not None else "w", encoding="utf-8")
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        self._file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._file.write(jsonio.dumps({"step": step, **metrics}) + "\n")
         self._file.flush()
 
     def close(self) -> None:
