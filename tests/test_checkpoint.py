@@ -4,9 +4,11 @@ import io
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
 from lmlab.checkpoint import (
+    export_weights,
     load_checkpoint,
     load_model,
     load_training_state,
@@ -143,3 +145,57 @@ def test_load_model_from_a_checkpoint_or_run_dir(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="has no config"):
         save_checkpoint(*_trained(), 1, tmp_path / "plain.pt")
         load_model(tmp_path / "plain.pt")
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_exported_weights_load_back_with_their_config(tmp_path: Path, tied: bool) -> None:
+    config = load_config(None, [*tiny_run(tmp_path), f"model.tie_embeddings={str(tied).lower()}"])
+    torch.manual_seed(0)
+    model = TransformerLM(config.model)
+    path = tmp_path / "out" / "model.safetensors"
+    export_weights(model, config, path)
+    stored = safetensors.torch.load_file(path)  # any safetensors reader sees the tensors
+    state = model.state_dict()
+    assert len(stored) == len(state) - tied  # a tied matrix is stored once
+    for name, tensor in stored.items():
+        torch.testing.assert_close(tensor, state[name], rtol=0, atol=0)
+    loaded, loaded_config = load_model(path)
+    assert loaded_config == config and not loaded.training
+    _assert_same(loaded.state_dict(), state)
+    tokens = torch.randint(0, config.model.vocab_size, (2, 16))
+    torch.testing.assert_close(loaded(tokens), model.eval()(tokens), rtol=0, atol=0)
+    if tied:
+        assert loaded.lm_head.weight is loaded.token_embeddings.weight
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "missing", "foreign"])
+def test_damaged_weights_files_are_one_line_errors(tmp_path: Path, damage: str) -> None:
+    config = load_config(None, tiny_run(tmp_path))
+    path = tmp_path / "model.safetensors"
+    export_weights(TransformerLM(config.model), config, path)
+    data = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    elif damage == "foreign":  # a safetensors file from elsewhere: no lmlab config inside
+        safetensors.torch.save_file({"w": torch.zeros(2)}, path)
+    else:
+        path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"x" * 500,
+                          "empty": b""}[damage])
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    if damage == "foreign":
+        assert "not written by `lmlab export`" in str(info.value)
+
+
+def test_a_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(None, tiny_run(tmp_path))
+
+    def crash(model: object, filename: str, metadata: object) -> None:
+        Path(filename).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_model", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export_weights(TransformerLM(config.model), config, tmp_path / "w" / "model.safetensors")
+    assert not any(path.is_file() for path in (tmp_path / "w").rglob("*"))  # no half file

@@ -53,6 +53,21 @@ def test_generate_equals_the_library_completion(run_dir, capsys):
     assert code == 0 and out == f"Tom{text}\n"
 
 
+def test_an_exported_safetensors_file_generates_the_same_text(run_dir, capsys):
+    code, out, err = cli(capsys, "export", run_dir)
+    weights = run_dir / "model.safetensors"
+    assert code == 0 and out.startswith(f"wrote {weights} (") and weights.is_file(), err
+    args = ("--prompt", "Tom", "--max-new-tokens", 15, "--temperature", 0)
+    from_run = cli(capsys, "generate", run_dir, *args)[1]
+    assert cli(capsys, "generate", weights, *args)[1] == from_run
+
+
+def test_export_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
+    code, out, err = cli(capsys, "export", tmp_path / "nothing")
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
 def test_an_empty_prompt_starts_a_new_document(run_dir, capsys):
     model, _, tokenizer = load_run(run_dir)
     after_eot = "".join(complete(model, tokenizer, EOT, 8, Sampling(temperature=0)))

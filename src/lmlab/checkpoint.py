@@ -13,15 +13,22 @@ A training checkpoint is one ``torch.save`` file (``<run>/checkpoints/last.pt``)
 
 With all of these a resumed run takes exactly the steps the uninterrupted run would have taken.
 Files are written atomically and read with ``weights_only=True`` (no arbitrary code on load).
+
+For use elsewhere, :func:`export_weights` writes the weights alone as ``safetensors`` (a format
+any framework reads without pickle), with the run's config in the file's metadata, so that
+:func:`load_model` (and ``lmlab generate``) can read the file on its own.
 """
 
+import json
 import os
 import pickle
 from pathlib import Path
 from typing import IO, Any
 
+import safetensors.torch
 import torch
 from pydantic import ValidationError
+from safetensors import SafetensorError
 from torch import nn
 
 from lmlab.atomic import atomic_path
@@ -29,6 +36,7 @@ from lmlab.config import Config, ModelConfig, config_from_dict
 from lmlab.errors import CheckpointError, ConfigError
 
 FORMAT = "lmlab-checkpoint-1"
+WEIGHTS_FORMAT = "lmlab-weights-1"
 _TRAINING_KEYS = ("iteration", "model", "optimizer", "config", "rng", "sampler", "progress")
 
 PathOrFile = str | os.PathLike | IO[bytes]
@@ -88,8 +96,9 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
 
 def load_model(path: str | Path, device: torch.device | str | None = None
                ) -> tuple[nn.Module, Config]:
-    """A trained model and its config from a run directory or a checkpoint file, ready for
-    inference (``eval()`` mode, on ``device``, default cpu).
+    """A trained model and its config from a run directory, a checkpoint file or a weights file
+    written by :func:`export_weights`, ready for inference (``eval()`` mode, on ``device``,
+    default cpu).
 
     >>> model, config = load_model("runs/tinystories-cpu")  # doctest: +SKIP
     """
@@ -98,16 +107,56 @@ def load_model(path: str | Path, device: torch.device | str | None = None
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
+    if path.suffix == ".safetensors":
+        return _load_weights(path, device)
     state = _load(path)
     if "config" not in state:
         raise CheckpointError(f"{path} has no config: it was not saved by `lmlab train`")
-    try:
-        config = config_from_dict(state["config"], source=str(path))
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from None
+    config = _config(state["config"], path)
     model = TransformerLM(config.model, device=device)
     restore_model(state, model, None, path)
     return model.eval(), config
+
+
+def export_weights(model: nn.Module, config: Config, out: str | Path) -> None:
+    """Write ``model``'s weights to ``out`` as safetensors (atomically), ``config`` in its metadata.
+
+    Tensor names are the model's parameter names; a tied embedding is stored once (safetensors
+    holds no shared tensors) and tied again on load.
+    """
+    metadata = {"format": WEIGHTS_FORMAT, "config": json.dumps(config.model_dump(mode="json"))}
+    with atomic_path(out) as tmp:
+        safetensors.torch.save_model(model, str(tmp), metadata)
+
+
+def _load_weights(path: Path, device: torch.device | str | None) -> tuple[nn.Module, Config]:
+    from lmlab.nn import TransformerLM
+
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        with safetensors.safe_open(path, "pt") as weights:
+            metadata = weights.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc})") from None
+    if metadata.get("format") != WEIGHTS_FORMAT or "config" not in metadata:
+        raise CheckpointError(f"{path} holds no lmlab config: it was not written by "
+                              f"`lmlab export`")
+    config = _config(json.loads(metadata["config"]), path)
+    model = TransformerLM(config.model, device=device)
+    try:
+        safetensors.torch.load_model(model, path, device=str(device or "cpu"))
+    except (RuntimeError, SafetensorError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path} does not fit its own config: {detail[:300]}") from None
+    return model.eval(), config
+
+
+def _config(saved: dict[str, Any], path: Path) -> Config:
+    try:
+        return config_from_dict(saved, source=str(path))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _save(obj: dict[str, Any], out: PathOrFile) -> None:

@@ -8,6 +8,7 @@ import sys
 
 from lmlab.cli import (
     data,  # noqa: F401  (registers `data download`)
+    export,  # noqa: F401  (registers `export`)
     generate,  # noqa: F401  (registers `generate`)
     plot,  # noqa: F401  (registers `plot`)
     quickstart,  # noqa: F401  (registers `quickstart`)

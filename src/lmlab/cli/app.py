@@ -9,3 +9,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+TRAINED_MODEL_HELP = ("Run directory (its checkpoints/last.pt), checkpoint file or exported "
+                      ".safetensors file.")
+"""What the commands that read a trained model (``eval``, ``generate``) accept."""

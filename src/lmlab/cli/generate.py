@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import app
+from lmlab.cli.app import TRAINED_MODEL_HELP, app
 from lmlab.device import resolve_device
 from lmlab.generate import Sampling
 from lmlab.inference import complete, load_run
@@ -23,7 +23,7 @@ def stream(pieces: Iterable[str], prompt: str) -> None:
 @app.command("generate")
 def generate_command(
     run: Annotated[Path, typer.Argument(
-        help="Run directory (its checkpoints/last.pt) or a checkpoint file.", show_default=False)],
+        help=TRAINED_MODEL_HELP, show_default=False)],
     prompt: Annotated[str, typer.Option(
         help="Text to continue; empty: start a new document.")] = "",
     max_new_tokens: Annotated[int, typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from lmlab.checkpoint import load_model
-from lmlab.cli.app import app
+from lmlab.cli.app import TRAINED_MODEL_HELP, app
 from lmlab.config import Config, load_config
 from lmlab.data import load_tokens
 from lmlab.device import resolve_device, resolve_dtype
@@ -84,7 +84,7 @@ def train_command(
 @app.command("eval")
 def eval_command(
     run: Annotated[Path, typer.Argument(
-        help="Run directory (its checkpoints/last.pt) or a checkpoint file.", show_default=False)],
+        help=TRAINED_MODEL_HELP, show_default=False)],
     data: Annotated[Path, typer.Option(
         help="Token file (.bin with its sidecar) to evaluate on, every token once.",
         show_default=False)],

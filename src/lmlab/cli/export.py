@@ -1,0 +1,27 @@
+"""`lmlab export`: a trained model's weights as one safetensors file."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.checkpoint import export_weights, load_model
+from lmlab.cli.app import app
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Argument(
+        help="Run directory (its checkpoints/last.pt) or a checkpoint file.", show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        help="File to write (default: model.safetensors in the run directory).",
+        show_default=False)] = None,
+) -> None:
+    """Write the model's weights as safetensors, with the run's config in the file's metadata:
+    any safetensors reader opens it (no pickle, no code run on load), and `lmlab generate` and
+    `lmlab eval` take it in place of a run directory."""
+    model, config = load_model(run)
+    out = out or (run if run.is_dir() else run.parent) / "model.safetensors"
+    export_weights(model, config, out)
+    size = sum(p.numel() for p in model.parameters())
+    typer.echo(f"wrote {out} ({size:,} parameters)")
