@@ -5,8 +5,8 @@ Natural text repeats a small set of *units* (a whitespace run and the word after
 costs one dictionary lookup per unit, all in C. The units a text brings for the first time are
 learned together, with a constant number of Python steps rather than several per unit:
 
-1. a new unit that is itself a token (`` the``, `` said``: a third of them in web text) is that
-   token, as in tiktoken, found by one set intersection with the vocabulary;
+1. a new unit that is itself a token (`` the``, `` said``: two in five of them in web text) is
+   that token, as in tiktoken, found by one set intersection with the vocabulary;
 2. the others are joined into one string and cut into GPT-2 pre-tokens by a single regex call
    (unit boundaries are pre-token boundaries, so joining them changes nothing), the ASCII ones
    apart with the faster ASCII pattern;
@@ -150,8 +150,8 @@ def _cycle_collector_paused() -> Iterator[None]:
     Encoding makes tens of thousands of lists, tuples and strings, none of them in a reference
     cycle, so reference counting frees them all; but every few hundred of them start a
     collection, and now and then a full one walks every object of the process (a fresh
-    tokenizer's merge table alone holds 100,000 tuples). That cost a first pass over varied text
-    a quarter of its time, for nothing.
+    tokenizer's merge table alone holds 100,000 tuples). That cost 5-10% of a first pass over
+    varied text in interleaved runs, and up to a quarter right after a tokenizer was built.
     """
     if not gc.isenabled():
         yield
