@@ -6,6 +6,7 @@ sums differs (a gradient averaged over 2 ranks vs. over one batch twice the size
 under the same world size is exact.
 """
 
+import doctest
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmlab import distributed
+from lmlab import torchrun as torchrun_wrapper
 from lmlab.config import load_config
 from lmlab.distributed import World
 from lmlab.errors import ConfigError
@@ -28,14 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
 STEPS = ("train.max_steps=8", "optim.cosine_cycle_iters=8", "train.eval_interval=4",
          "train.ckpt_interval=4")
-FAILING_WORKER = """\
+FAILING_RANK = """\
 import os
 
-from lmlab.cli import main
-from lmlab.data import RandomBatches
-from lmlab.errors import DataError
+if os.environ.get("RANK") == "1":  # rank 1 fails at step 6, while rank 0 waits for it
+    from lmlab.data import RandomBatches
+    from lmlab.errors import DataError
 
-if os.environ["RANK"] == "1":  # rank 1 fails at step 6, while rank 0 waits for it
     draw, drawn = RandomBatches.next_step, []
 
     def failing(self):
@@ -45,19 +47,17 @@ if os.environ["RANK"] == "1":  # rank 1 fails at step 6, while rank 0 waits for 
         return draw(self)
 
     RandomBatches.next_step = failing
-main()
 """
+"""A ``sitecustomize.py``: Python runs it as every process starts, so rank 1 of an unchanged
+``lmlab train --nproc 2`` job fails."""
 
 
-def torchrun(*args: str, script: Path | None = None) -> subprocess.CompletedProcess:
-    """``lmlab train --nproc 2 ARGS`` (or torchrun on ``script``), bounded by a timeout so a
-    hang fails the test."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    if script is None:
-        command = [sys.executable, "-m", "lmlab", "train", "--nproc", "2", *args]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   "--nproc_per_node=2", str(script), "train", *args]
+def torchrun(*args: str, site: Path | None = None) -> subprocess.CompletedProcess:
+    """``lmlab train --nproc 2 ARGS`` (with ``site`` on the path: its ``sitecustomize.py`` runs
+    in every process), bounded by a timeout so a hang fails the test."""
+    path = [str(REPO / "src"), *([str(site)] if site else [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "lmlab", "train", "--nproc", "2", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -102,10 +102,11 @@ def two_ranks(root: Path) -> Path:
 def failed_at_6(root: Path) -> tuple[subprocess.CompletedProcess, float, Path]:
     """The same run with rank 1 failing at step 6 (after the checkpoint of step 4): the job's
     result, how long it took and its run directory."""
-    script = root / "worker.py"
-    script.write_text(FAILING_WORKER)
+    site = root / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAILING_RANK)
     started = time.monotonic()
-    done = torchrun(*words(root, "train.batch_size=4", "run.name=failed"), script=script)
+    done = torchrun(*words(root, "train.batch_size=4", "run.name=failed"), site=site)
     return done, time.monotonic() - started, root / "runs" / "failed"
 
 
@@ -132,10 +133,27 @@ def test_grad_accum_equals_the_larger_batch(tmp_path: Path) -> None:
 def test_a_failing_rank_ends_the_job_with_its_error(failed_at_6: tuple) -> None:
     done, seconds, run = failed_at_6
     assert done.returncode != 0
-    assert "error: rank 1: rank 1 cannot read its batch" in done.stderr
+    lines = done.stderr.splitlines()
+    assert "error: rank 1: rank 1 cannot read its batch" in lines
+    assert lines[-1] == "error: the job stopped: rank 1 failed (exit code 1)"
+    # Rank 0 says in one line why it stopped, unless torchrun ended it first; no tracebacks.
+    assert all(line.startswith(("error: rank 1:", "error: rank 0: stopped: another rank failed",
+                                "error: the job stopped")) for line in lines), done.stderr
     assert seconds < 90  # torchrun ends rank 0 too: no hang
     assert RunDir(run).status == "failed"
     assert torch.load(RunDir(run).checkpoint, weights_only=True)["iteration"] == 4
+
+
+def test_only_collective_failures_count_as_a_lost_rank() -> None:
+    gloo = RuntimeError("[/x/gloo/transport/tcp/pair.cc:553] Connection closed by peer [::1]:9")
+    assert distributed._lost_a_peer(gloo) and distributed._lost_a_peer(RuntimeError("NCCL error"))
+    assert not distributed._lost_a_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+@pytest.mark.parametrize("module", [distributed, torchrun_wrapper])
+def test_docstring_examples(module) -> None:
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
 
 
 def test_resume_under_two_ranks_equals_an_uninterrupted_run(root: Path, two_ranks: Path,

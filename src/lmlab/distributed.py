@@ -10,6 +10,7 @@ is a world of one, where every helper is a no-op. :func:`launch` is ``lmlab trai
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lmlab.errors import ConfigError
+from lmlab.errors import ConfigError, DistributedError
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,10 @@ def distributed(backend: str, device: torch.device, timeout_s: float) -> Iterato
 
     ``timeout_s`` bounds how long a collective waits for a rank that stopped answering, so a
     failure elsewhere ends this rank with an error instead of a hang (torchrun also tears the
-    whole job down when one rank exits with an error). A group that the caller already set up is
-    used as is and left alone; so is a world of one, which needs no group.
+    whole job down when one rank exits with an error). That error, raised deep inside a
+    collective, becomes a one-line :class:`DistributedError`: the failed rank has said what went
+    wrong. A group that the caller already set up is used as is and left alone; so is a world of
+    one, which needs no group.
     """
     world = world_from_env()
     device = world.device(device)
@@ -154,14 +157,39 @@ def distributed(backend: str, device: torch.device, timeout_s: float) -> Iterato
                                 device_id=device if device.type == "cuda" else None)
     try:
         yield world
+    except RuntimeError as exc:
+        if world.size > 1 and _lost_a_peer(exc):
+            raise DistributedError(f"stopped: another rank failed or stopped answering (see "
+                                   f"its error): {_gist(exc)}") from None
+        raise
     finally:
         if own_group:
             dist.destroy_process_group()
 
 
+def _gist(exc: RuntimeError) -> str:
+    """The first sentence of a gloo or NCCL message, without the source location in front.
+
+    >>> _gist(RuntimeError("[/gloo/pair.cc:553] Connection closed by peer [::1]:80. This is..."))
+    'Connection closed by peer [::1]:80'
+    """
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"^\[[^\]]*\]\s*", "", first_line).split(". ")[0][:200]
+
+
+def _lost_a_peer(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is a collective that failed because another rank went away: gloo and NCCL
+    raise plain ``RuntimeError``s (from DDP's hooks inside ``backward`` too), so their messages
+    are what tells."""
+    if isinstance(exc, dist.DistError):
+        return True
+    message = str(exc)
+    return any(mark in message for mark in ("gloo", "NCCL", "closed by peer", "reset by peer"))
+
+
 def launch(nproc: int, lmlab_args: Sequence[str]) -> int:
     """Run ``python -m lmlab LMLAB_ARGS`` on ``nproc`` processes of this machine under torchrun
-    and return its exit code.
+    (:mod:`lmlab.torchrun`) and return its exit code.
 
     ``--standalone`` picks a free port for the rendezvous, so several jobs can share a machine.
     Ctrl-C reaches torchrun and its workers directly (they share the terminal's process group),
@@ -169,7 +197,7 @@ def launch(nproc: int, lmlab_args: Sequence[str]) -> int:
     """
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    command = [sys.executable, "-m", "lmlab.torchrun", "--standalone",
                f"--nproc_per_node={nproc}", "-m", "lmlab", *lmlab_args]
     with subprocess.Popen(command) as job:  # started first: the job keeps the default SIGINT
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

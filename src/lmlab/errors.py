@@ -24,3 +24,7 @@ class TokenizerError(LmlabError, ValueError):
 
 class CheckpointError(LmlabError):
     """A checkpoint is missing, truncated or does not match the model/config it is loaded into."""
+
+
+class DistributedError(LmlabError):
+    """Another process of a distributed job failed or stopped answering."""
