@@ -9,6 +9,7 @@ under the same world size is exact.
 import doctest
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -142,6 +143,26 @@ def test_a_failing_rank_ends_the_job_with_its_error(failed_at_6: tuple) -> None:
     assert seconds < 90  # torchrun ends rank 0 too: no hang
     assert RunDir(run).status == "failed"
     assert torch.load(RunDir(run).checkpoint, weights_only=True)["iteration"] == 4
+
+
+def test_ctrl_c_stops_every_rank_at_a_checkpoint_quietly(tmp_path: Path) -> None:
+    """Ctrl-C reaches the launcher, torchrun and both ranks (one process group): the ranks save a
+    checkpoint and say how to resume; torchrun adds no traceback; the exit code is 130."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "lmlab", "train", "--nproc", "2",
+               *words(tmp_path, "train.batch_size=4", "train.max_steps=100000")]
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    metrics = tmp_path / "runs" / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 90
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
+        assert job.poll() is None and time.monotonic() < deadline, "the job never trained"
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130, err
+    assert err.startswith("interrupted at step ") and "Traceback" not in err, err
+    assert RunDir(tmp_path / "runs" / "run").status == "interrupted"
 
 
 def test_only_collective_failures_count_as_a_lost_rank() -> None:

@@ -1,13 +1,16 @@
 """``python -m lmlab.torchrun ARGS``: torchrun (same arguments), ending a failed job in one line.
 
 When a rank fails, torchrun stops the others, then prints its own traceback and a box of details
-after the failed rank's one-line error. ``lmlab train --nproc`` runs this wrapper instead, which
-says in one line which rank failed first and how, and exits non-zero as torchrun does.
+after the failed rank's one-line error; on Ctrl-C it prints a traceback after the ranks have
+said where they stopped. ``lmlab train --nproc`` runs this wrapper instead, which says in one line
+which rank failed first and how, stays quiet on Ctrl-C (exit code 130, as a single process), and
+otherwise exits as torchrun does.
 """
 
 import logging
 import sys
 
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main as torchrun
 
@@ -24,6 +27,8 @@ def main() -> None:
         print(f"error: the job stopped: rank {rank} failed ({_how(failure.exitcode)})",
               file=sys.stderr)
         raise SystemExit(1) from None
+    except SignalException as exc:  # Ctrl-C: the ranks have saved a checkpoint and said so
+        raise SystemExit(128 + exc.sigval) from None
 
 
 def _how(exitcode: int) -> str:
