@@ -341,6 +341,14 @@ def test_ascii_pattern_equals_the_gpt2_pattern_on_ascii_text(text):
     assert ASCII_PRETOKEN_RE.findall(text) == PRETOKEN_RE.findall(text)
 
 
+@settings(max_examples=300, deadline=None)
+@given(text=TRICKY)
+def test_a_full_match_is_exactly_one_pre_token(text):
+    """The vocabulary's single-pre-token texts are found with `fullmatch` (see encoder.py)."""
+    for pattern in (PRETOKEN_RE, ASCII_PRETOKEN_RE) if text.isascii() else (PRETOKEN_RE,):
+        assert (pattern.fullmatch(text) is not None) == (len(PRETOKEN_RE.findall(text)) == 1)
+
+
 def test_ascii_pattern_on_every_pair_of_ascii_characters():
     for a in map(chr, range(128)):
         text = "".join(a + chr(b) + " " for b in range(128))

@@ -125,6 +125,8 @@ def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
     (as in tiktoken), and most of natural text is such. Left out: tokens that are not UTF-8 text
     (parts of a character), and tokens that the regex would cut in two, such as a special token
     kept in the vocabulary (``<|endoftext|>`` in GPT-2's), which ordinary text never encodes as.
+    A text is one pre-token exactly when the pattern matches all of it: no alternative of the
+    GPT-2 pattern can match the whole of a text that an earlier alternative cuts short (tested).
     """
     whole = {}
     for token, idx in token_ids.items():
@@ -132,8 +134,7 @@ def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
             text = token.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        match = PRETOKEN_RE.match(text)
-        if match and match.end() == len(text):
+        if (ASCII_PRETOKEN_RE if text.isascii() else PRETOKEN_RE).fullmatch(text):
             whole[text] = (idx,)
     return whole
 
