@@ -209,7 +209,10 @@ BYTES_VOCAB = json.dumps(gpt2_unicode_to_byte())  # the 256 single bytes, no mer
         ("{not json", "", "vocab.json: not valid JSON"),
         ('{"a": "x"}', "", "has id 'x', not an integer"),
         ('{"a": 0}', "", "vocabulary lacks 255 single bytes"),
+        ('{"a": 0, "b": 0}', "", "id 0 is used twice"),
+        ('{"a": 0, "b c": 1}', "", "vocab.json: token: ' ' is not a GPT-2 byte character"),
         (BYTES_VOCAB, "a b c\n", "merges.txt:1: expected two tokens"),
+        (BYTES_VOCAB, "#version 0.2\na b\n\nc \td\n", r"merges.txt:4: '\\t' is not a GPT-2"),
         (BYTES_VOCAB, "a b\n", "merge 1 \\(a b\\) uses a token missing"),
     ],
 )

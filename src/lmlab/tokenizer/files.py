@@ -6,9 +6,15 @@ space, control bytes -- to characters from U+0100 on, so a leading space shows a
 written as the characters of its bytes; a merge as the two tokens separated by one space.
 """
 
+import codecs
 import json
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable
 from functools import cache
+from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 from lmlab.atomic import atomic_write_text
 from lmlab.errors import TokenizerError
@@ -30,9 +36,11 @@ def byte_to_unicode() -> dict[int, str]:
 
 
 @cache
-def unicode_to_byte() -> dict[str, int]:
-    """The inverse of :func:`byte_to_unicode`."""
-    return {ch: b for b, ch in byte_to_unicode().items()}
+def _gpt2_codec() -> tuple[str, Any]:
+    """The 256 GPT-2 characters in byte order, and the encoding map that Python's ``charmap``
+    codec builds from them: C then converts tokens (or a whole file of them) either way."""
+    table = "".join(map(byte_to_unicode().__getitem__, range(256)))
+    return table, codecs.charmap_build(table)
 
 
 def token_to_str(token: bytes) -> str:
@@ -41,17 +49,36 @@ def token_to_str(token: bytes) -> str:
     >>> token_to_str(b" the"), token_to_str(b"<|endoftext|>")
     ('Ġthe', '<|endoftext|>')
     """
-    table = byte_to_unicode()
-    return "".join(table[b] for b in token)
+    return codecs.charmap_decode(token, "strict", _gpt2_codec()[0])[0]
 
 
 def str_to_token(text: str, where: str) -> bytes:
-    """The bytes of a token written in GPT-2 notation; ``where`` names it in the error message."""
-    table = unicode_to_byte()
+    """The bytes of a token written in GPT-2 notation; ``where`` names it in the error message.
+
+    >>> str_to_token("Ġthe", "here")
+    b' the'
+    >>> str_to_token("a b", "vocab.json")
+    Traceback (most recent call last):
+    lmlab.errors.TokenizerError: vocab.json: ' ' is not a GPT-2 byte character
+    """
+    return strs_to_tokens([text], lambda i: where)[0]
+
+
+def strs_to_tokens(texts: list[str], where: Callable[[int], str]) -> list[bytes]:
+    """:func:`str_to_token` of each of ``texts``, converted together (one call into C for
+    GPT-2's 150,000 tokens); ``where(i)`` names text ``i`` in an error.
+
+    >>> strs_to_tokens(["Ġthe", "Ċ"], str)
+    [b' the', b'\\n']
+    """
+    ends = list(accumulate(map(len, texts)))  # one character per byte
     try:
-        return bytes(table[ch] for ch in text)
-    except KeyError as exc:
-        raise TokenizerError(f"{where}: {exc.args[0]!r} is not a GPT-2 byte character") from None
+        data = codecs.charmap_encode("".join(texts), "strict", _gpt2_codec()[1])[0]
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start]
+        text = bisect_right(ends, exc.start)
+        raise TokenizerError(f"{where(text)}: {bad!r} is not a GPT-2 byte character") from None
+    return list(map(data.__getitem__, map(slice, [0, *ends[:-1]], ends)))
 
 
 def write_vocab(path: Path, vocab: dict[int, bytes]) -> None:
@@ -72,15 +99,20 @@ def read_vocab(path: Path, special_tokens: list[str] | None = None) -> dict[int,
     raw = _read_json(path)
     if not isinstance(raw, dict) or not raw:
         raise TokenizerError(f"{path}: expected a non-empty JSON object of token -> id")
-    vocab: dict[int, bytes] = {}
     for text, idx in raw.items():
         if not isinstance(idx, int) or idx < 0:
             raise TokenizerError(f"{path}: token {text!r} has id {idx!r}, not an integer >= 0")
-        if idx in vocab:
-            raise TokenizerError(f"{path}: id {idx} is used twice")
-        in_gpt2 = all(ch in unicode_to_byte() for ch in text)
-        literal = text in specials and not in_gpt2
-        vocab[idx] = text.encode("utf-8") if literal else str_to_token(text, f"{path}: token")
+    if len(set(raw.values())) < len(raw):
+        idx = next(i for i, n in Counter(raw.values()).items() if n > 1)
+        raise TokenizerError(f"{path}: id {idx} is used twice")
+    plain = [text for text in raw if text not in specials]
+    vocab = dict(zip(map(raw.__getitem__, plain),
+                     strs_to_tokens(plain, lambda i: f"{path}: token"), strict=True))
+    for text in specials.intersection(raw):  # written as they are, or in GPT-2 notation
+        try:
+            vocab[raw[text]] = str_to_token(text, f"{path}: token")
+        except TokenizerError:
+            vocab[raw[text]] = text.encode("utf-8")
     return vocab
 
 
@@ -92,16 +124,19 @@ def read_merges(path: Path) -> list[tuple[bytes, bytes]]:
         raise TokenizerError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
         raise TokenizerError(f"{path}: invalid UTF-8 at byte offset {exc.start}") from None
-    merges = []
-    for number, line in enumerate(lines, start=1):
-        if not line or (number == 1 and line.startswith("#version")):
-            continue
-        parts = line.split(" ")
-        if len(parts) != 2 or not all(parts):
-            raise TokenizerError(f"{path}:{number}: expected two tokens separated by one space")
-        where = f"{path}:{number}"
-        merges.append((str_to_token(parts[0], where), str_to_token(parts[1], where)))
-    return merges
+    first = 1 if lines and lines[0].startswith("#version") else 0
+    numbered = [(n, line) for n, line in enumerate(lines[first:], start=first + 1) if line]
+    bad = next((n for n, line in numbered if not _two_tokens(line)), None)
+    if bad is not None:
+        raise TokenizerError(f"{path}:{bad}: expected two tokens separated by one space")
+    pairs = " ".join(line for _, line in numbered).split(" ") if numbered else []
+    tokens = strs_to_tokens(pairs, lambda i: f"{path}:{numbered[i // 2][0]}")
+    return list(zip(tokens[0::2], tokens[1::2], strict=True))
+
+
+def _two_tokens(line: str) -> bool:
+    left, _, right = line.partition(" ")
+    return bool(left and right) and " " not in right
 
 
 def write_special_tokens(path: Path, special_tokens: list[str]) -> None:
