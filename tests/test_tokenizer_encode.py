@@ -84,6 +84,14 @@ def test_surrogates_encode_as_in_tiktoken(gpt2, reference, text):
     assert gpt2.encode(text) == reference.encode(text, allowed_special={EOT})
 
 
+@settings(max_examples=50, deadline=None)
+@given(texts=st.lists(TRICKY, max_size=8))
+def test_encode_batch_equals_encode_of_each(gpt2, reference, texts):
+    fresh = Tokenizer(gpt2.vocab, gpt2.merges, [EOT])  # the batch learns every word at once
+    assert fresh.encode_batch(texts) == [gpt2.encode(text) for text in texts]
+    assert fresh.encode_batch(texts) == reference.encode_batch(texts, allowed_special={EOT})
+
+
 def test_text_resembling_a_special_token_is_plain_text(gpt2, reference):
     for text in ["<|endoftext|", "<|endoftext>", "<| endoftext|>", "<|ENDOFTEXT|>"]:
         assert gpt2.encode(text) == reference.encode_ordinary(text)

@@ -5,7 +5,7 @@ into ids by replaying the merges in rank order; :mod:`.encoder` does that fast, 
 """
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from pathlib import Path
 
@@ -94,22 +94,32 @@ class Tokenizer:
         A str may hold surrogates that are not Unicode text (``surrogateescape`` decoding makes
         them); as in tiktoken, a surrogate pair counts as its character and a lone one as U+FFFD.
         """
-        try:
-            return self._encode(text)
-        except UnicodeEncodeError:
-            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-            return self._encode(text)
+        return self.encode_batch([text])[0]
 
-    def _encode(self, text: str) -> list[int]:
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """The ids of each of ``texts``, each as :meth:`encode` gives it.
+
+        The words that the texts bring for the first time are learned together, so one call
+        over many short texts (documents, dataset rows) is much faster than a call per text.
+        """
+        try:
+            return self._encode_batch(texts)
+        except UnicodeEncodeError:  # surrogates: re-encode the texts as tiktoken would see them
+            return self._encode_batch([_as_unicode(text) for text in texts])
+
+    def _encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         if self._special_re is None:
-            return self._encoder.encode([text])[0]
-        parts = self._special_re.split(text)  # text, special, text, ..., text
-        ids: list[int] = []
-        for i, ordinary in enumerate(self._encoder.encode(parts[0::2])):
-            if i:
-                ids.append(self._special_ids[parts[2 * i - 1]])
-            ids += ordinary
-        return ids
+            return self._encoder.encode(list(texts))
+        splits = [self._special_re.split(text) for text in texts]  # text, special, ..., text
+        ordinary = iter(self._encoder.encode([part for parts in splits for part in parts[0::2]]))
+        results = []
+        for parts in splits:
+            ids = next(ordinary)
+            for special in parts[1::2]:
+                ids.append(self._special_ids[special])
+                ids += next(ordinary)
+            results.append(ids)
+        return results
 
     def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
         """Stream the ids of the concatenation of ``texts`` (e.g. an open file, line by line).
@@ -130,7 +140,7 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``; byte sequences that are not valid UTF-8 become U+FFFD."""
         try:
-            data = b"".join(self.vocab[i] for i in ids)
+            data = b"".join(map(self.vocab.__getitem__, ids))
         except KeyError as exc:
             raise TokenizerError(f"token id {exc.args[0]!r} is not in the vocabulary") from None
         return data.decode("utf-8", errors="replace")
@@ -165,3 +175,13 @@ class Tokenizer:
         specials_path = directory / SPECIALS_FILE
         specials = read_special_tokens(specials_path) if specials_path.exists() else []
         return cls.from_files(directory / VOCAB_FILE, directory / MERGES_FILE, specials)
+
+
+def _as_unicode(text: str) -> str:
+    """``text`` with each surrogate pair joined into its character and each lone surrogate
+    replaced by U+FFFD, as tiktoken encodes such a str.
+
+    >>> _as_unicode("a\\ud83d\\ude00b\\udc80")
+    'a😀b�'
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
