@@ -1,5 +1,6 @@
 """Checkpoints: round trips, atomic writes, and one-line errors for bad or mismatched files."""
 
+import doctest
 import io
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from lmlab import errors
 from lmlab.checkpoint import (
     export_weights,
     load_checkpoint,
@@ -199,3 +201,8 @@ def test_a_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(KeyboardInterrupt):
         export_weights(TransformerLM(config.model), config, tmp_path / "w" / "model.safetensors")
     assert not any(path.is_file() for path in (tmp_path / "w").rglob("*"))  # no half file
+
+
+def test_errors_docstring_examples() -> None:
+    result = doctest.testmod(errors)
+    assert result.failed == 0 and result.attempted > 0

@@ -33,7 +33,7 @@ from torch import nn
 
 from lmlab.atomic import atomic_path
 from lmlab.config import Config, ModelConfig, config_from_dict
-from lmlab.errors import CheckpointError, ConfigError
+from lmlab.errors import CheckpointError, ConfigError, first_line
 
 FORMAT = "lmlab-checkpoint-1"
 WEIGHTS_FORMAT = "lmlab-weights-1"
@@ -138,7 +138,8 @@ def _load_weights(path: Path, device: torch.device | str | None) -> tuple[nn.Mod
         with safetensors.safe_open(path, "pt") as weights:
             metadata = weights.metadata() or {}
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc})") from None
+        raise CheckpointError(f"{path} is truncated or not a safetensors file "
+                              f"({first_line(exc)})") from None
     if metadata.get("format") != WEIGHTS_FORMAT or "config" not in metadata:
         raise CheckpointError(f"{path} holds no lmlab config: it was not written by "
                               f"`lmlab export`")
@@ -147,8 +148,8 @@ def _load_weights(path: Path, device: torch.device | str | None) -> tuple[nn.Mod
     try:
         safetensors.torch.load_model(model, path, device=str(device or "cpu"))
     except (RuntimeError, SafetensorError) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path} does not fit its own config: {detail[:300]}") from None
+        raise CheckpointError(f"{path} does not fit its own config: "
+                              f"{first_line(exc)[:300]}") from None
     return model.eval(), config
 
 
@@ -173,8 +174,8 @@ def _load(src: PathOrFile) -> dict[str, Any]:
     try:
         state = torch.load(src, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{src} is truncated or not a checkpoint ({first_line})") from None
+        raise CheckpointError(f"{src} is truncated or not a checkpoint ({first_line(exc)})"
+                              ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{src} is not an lmlab checkpoint")
     return state

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lmlab.atomic import atomic_path
-from lmlab.errors import DataError
+from lmlab.errors import DataError, first_line
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,8 @@ def _fetch(dataset: HubDataset, filename: str, staging: Path, endpoint: str,
         return Path(hf_hub_download(dataset.repo_id, filename, repo_type="dataset",
                                     local_dir=staging, endpoint=endpoint, etag_timeout=timeout_s))
     except Exception as exc:  # the client raises many kinds (HTTP, offline, disk): report any
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise DataError(f"downloading {filename} from {dataset.repo_id} failed: "
-                        f"{first_line}") from None
+                        f"{first_line(exc)}") from None
 
 
 def head(src: str | Path, dest: str | Path, max_bytes: int, separator: str = "<|endoftext|>"

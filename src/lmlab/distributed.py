@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lmlab.errors import ConfigError, DistributedError
+from lmlab.errors import ConfigError, DistributedError, first_line
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,7 @@ def _gist(exc: RuntimeError) -> str:
     >>> _gist(RuntimeError("[/gloo/pair.cc:553] Connection closed by peer [::1]:80. This is..."))
     'Connection closed by peer [::1]:80'
     """
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return re.sub(r"^\[[^\]]*\]\s*", "", first_line).split(". ")[0][:200]
+    return re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc)).split(". ")[0][:200]
 
 
 def _lost_a_peer(exc: RuntimeError) -> bool:

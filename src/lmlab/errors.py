@@ -6,6 +6,16 @@ Kinds that are about a bad value also subclass ``ValueError`` so library users c
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none): library errors
+    (torch, gloo, huggingface_hub) often run to many lines, and lmlab reports in one.
+
+    >>> first_line(RuntimeError("size mismatch\\n  details")), first_line(EOFError())
+    ('size mismatch', 'EOFError')
+    """
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class LmlabError(Exception):
     """Base class of every error lmlab reports to the user."""
 

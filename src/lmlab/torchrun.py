@@ -8,6 +8,7 @@ otherwise exits as torchrun does.
 """
 
 import logging
+import signal
 import sys
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -38,8 +39,6 @@ def _how(exitcode: int) -> str:
     ('exit code 1', 'killed by SIGKILL')
     """
     if exitcode < 0:
-        import signal
-
         return f"killed by {signal.Signals(-exitcode).name}"
     return f"exit code {exitcode}"
 

@@ -143,14 +143,17 @@ def _init_worker(tokenizer: Tokenizer) -> None:
     _worker_tokenizer = tokenizer
 
 
-def _worker_fingerprint() -> str:
+def _worker() -> Tokenizer:
     assert _worker_tokenizer is not None, "the pool initializer sets the tokenizer"
-    return _worker_tokenizer.fingerprint()
+    return _worker_tokenizer
+
+
+def _worker_fingerprint() -> str:
+    return _worker().fingerprint()
 
 
 def _encode_chunk(task: tuple[Path, int, int, np.dtype]) -> tuple[int, np.ndarray]:
-    assert _worker_tokenizer is not None, "the pool initializer sets the tokenizer"
-    return _encode_with(_worker_tokenizer, task)
+    return _encode_with(_worker(), task)
 
 
 def _encode_with(tokenizer: Tokenizer, task: tuple[Path, int, int, np.dtype]):
