@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from lmlab.errors import TokenizerError
 from lmlab.tokenizer import Tokenizer, encoder, tokenizer, train_bpe
 from lmlab.tokenizer.bpe import BatchMerger, PairTable, apply_merges
-from lmlab.tokenizer.pretokenize import ASCII_PRETOKEN_RE, PRETOKEN_RE, UNIT_RE, WHITESPACE
+from lmlab.tokenizer.pretokenize import (
+    ASCII_PRETOKEN_RE,
+    PRETOKEN_RE,
+    UNIT_RE,
+    WHITESPACE,
+    is_one_pretoken,
+)
 from tests.conftest import SHARED_DATA
 from tests.tokenizer_refs import FIXTURES, gpt2_unicode_to_byte, need, tiktoken_gpt2
 
@@ -355,9 +361,11 @@ def test_ascii_pattern_equals_the_gpt2_pattern_on_ascii_text(text):
 @settings(max_examples=300, deadline=None)
 @given(text=TRICKY)
 def test_a_full_match_is_exactly_one_pre_token(text):
-    """The vocabulary's single-pre-token texts are found with `fullmatch` (see encoder.py)."""
+    """The vocabulary's single-pre-token texts are found with `fullmatch` (`is_one_pretoken`)."""
+    one = len(PRETOKEN_RE.findall(text)) == 1
     for pattern in (PRETOKEN_RE, ASCII_PRETOKEN_RE) if text.isascii() else (PRETOKEN_RE,):
-        assert (pattern.fullmatch(text) is not None) == (len(PRETOKEN_RE.findall(text)) == 1)
+        assert (pattern.fullmatch(text) is not None) == one
+    assert is_one_pretoken(text) == one
 
 
 def test_ascii_pattern_on_every_pair_of_ascii_characters():

@@ -24,13 +24,7 @@ from itertools import chain
 import numpy as np
 
 from lmlab.tokenizer.bpe import BatchMerger, Pair, split_at
-from lmlab.tokenizer.pretokenize import (
-    ASCII_PRETOKEN_RE,
-    PRETOKEN_RE,
-    UNIT_RE,
-    WHITESPACE,
-    pretokens,
-)
+from lmlab.tokenizer.pretokenize import UNIT_RE, WHITESPACE, is_one_pretoken, pretokens
 
 CACHE_SIZE = 1 << 18
 """Most units (and most pre-tokens) whose ids are kept; a full cache is emptied."""
@@ -86,11 +80,10 @@ class UnitEncoder:
         """
         alone = [unit for unit in text_ends if _stands_alone(unit)]
         joined = new.difference(alone)
-        ascii_units = list(filter(str.isascii, joined))  # cut by the faster pattern
+        ascii_units = list(filter(str.isascii, joined))  # apart: they take the faster pattern
         other_units = list(joined.difference(ascii_units))
         units = ascii_units + other_units + alone
-        pieces = ASCII_PRETOKEN_RE.findall("".join(ascii_units))
-        pieces += PRETOKEN_RE.findall("".join(other_units))
+        pieces = pretokens("".join(ascii_units)) + pretokens("".join(other_units))
         pieces += chain.from_iterable(map(pretokens, alone))
         piece_ids = self._piece_ids(pieces)
         # Unit i ends with pre-token cut[i] - 1, so its ids end where that pre-token's ids end.
@@ -125,8 +118,6 @@ def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
     (as in tiktoken), and most of natural text is such. Left out: tokens that are not UTF-8 text
     (parts of a character), and tokens that the regex would cut in two, such as a special token
     kept in the vocabulary (``<|endoftext|>`` in GPT-2's), which ordinary text never encodes as.
-    A text is one pre-token exactly when the pattern matches all of it: no alternative of the
-    GPT-2 pattern can match the whole of a text that an earlier alternative cuts short (tested).
     """
     whole = {}
     for token, idx in token_ids.items():
@@ -134,7 +125,7 @@ def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
             text = token.decode("utf-8")
         except UnicodeDecodeError:
             continue
-        if (ASCII_PRETOKEN_RE if text.isascii() else PRETOKEN_RE).fullmatch(text):
+        if is_one_pretoken(text):
             whole[text] = (idx,)
     return whole
 

@@ -53,7 +53,21 @@ def pretokens(text: str) -> list[str]:
     >>> pretokens("Hello, world's  2 cats!")
     ['Hello', ',', ' world', "'s", ' ', ' 2', ' cats', '!']
     """
-    return (ASCII_PRETOKEN_RE if text.isascii() else PRETOKEN_RE).findall(text)
+    return _pattern_for(text).findall(text)
+
+
+def is_one_pretoken(text: str) -> bool:
+    """Whether ``text`` is a single GPT-2 pre-token: the pattern matches all of it (no
+    alternative of the pattern can match the whole of a text that an earlier one cuts short).
+
+    >>> is_one_pretoken(" world"), is_one_pretoken("<|endoftext|>")
+    (True, False)
+    """
+    return _pattern_for(text).fullmatch(text) is not None
+
+
+def _pattern_for(text: str):
+    return ASCII_PRETOKEN_RE if text.isascii() else PRETOKEN_RE
 
 
 def special_token_regex(special_tokens: Sequence[str]) -> regex.Pattern | None:
