@@ -9,6 +9,8 @@ from itertools import chain, pairwise, repeat
 
 import numpy as np
 
+from lmlab.tokenizer.keytable import KeyTable
+
 Pair = tuple[int, int]
 
 
@@ -151,51 +153,27 @@ def _products_merge_later(pairs: np.ndarray, ranks: np.ndarray, products: np.nda
 
 
 class PairTable:
-    """The merges as a hash table that numpy searches for a whole array of pairs at once.
+    """The merges as a :class:`.KeyTable`: rank and product of a whole array of pairs at once.
 
-    Open addressing with linear probing at a load of at most 1/4, so a pair takes one or two
-    probes; a binary search over the 50,000 sorted merges of GPT-2 touches a dozen or more
-    cache lines per pair, and replaying merges looks up tens of thousands of pairs.
+    Replaying merges looks up tens of thousands of pairs; a binary search over GPT-2's 50,000
+    sorted merges touches a dozen or more cache lines per pair, the hash table (at most a
+    quarter full, as this one is small) one or two.
     """
 
-    _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: spreads nearby keys
-
     def __init__(self, pairs: np.ndarray, ranks: np.ndarray, products: np.ndarray) -> None:
-        bits = max(4, (4 * len(pairs)).bit_length())
-        self.shift, self.mask = np.uint64(64 - bits), (1 << bits) - 1
-        self.keys = np.full(1 << bits, -1, dtype=np.int64)  # -1: an empty slot
-        self.ranks = np.full(1 << bits, _NO_RANK, dtype=np.int64)
-        self.products = np.zeros(1 << bits, dtype=np.int64)
-        keys = self._key(pairs[:, 0], pairs[:, 1])
-        todo, slot = np.arange(len(keys)), self._slot(keys)
-        while len(todo):  # each round fills each wanted empty slot with one of its keys
-            free = self.keys[slot] < 0
-            slots, first = np.unique(slot[free], return_index=True)
-            placed = todo[free][first]
-            self.keys[slots], self.ranks[slots] = keys[placed], ranks[placed]
-            self.products[slots] = products[placed]
-            waiting = np.ones(len(todo), dtype=bool)
-            waiting[np.flatnonzero(free)[first]] = False
-            todo, slot = todo[waiting], (slot[waiting] + 1) & self.mask
+        self.table = KeyTable(width=1, capacity=len(pairs), max_load=0.25)
+        self.table.add(self._key(pairs[:, 0], pairs[:, 1]), np.arange(len(pairs)))
+        self.ranks = np.append(ranks, _NO_RANK)  # a missing pair's index is -1: the last entry
+        self.products = np.append(products, 0)
 
     def look_up(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rank and product of each pair ``(left[i], right[i])``; rank ``_NO_RANK`` if none."""
-        keys = self._key(left, right)
-        slot = self._slot(keys)
-        found = self.keys[slot]
-        probing = np.flatnonzero((found != keys) & (found >= 0))
-        while len(probing):
-            slot[probing] = (slot[probing] + 1) & self.mask
-            found = self.keys[slot[probing]]
-            probing = probing[(found != keys[probing]) & (found >= 0)]
-        return self.ranks[slot], self.products[slot]
+        index = self.table.get(self._key(left, right))
+        return self.ranks[index], self.products[index]
 
     @staticmethod
-    def _key(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        return left << 32 | right
-
-    def _slot(self, keys: np.ndarray) -> np.ndarray:
-        return ((keys.astype(np.uint64) * self._MULTIPLIER) >> self.shift).astype(np.int64)
+    def _key(left: np.ndarray, right: np.ndarray) -> list[np.ndarray]:
+        return [(left << 32 | right).astype(np.uint64)]
 
 
 def split_at(flat: Sequence, ends: list[int]) -> list:

@@ -158,8 +158,7 @@ def _encode_chunk(task: tuple[Path, int, int, np.dtype]) -> tuple[int, np.ndarra
 
 def _encode_with(tokenizer: Tokenizer, task: tuple[Path, int, int, np.dtype]):
     path, start, end, dtype = task
-    ids = tokenizer.encode(read_text(path, start, end))
-    return end - start, np.fromiter(ids, dtype, len(ids))
+    return end - start, tokenizer.encode_to_numpy(read_text(path, start, end)).astype(dtype)
 
 
 def read_token_info(bin_path: str | Path) -> TokenFileInfo:

@@ -1,36 +1,33 @@
 """Encoding ordinary text (no special tokens) fast: cached units, new ones learned in batches.
 
 Natural text repeats a small set of *units* (a whitespace run and the word after it, see
-:data:`.pretokenize.UNIT_RE`), so the ids of each unit are cached and text whose units are known
-costs one dictionary lookup per unit, all in C. The units a text brings for the first time are
-learned together, with a constant number of Python steps rather than several per unit:
+:mod:`.units`), so the ids of each unit are cached, seeded with the vocabulary's tokens that are
+whole units (`` the``, `` said``), and text whose units are known costs a few numpy operations
+over all of its units. The units a batch of texts brings for the first time are learned together,
+with a constant number of Python steps rather than several per unit:
 
-1. a new unit that is itself a token (`` the``, `` said``: two in five of them in web text) is
-   that token, as in tiktoken, found by one set intersection with the vocabulary;
-2. the others are joined into one string and cut into GPT-2 pre-tokens by a single regex call
-   (unit boundaries are pre-token boundaries, so joining them changes nothing), the ASCII ones
-   apart with the faster ASCII pattern;
-3. each new pre-token that is itself a token is that token, and the others replay the merges
+1. they are joined into one string and cut into GPT-2 pre-tokens by a single regex call (unit
+   boundaries are pre-token boundaries, so joining them changes nothing), the ASCII ones apart
+   with the faster ASCII pattern;
+2. each new pre-token that is itself a token is that token, and the others replay the merges
    together (:class:`.bpe.BatchMerger`);
-4. the ids are cut back into units by the running lengths of pre-tokens and units.
+3. the ids are cut back into units by the running lengths of pre-tokens and units.
 """
 
 import gc
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 
 import numpy as np
 
-from lmlab.tokenizer.bpe import BatchMerger, Pair, split_at
-from lmlab.tokenizer.pretokenize import UNIT_RE, WHITESPACE, is_one_pretoken, pretokens
+from lmlab.tokenizer.bpe import BatchMerger, Pair
+from lmlab.tokenizer.keytable import EMPTY
+from lmlab.tokenizer.pretokenize import is_one_pretoken, pretokens
+from lmlab.tokenizer.units import UnitCache, Units
 
 CACHE_SIZE = 1 << 18
-"""Most units (and most pre-tokens) whose ids are kept; a full cache is emptied."""
-
-_STARTS_WITH_SPACE = re.compile(f"[{WHITESPACE}]")
-_ALL_SPACE = re.compile(f"[{WHITESPACE}]+")
+"""Most units learned (besides the vocabulary's) whose ids are kept; a full cache is emptied."""
 
 
 class UnitEncoder:
@@ -39,72 +36,67 @@ class UnitEncoder:
     def __init__(self, token_ids: dict[bytes, int], ranked: dict[Pair, tuple[int, int]]) -> None:
         self.merger = BatchMerger([token_ids[bytes([b])] for b in range(256)], ranked)
         self.whole_tokens = _whole_pretokens(token_ids)
-        self.units: dict[str, tuple[int, ...]] = {}
-        self.pieces: dict[str, tuple[int, ...]] = {}
+        # A single pre-token is a single unit too, so each seeds the unit cache as well.
+        seed_ids = [idx for idx, in self.whole_tokens.values()]
+        self.units = UnitCache(list(self.whole_tokens), seed_ids)
+        self.pieces = dict(self.whole_tokens)
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        """Ids of each of ``texts``, which must hold no special tokens.
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``texts`` (which must hold no special tokens) one after another, and where
+        each text's ids end in them (``(texts,)``).
 
         Taking many texts at once (the documents between special tokens) lets the new units of
         all of them be learned together, in one batch.
         """
-        results: list = []
-        pending: list[int] = []  # texts with new units; their results hold the units meanwhile
-        get = self.units.__getitem__
+        units = Units(texts)
         with _cycle_collector_paused():
-            for text in texts:
-                units = UNIT_RE.findall(text)
-                try:
-                    results.append(list(chain.from_iterable(map(get, units))))
-                except KeyError:
-                    pending.append(len(results))
-                    results.append(units)
-            if pending:
-                self._learn([results[i] for i in pending])
-                for i in pending:
-                    results[i] = list(chain.from_iterable(map(get, results[i])))
-        return results
+            entries = self._entries(units)
+        ids, unit_id_ends = self.units.ids(entries)
+        return ids, np.concatenate(([0], unit_id_ends))[units.text_unit_ends]
 
-    def _learn(self, unit_lists: list[list[str]]) -> None:
-        """Cache the ids of the units of texts (each given as its list of units)."""
-        new = self._cache_whole_tokens(self.units, set(chain.from_iterable(unit_lists)))
-        ends = {units[i] for units in unit_lists if units for i in (0, -1)}
-        self._learn_units(new, ends.intersection(new))
+    def _entries(self, units: Units) -> np.ndarray:
+        """The cache entry of each unit, learning the units the cache lacks."""
+        entries = self.units.look_up(units)
+        missing = np.flatnonzero(entries == EMPTY)
+        if len(missing) == 0:
+            return entries
+        new = units.distinct(missing)
+        if len(self.units) + len(new) > CACHE_SIZE and len(self.units):
+            self.units.forget()  # bounds memory; the units of this batch are learned again
+            self.pieces = dict(self.whole_tokens)
+            return self._entries(units)
+        self._learn(units, new)
+        entries[missing] = self.units.look_up(units, missing)
+        return entries
 
-    def _learn_units(self, new: set[str], text_ends: set[str]) -> None:
-        """Cache the ids of the ``new`` units; ``text_ends`` are those that began or ended a text.
+    def _learn(self, units: Units, new: np.ndarray) -> None:
+        """Cache the ids of the ``new`` units (distinct, none in the cache).
 
-        Units join safely when each ends in non-space and the next starts with a space. Only a
-        text's first unit may start otherwise and only its last may be all space, so those are
-        the only ones that may need to be pre-tokenized on their own.
+        All but the units that must stand alone (see :meth:`.Units.stand_alone`) are joined, the
+        ASCII ones apart as they take the faster pattern.
         """
-        alone = [unit for unit in text_ends if _stands_alone(unit)]
-        joined = new.difference(alone)
-        ascii_units = list(filter(str.isascii, joined))  # apart: they take the faster pattern
-        other_units = list(joined.difference(ascii_units))
-        units = ascii_units + other_units + alone
-        pieces = pretokens("".join(ascii_units)) + pretokens("".join(other_units))
-        pieces += chain.from_iterable(map(pretokens, alone))
+        alone = units.stand_alone(new)
+        texts = units.texts(new)
+        ascii = np.fromiter(map(str.isascii, texts), bool, len(texts))
+        groups = [np.flatnonzero(~alone & ascii), np.flatnonzero(~alone & ~ascii)]
+        order = np.concatenate([*groups, np.flatnonzero(alone)])
+        texts = [texts[i] for i in order.tolist()]
+        joined = len(groups[0]) + len(groups[1])
+        pieces = pretokens("".join(texts[: len(groups[0])]))
+        pieces += pretokens("".join(texts[len(groups[0]) : joined]))
+        pieces += chain.from_iterable(map(pretokens, texts[joined:]))
         piece_ids = self._piece_ids(pieces)
         # Unit i ends with pre-token cut[i] - 1, so its ids end where that pre-token's ids end.
         piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
-        unit_ends = np.cumsum(np.fromiter(map(len, units), np.int64, len(units)))
+        unit_ends = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)))
         cut = np.searchsorted(piece_ends, unit_ends) + 1
         id_ends = np.cumsum(np.fromiter(map(len, piece_ids), np.int64, len(piece_ids)))
-        unit_ids = split_at(tuple(chain.from_iterable(piece_ids)), id_ends[cut - 1].tolist())
-        self.units.update(zip(units, unit_ids, strict=True))
-
-    def _cache_whole_tokens(self, cache: dict, distinct: set[str]) -> set[str]:
-        """Of the ``distinct`` texts (units or pre-tokens), cache those that are whole tokens;
-        return the others that ``cache`` lacks."""
-        new = _to_learn(cache, distinct)
-        whole = self.whole_tokens.keys() & new
-        cache.update(zip(whole, map(self.whole_tokens.__getitem__, whole), strict=True))
-        return new - whole
+        ids = np.fromiter(chain.from_iterable(piece_ids), np.int64, id_ends[-1])
+        self.units.add(units, new[order], ids, id_ends[cut - 1])
 
     def _piece_ids(self, pieces: list[str]) -> list[tuple[int, ...]]:
         """The ids of each pre-token, encoding (and caching) the ones not seen before."""
-        split = list(self._cache_whole_tokens(self.pieces, set(pieces)))
+        split = list(set(pieces).difference(self.pieces))
         merged = self.merger([piece.encode("utf-8") for piece in split])
         self.pieces.update(zip(split, map(tuple, merged), strict=True))
         return list(map(self.pieces.__getitem__, pieces))
@@ -130,11 +122,6 @@ def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
     return whole
 
 
-def _stands_alone(unit: str) -> bool:
-    """Whether ``unit`` starts with non-space or is all space (see ``_learn_units``)."""
-    return not _STARTS_WITH_SPACE.match(unit) or _ALL_SPACE.fullmatch(unit) is not None
-
-
 @contextmanager
 def _cycle_collector_paused() -> Iterator[None]:
     """Keep Python's cycle collector from running while a text is encoded.
@@ -153,13 +140,3 @@ def _cycle_collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _to_learn(cache: dict, distinct: set) -> set:
-    """The keys of ``distinct`` that ``cache`` lacks; all of them, after emptying the cache, when
-    adding them would take it past ``CACHE_SIZE`` (which bounds its memory)."""
-    new = distinct.difference(cache)
-    if len(cache) + len(new) > CACHE_SIZE:
-        cache.clear()
-        return distinct
-    return new

@@ -9,8 +9,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from pathlib import Path
 
+import numpy as np
+
 from lmlab.errors import TokenizerError
-from lmlab.tokenizer.bpe import Pair
+from lmlab.tokenizer.bpe import Pair, split_at
 from lmlab.tokenizer.encoder import UnitEncoder
 from lmlab.tokenizer.files import (
     read_merges,
@@ -94,7 +96,12 @@ class Tokenizer:
         A str may hold surrogates that are not Unicode text (``surrogateescape`` decoding makes
         them); as in tiktoken, a surrogate pair counts as its character and a lone one as U+FFFD.
         """
-        return self.encode_batch([text])[0]
+        return self.encode_to_numpy(text).tolist()
+
+    def encode_to_numpy(self, text: str) -> np.ndarray:
+        """Token ids of ``text`` as an ``int64`` array (``(tokens,)``): for token files, without
+        a Python int per id."""
+        return self._encode_flat([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """The ids of each of ``texts``, each as :meth:`encode` gives it.
@@ -102,24 +109,36 @@ class Tokenizer:
         The words that the texts bring for the first time are learned together, so one call
         over many short texts (documents, dataset rows) is much faster than a call per text.
         """
-        try:
-            return self._encode_batch(texts)
-        except UnicodeEncodeError:  # surrogates: re-encode the texts as tiktoken would see them
-            return self._encode_batch([_as_unicode(text) for text in texts])
+        ids, ends = self._encode_flat(texts)
+        return split_at(ids.tolist(), ends.tolist())
 
-    def _encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    def _encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``texts`` one after another, and where each text's ids end."""
+        try:
+            return self._encode_parts(texts)
+        except UnicodeEncodeError:  # surrogates: re-encode the texts as tiktoken would see them
+            return self._encode_parts([_as_unicode(text) for text in texts])
+
+    def _encode_parts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Encode the ordinary text between special tokens together, then insert the special
+        tokens' ids where they were."""
         if self._special_re is None:
-            return self._encoder.encode(list(texts))
-        splits = [self._special_re.split(text) for text in texts]  # text, special, ..., text
-        ordinary = iter(self._encoder.encode([part for parts in splits for part in parts[0::2]]))
-        results = []
-        for parts in splits:
-            ids = next(ordinary)
-            for special in parts[1::2]:
-                ids.append(self._special_ids[special])
-                ids += next(ordinary)
-            results.append(ids)
-        return results
+            return self._encoder.encode(texts)
+        parts: list[str] = []  # the ordinary text of all texts
+        specials, after_part, last_part = [], [], []
+        for text in texts:
+            split = self._special_re.split(text)  # text, special, text, ..., text
+            for i, special in enumerate(split[1::2]):
+                specials.append(self._special_ids[special])
+                after_part.append(len(parts) + i)
+            parts += split[0::2]
+            last_part.append(len(parts) - 1)
+        ids, part_ends = self._encoder.encode(parts)
+        if not specials:
+            return ids, part_ends[last_part]
+        ids = np.insert(ids, part_ends[after_part], specials)
+        specials_so_far = np.searchsorted(after_part, last_part, side="right")
+        return ids, part_ends[last_part] + specials_so_far
 
     def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
         """Stream the ids of the concatenation of ``texts`` (e.g. an open file, line by line).
@@ -185,3 +204,4 @@ def _as_unicode(text: str) -> str:
     'a😀b�'
     """
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
