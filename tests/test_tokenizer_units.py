@@ -70,6 +70,8 @@ def test_unit_cache_seeds_learning_and_forgetting():
     assert len(cache) == 1
     ids, ends = cache.ids(cache.look_up(units))
     assert ids.tolist() == [262, 3797, 3797, 9000, 262] and ends.tolist() == [1, 3, 4, 5]
+    cache.add(units, np.array([0, 1]), np.array([1, 2]), np.array([1, 2]))  # cached already
+    assert len(cache) == 1 and cache.ids(cache.look_up(units))[0].tolist()[:3] == [262, 3797, 3797]
     cache.forget()
     assert len(cache) == 0 and cache.look_up(units).tolist() == [0, EMPTY, 1, 0]
 

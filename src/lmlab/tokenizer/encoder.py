@@ -39,11 +39,8 @@ class UnitEncoder:
 
     def __init__(self, token_ids: dict[bytes, int], ranked: dict[Pair, tuple[int, int]]) -> None:
         self.merger = BatchMerger([token_ids[bytes([b])] for b in range(256)], ranked)
-        self.whole_tokens = _whole_pretokens(token_ids)
-        # A single pre-token is a single unit too, so each seeds the unit cache as well.
-        seed_ids = [idx for idx, in self.whole_tokens.values()]
-        self.units = UnitCache(list(self.whole_tokens), seed_ids)
-        self.pieces = dict(self.whole_tokens)
+        whole = _whole_pretokens(token_ids)
+        self.units = UnitCache(list(whole), list(whole.values()))
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of ``texts`` (which must hold no special tokens) one after another, and where
@@ -70,63 +67,52 @@ class UnitEncoder:
 
     def _encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         units = Units(texts)
-
         with _cycle_collector_paused():
-            entries = self._entries(units)
+            entries = self.units.look_up(units)
+            missing = np.flatnonzero(entries == EMPTY)
+            new = units.distinct(missing)
+            if len(self.units) + len(new) > CACHE_SIZE and len(self.units):
+                self.units.forget()  # bounds memory; this batch's units are all learned again
+                entries = self.units.look_up(units)
+                missing = np.flatnonzero(entries == EMPTY)
+                new = units.distinct(missing)
+            if len(new):
+                self.units.add(units, *self._split_and_merge(units, new))
+                entries[missing] = self.units.look_up(units, missing)
         ids, unit_id_ends = self.units.ids(entries)
         return ids, np.concatenate(([0], unit_id_ends))[units.text_unit_ends]
 
-    def _entries(self, units: Units) -> np.ndarray:
-        """The cache entry of each unit, learning the units the cache lacks."""
-        entries = self.units.look_up(units)
-        missing = np.flatnonzero(entries == EMPTY)
-        if len(missing) == 0:
-            return entries
-        new = units.distinct(missing)
-        if len(self.units) + len(new) > CACHE_SIZE and len(self.units):
-            self.units.forget()  # bounds memory; the units of this batch are learned again
-            self.pieces = dict(self.whole_tokens)
-            return self._entries(units)
-        self._learn(units, new)
-        entries[missing] = self.units.look_up(units, missing)
-        return entries
+    def _split_and_merge(self, units: Units, new: np.ndarray):
+        """The ``new`` units (reordered), their ids, and where each unit's ids end in them.
 
-    def _learn(self, units: Units, new: np.ndarray) -> None:
-        """Cache the ids of the ``new`` units (distinct, none in the cache).
-
-        All but the units that must stand alone (see :meth:`.Units.stand_alone`) are joined, the
-        ASCII ones apart as they take the faster pattern.
+        The units are cut into pre-tokens: all but those that must stand alone (see
+        :meth:`.Units.stand_alone`) joined into one text, the ASCII ones apart as they take the
+        faster pattern. A pre-token is a unit too, so the cache has the ids of most of them
+        (whole tokens from the start); the others replay the merges and are cached as well.
         """
-        alone = units.stand_alone(new)
-        texts = units.texts(new)
-        ascii = np.fromiter(map(str.isascii, texts), bool, len(texts))
-        groups = [np.flatnonzero(~alone & ascii), np.flatnonzero(~alone & ~ascii)]
-        order = np.concatenate([*groups, np.flatnonzero(alone)])
-        texts = [texts[i] for i in order.tolist()]
-        joined = len(groups[0]) + len(groups[1])
-        pieces = pretokens("".join(texts[: len(groups[0])]))
-        pieces += pretokens("".join(texts[len(groups[0]) : joined]))
-        pieces += chain.from_iterable(map(pretokens, texts[joined:]))
-        piece_ids = self._piece_ids(pieces)
+        alone, ascii = units.stand_alone(new), units.is_ascii(new)
+        groups = [new[~alone & ascii], new[~alone & ~ascii], new[alone]]
+        texts = [units.joined(groups[0]), units.joined(groups[1]), *units.texts(groups[2])]
+        piece_texts = list(chain.from_iterable(map(pretokens, texts)))
+        pieces = Units(piece_texts)
+        assert len(pieces) == len(piece_texts), "each pre-token is one unit"
+        entries = self.units.look_up(pieces)
+        missing = np.flatnonzero(entries == EMPTY)
+        if len(missing):
+            split = pieces.distinct(missing)
+            merged = self.merger(pieces.bytes(split))
+            ids = np.fromiter(chain.from_iterable(merged), np.int64)
+            self.units.add(pieces, split, ids, np.cumsum(list(map(len, merged))))
+            entries[missing] = self.units.look_up(pieces, missing)
+        ids, piece_id_ends = self.units.ids(entries)
         # Unit i ends with pre-token cut[i] - 1, so its ids end where that pre-token's ids end.
-        piece_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
-        unit_ends = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)))
-        cut = np.searchsorted(piece_ends, unit_ends) + 1
-        id_ends = np.cumsum(np.fromiter(map(len, piece_ids), np.int64, len(piece_ids)))
-        ids = np.fromiter(chain.from_iterable(piece_ids), np.int64, id_ends[-1])
-        self.units.add(units, new[order], ids, id_ends[cut - 1])
-
-    def _piece_ids(self, pieces: list[str]) -> list[tuple[int, ...]]:
-        """The ids of each pre-token, encoding (and caching) the ones not seen before."""
-        split = list(set(pieces).difference(self.pieces))
-        merged = self.merger([piece.encode("utf-8") for piece in split])
-        self.pieces.update(zip(split, map(tuple, merged), strict=True))
-        return list(map(self.pieces.__getitem__, pieces))
+        ordered = np.concatenate(groups)
+        cut = np.searchsorted(np.cumsum(pieces.lengths), np.cumsum(units.lengths[ordered])) + 1
+        return ordered, ids, piece_id_ends[cut - 1]
 
 
-def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
-    """The id (as a 1-tuple, the form the caches hold) of each token that is a single pre-token,
-    by its text.
+def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, int]:
+    """The id of each token that is a single pre-token (so a single unit too), by its text.
 
     A pre-token (or a whole unit) that is itself a token encodes as that token, with no merges
     (as in tiktoken), and most of natural text is such. Left out: tokens that are not UTF-8 text
@@ -140,7 +126,7 @@ def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, tuple[int]]:
         except UnicodeDecodeError:
             continue
         if is_one_pretoken(text):
-            whole[text] = (idx,)
+            whole[text] = idx
     return whole
 
 

@@ -48,7 +48,8 @@ class Units:
         size = sum(map(len, encoded))
         # Zero padding to whole 64-bit words, and two more, so that keys read past a unit's end.
         self.buffer = b"".join([*encoded, bytes(-size % 8 + 16)])
-        self.space = _space_mask(self.buffer, size, all(map(str.isascii, texts)))
+        self.ascii = all(map(str.isascii, texts))
+        self.space = _space_mask(self.buffer, size, self.ascii)
         text_ends = np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)))
         is_start = np.zeros(size, dtype=bool)
         is_start[1:] = self.space[1:] & ~self.space[:-1]  # a \S\s position
@@ -65,9 +66,30 @@ class Units:
 
     def texts(self, index: np.ndarray) -> list[str]:
         """The text of each unit in ``index``."""
+        return [unit.decode("utf-8") for unit in self.bytes(index)]
+
+    def bytes(self, index: np.ndarray) -> list[bytes]:
+        """The UTF-8 bytes of each unit in ``index``."""
         buffer, starts = self.buffer, self.starts[index]
         spans = zip(starts.tolist(), (starts + self.lengths[index]).tolist(), strict=True)
-        return [buffer[start:end].decode("utf-8") for start, end in spans]
+        return [buffer[start:end] for start, end in spans]
+
+    def joined(self, index: np.ndarray) -> str:
+        """The units in ``index`` joined into one text."""
+        lengths = self.lengths[index]
+        ends = np.cumsum(lengths)
+        # Byte k of the result is byte starts[u] + (k - (ends[u] - lengths[u])) of the buffer.
+        at = np.repeat(self.starts[index] - (ends - lengths), lengths) + np.arange(lengths.sum())
+        return np.frombuffer(self.buffer, dtype=np.uint8)[at].tobytes().decode("utf-8")
+
+    def is_ascii(self, index: np.ndarray) -> np.ndarray:
+        """Whether each unit in ``index`` is ASCII."""
+        if self.ascii:
+            return np.ones(len(index), dtype=bool)
+        data = np.frombuffer(self.buffer, dtype=np.uint8)
+        wide = np.concatenate(([0], np.cumsum(data >= 0x80)))  # bytes >= 0x80 before each byte
+        starts = self.starts[index]
+        return wide[starts + self.lengths[index]] == wide[starts]
 
     def distinct(self, index: np.ndarray) -> np.ndarray:
         """One of the units in ``index`` for each distinct unit among them."""
@@ -138,8 +160,8 @@ class UnitCache:
         self.forget()
 
     def __len__(self) -> int:
-        """Entries learned, besides the seeds."""
-        return len(self._id_bounds) - 1 - len(self._seed_ids)
+        """Units learned, besides the seeds."""
+        return len(self._table) + len(self._long) - len(self._seed_ids)
 
     def forget(self) -> None:
         """Drop every entry but the seeds (which bounds memory)."""
@@ -162,11 +184,15 @@ class UnitCache:
         return entries
 
     def add(self, units: Units, index: np.ndarray, ids: np.ndarray, id_ends: np.ndarray) -> None:
-        """Cache new units: unit ``index[i]`` has ids ``ids[id_ends[i - 1]:id_ends[i]]``."""
+        """Cache distinct units: unit ``index[i]`` has ids ``ids[id_ends[i - 1]:id_ends[i]]``.
+
+        A unit that is cached already keeps its entry (a new unit such as `` cats`` is also its
+        own pre-token, cached while the unit was being learned).
+        """
         entries = np.arange(len(index)) + len(self._id_bounds) - 1
         is_long = units.lengths[index] > MAX_KEY_BYTES
-        short = index[~is_long]
-        self._table.add([units.k1[short], units.k2[short]], entries[~is_long])
+        fresh = ~is_long & (self.look_up(units, index) == EMPTY)
+        self._table.add([units.k1[index[fresh]], units.k2[index[fresh]]], entries[fresh])
         self._long.update(zip(units.texts(index[is_long]), entries[is_long].tolist(), strict=True))
         self._id_bounds.extend(id_ends + len(self._ids))
         self._ids.extend(ids)
