@@ -1,17 +1,21 @@
 """Encoding ordinary text (no special tokens) fast: cached units, new ones learned in batches.
 
 Natural text repeats a small set of *units* (a whitespace run and the word after it, see
-:mod:`.units`), so the ids of each unit are cached, seeded with the vocabulary's tokens that are
-whole units (`` the``, `` said``), and text whose units are known costs a few numpy operations
-over all of its units. The units a batch of texts brings for the first time are learned together,
+:mod:`.units`), so the ids of each unit are cached, starting with the vocabulary's tokens that
+are whole units (`` the``, `` said``). Input over ``SHORT_CHARS`` (a file's chunk, thousands of
+documents) is cut into units and looked up by a few numpy operations over all of its units
+(:class:`.units.UnitCache`), and the units it brings for the first time are learned together,
 with a constant number of Python steps rather than several per unit:
 
 1. they are joined into one string and cut into GPT-2 pre-tokens by a single regex call (unit
    boundaries are pre-token boundaries, so joining them changes nothing), the ASCII ones apart
    with the faster ASCII pattern;
-2. each new pre-token that is itself a token is that token, and the others replay the merges
-   together (:class:`.bpe.BatchMerger`);
+2. a pre-token is a unit too: the cache knows most of them (whole tokens from the start), and
+   the others replay the merges together (:class:`.bpe.BatchMerger`) and join the cache;
 3. the ids are cut back into units by the running lengths of pre-tokens and units.
+
+Shorter input (a prompt, one document) would pay more for those hundred numpy calls than for its
+units, so it is looked up unit by unit in a dict, which learns its new units one by one.
 """
 
 import gc
@@ -23,11 +27,13 @@ import numpy as np
 
 from lmlab.tokenizer.bpe import BatchMerger, Pair
 from lmlab.tokenizer.keytable import EMPTY
-from lmlab.tokenizer.pretokenize import cut_text, is_one_pretoken, pretokens
+from lmlab.tokenizer.pretokenize import UNIT_RE, cut_text, is_one_pretoken, pretokens
 from lmlab.tokenizer.units import UnitCache, Units
 
 CACHE_SIZE = 1 << 18
 """Most units learned (besides the vocabulary's) whose ids are kept; a full cache is emptied."""
+SHORT_CHARS = 1 << 15
+"""Texts up to this size together are looked up unit by unit in a dict (see ``_encode_short``)."""
 BATCH_CHARS = 1 << 20
 """Text encoded in one batch of numpy operations: enough that their overhead is nothing, small
 enough that their arrays (8 bytes per unit each) are reused from the heap, not mapped afresh
@@ -41,6 +47,8 @@ class UnitEncoder:
         self.merger = BatchMerger([token_ids[bytes([b])] for b in range(256)], ranked)
         whole = _whole_pretokens(token_ids)
         self.units = UnitCache(list(whole), list(whole.values()))
+        self.whole = {text: (idx,) for text, idx in whole.items()}
+        self.short_units = dict(self.whole)
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The ids of ``texts`` (which must hold no special tokens) one after another, and where
@@ -49,7 +57,10 @@ class UnitEncoder:
         Taking many texts at once (the documents between special tokens) lets the new units of
         all of them be learned together, in batches of ``BATCH_CHARS``.
         """
-        if sum(map(len, texts)) <= BATCH_CHARS:
+        chars = sum(map(len, texts))
+        if chars <= SHORT_CHARS:
+            return self._encode_short(texts)
+        if chars <= BATCH_CHARS:
             return self._encode_batch(texts)
         cut = [cut_text(text, BATCH_CHARS) for text in texts]
         batches: list[list[str]] = [[]]
@@ -65,8 +76,44 @@ class UnitEncoder:
         piece_ends = np.concatenate([ends + offsets[i] for i, ends in enumerate(piece_ends)])
         return np.concatenate(ids), piece_ends[np.cumsum(list(map(len, cut))) - 1]
 
+    def _encode_short(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Encode short texts unit by unit, through a dict of units (and pre-tokens) by text.
+
+        A batch costs a hundred numpy calls however short it is (0.3-1 ms): a sentence costs
+        10 us in a dict, and a document of new words a millisecond less. The dict starts with
+        the vocabulary's whole tokens and is emptied when it would grow past ``CACHE_SIZE``.
+        """
+        units = [UNIT_RE.findall(text) for text in texts]
+        distinct = set(chain.from_iterable(units))
+        new = distinct.difference(self.short_units)
+        if len(self.short_units) + len(new) > CACHE_SIZE + len(self.whole):
+            self.short_units = dict(self.whole)
+            new = distinct.difference(self.short_units)
+        if new:
+            self._learn_short(new)
+        get = self.short_units.__getitem__
+        ids = [list(chain.from_iterable(map(get, text_units))) for text_units in units]
+        ends = np.cumsum(np.fromiter(map(len, ids), np.int64, len(ids)))
+        return np.fromiter(chain.from_iterable(ids), np.int64, ends[-1] if len(ends) else 0), ends
+
+    def _learn_short(self, new: set[str]) -> None:
+        """Put the ids of the ``new`` units in the dict of short texts: each unit is cut into
+        pre-tokens on its own, and the pre-tokens the dict lacks replay the merges."""
+        pieces = {unit: pretokens(unit) for unit in new}
+        unknown = list(set(chain.from_iterable(pieces.values())).difference(self.short_units))
+        merged = self.merger([piece.encode("utf-8") for piece in unknown])
+        self.short_units.update(zip(unknown, map(tuple, merged), strict=True))
+        get = self.short_units.__getitem__
+        for unit, unit_pieces in pieces.items():
+            self.short_units[unit] = tuple(chain.from_iterable(map(get, unit_pieces)))
+
     def _encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         units = Units(texts)
+        ids, unit_id_ends = self._unit_ids(units)
+        return ids, np.concatenate(([0], unit_id_ends))[units.text_unit_ends]
+
+    def _unit_ids(self, units: Units) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``units`` one after another, and where each unit's ids end in them."""
         with _cycle_collector_paused():
             entries = self.units.look_up(units)
             missing = np.flatnonzero(entries == EMPTY)
@@ -79,8 +126,7 @@ class UnitEncoder:
             if len(new):
                 self.units.add(units, *self._split_and_merge(units, new))
                 entries[missing] = self.units.look_up(units, missing)
-        ids, unit_id_ends = self.units.ids(entries)
-        return ids, np.concatenate(([0], unit_id_ends))[units.text_unit_ends]
+        return self.units.ids(entries)
 
     def _split_and_merge(self, units: Units, new: np.ndarray):
         """The ``new`` units (reordered), their ids, and where each unit's ids end in them.
