@@ -40,7 +40,7 @@ TEXTS = [
 # Text that stresses the regex and the units: contractions, digits, runs of spaces and newlines,
 # whitespace beyond ASCII, words around the 15 bytes that a unit's packed key holds, other scripts.
 # Not code points unassigned in Python's Unicode database (Cn): the `regex` module's newer tables
-# make some of them letters (U+3D000 is one in Unicode 17) where tiktoken's older ones do not.
+# make some of them letters (U+3D000 is one) where tiktoken's older ones do not.
 TRICKY = st.lists(
     st.one_of(
         st.sampled_from(list(" \n\t'sdmtlvre0123 ...!?<|>") + [EOT, "  ", "\n\n", "'ll", "'ve"]),
