@@ -29,6 +29,7 @@ def test_units_are_the_unit_pattern_units_of_each_text(texts):
     assert list(zip(starts, ends, strict=True)) == _byte_spans(texts)
     expected = [unit for text in texts for unit in UNIT_RE.findall(text)]
     assert units.texts(np.arange(len(units))) == expected
+    assert units.is_ascii(np.arange(len(units))).tolist() == [u.isascii() for u in expected]
     per_text = np.cumsum([len(UNIT_RE.findall(text)) for text in texts])
     assert units.text_unit_ends.tolist() == per_text.tolist()
 
@@ -89,3 +90,24 @@ def test_key_table_finds_what_was_added_and_nothing_else(width):
     assert (table.get(keys) == np.where(np.arange(60_000) < 40_000, np.arange(60_000), EMPTY)).all()
     if width == 2:  # the same first word with another second word is another key
         assert (table.get([keys[0][:1000], keys[1][:1000] + np.uint64(1)]) == EMPTY).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(TRICKY, max_size=5))
+def test_distinct_keeps_one_unit_of_each_text(texts):
+    units = Units(texts)
+    every = np.arange(len(units))
+    firsts = units.distinct(every)
+    assert sorted(units.texts(firsts)) == sorted(set(units.texts(every)))
+
+
+def test_distinct_is_exact_when_mixed_keys_collide():
+    """Units are grouped by one word mixed from their two; two keys that mix to the same word
+    must still count as two."""
+    units = Units(["a", "b", "a", "b", "b"])
+    mix, word = 0xC2B2AE3D27D4EB4F, 2**64
+    a1, a2, b2 = 12345, 777, 999
+    b1 = a1 ^ (a2 * mix % word) ^ (b2 * mix % word)  # a1 ^ a2 * mix == b1 ^ b2 * mix
+    units.k1 = np.array([a1, b1, a1, b1, b1], dtype=np.uint64)
+    units.k2 = np.array([a2, b2, a2, b2, b2], dtype=np.uint64)
+    assert sorted(units.texts(units.distinct(np.arange(5)))) == ["a", "b"]

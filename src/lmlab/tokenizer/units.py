@@ -33,6 +33,7 @@ _WIDE_SPACES = {
 }
 _LOW_BYTES = np.array([0] + [(1 << (8 * n)) - 1 for n in range(1, 9)], dtype=np.uint64)
 _ONE, _SIXTY_THREE, _LENGTH_SHIFT = np.uint64(1), np.uint64(63), np.uint64(56)
+_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 class Units:
@@ -83,22 +84,28 @@ class Units:
         return np.frombuffer(self.buffer, dtype=np.uint8)[at].tobytes().decode("utf-8")
 
     def is_ascii(self, index: np.ndarray) -> np.ndarray:
-        """Whether each unit in ``index`` is ASCII."""
+        """Whether each unit in ``index`` is ASCII (no byte of 0x80 or more between its ends)."""
         if self.ascii:
             return np.ones(len(index), dtype=bool)
-        data = np.frombuffer(self.buffer, dtype=np.uint8)
-        wide = np.concatenate(([0], np.cumsum(data >= 0x80)))  # bytes >= 0x80 before each byte
+        wide = np.flatnonzero(np.frombuffer(self.buffer, dtype=np.uint8) >= 0x80)
         starts = self.starts[index]
-        return wide[starts + self.lengths[index]] == wide[starts]
+        return np.searchsorted(wide, starts) == np.searchsorted(wide, starts + self.lengths[index])
 
     def distinct(self, index: np.ndarray) -> np.ndarray:
         """One of the units in ``index`` for each distinct unit among them."""
         is_long = self.lengths[index] > MAX_KEY_BYTES
         short, long = index[~is_long], index[is_long]
-        order = np.lexsort((self.k2[short], self.k1[short]))
+        # Sorting one mixed word is 3x faster than sorting by two; equal keys then lie together,
+        # unless two keys share a mixed word, which takes the exact sort instead.
+        mixed = self.k1[short] ^ (self.k2[short] * _MIX)
+        order = np.argsort(mixed)
         k1, k2 = self.k1[short[order]], self.k2[short[order]]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1])
+        same = (k1[1:] == k1[:-1]) & (k2[1:] == k2[:-1])
+        if (~same & (mixed[order][1:] == mixed[order][:-1])).any():
+            order = np.lexsort((self.k2[short], self.k1[short]))
+            k1, k2 = self.k1[short[order]], self.k2[short[order]]
+            same = (k1[1:] == k1[:-1]) & (k2[1:] == k2[:-1])
+        first = np.concatenate(([True], ~same))[: len(order)]
         long_ones = dict(zip(self.texts(long), long.tolist(), strict=True)).values()
         return np.concatenate((short[order[first]], np.fromiter(long_ones, np.int64)))
 
