@@ -366,7 +366,7 @@ def test_batch_merger_falls_back_when_a_product_merges_early():
 @PATHS
 def test_encoding_with_a_tiny_cache(gpt2, reference, monkeypatch, short):
     """The caches of units and pre-tokens forget what they learned (keeping the vocabulary's
-    whole tokens) when they would grow past CACHE_SIZE; ids stay exact."""
+    whole tokens) before the next input once they hold more than CACHE_SIZE; ids stay exact."""
     monkeypatch.setattr(encoder, "CACHE_SIZE", 30)
     text = need(FIXTURES / "corpus.en").read_text(encoding="utf-8")
     tok = Tokenizer(gpt2.vocab, gpt2.merges, [EOT])

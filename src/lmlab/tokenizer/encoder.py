@@ -31,7 +31,8 @@ from lmlab.tokenizer.pretokenize import UNIT_RE, cut_text, is_one_pretoken, pret
 from lmlab.tokenizer.units import UnitCache, Units
 
 CACHE_SIZE = 1 << 18
-"""Most units learned (besides the vocabulary's) whose ids are kept; a full cache is emptied."""
+"""Units learned (besides the vocabulary's) past which a cache is emptied before the next input:
+memory stays bounded by this and the units of one input."""
 SHORT_CHARS = 1 << 15
 """Texts up to this size together are looked up unit by unit in a dict (see ``_encode_short``)."""
 BATCH_CHARS = 1 << 20
@@ -81,14 +82,12 @@ class UnitEncoder:
 
         A batch costs a hundred numpy calls however short it is (0.3-1 ms): a sentence costs
         10 us in a dict, and a document of new words a millisecond less. The dict starts with
-        the vocabulary's whole tokens and is emptied when it would grow past ``CACHE_SIZE``.
+        the vocabulary's whole tokens.
         """
-        units = [UNIT_RE.findall(text) for text in texts]
-        distinct = set(chain.from_iterable(units))
-        new = distinct.difference(self.short_units)
-        if len(self.short_units) + len(new) > CACHE_SIZE + len(self.whole):
+        if len(self.short_units) > CACHE_SIZE + len(self.whole):
             self.short_units = dict(self.whole)
-            new = distinct.difference(self.short_units)
+        units = [UNIT_RE.findall(text) for text in texts]
+        new = set(chain.from_iterable(units)).difference(self.short_units)
         if new:
             self._learn_short(new)
         get = self.short_units.__getitem__
@@ -114,19 +113,20 @@ class UnitEncoder:
 
     def _unit_ids(self, units: Units) -> tuple[np.ndarray, np.ndarray]:
         """The ids of ``units`` one after another, and where each unit's ids end in them."""
+        if len(self.units) > CACHE_SIZE:
+            self.units.forget()
         with _cycle_collector_paused():
-            entries = self.units.look_up(units)
-            missing = np.flatnonzero(entries == EMPTY)
-            new = units.distinct(missing)
-            if len(self.units) + len(new) > CACHE_SIZE and len(self.units):
-                self.units.forget()  # bounds memory; this batch's units are all learned again
-                entries = self.units.look_up(units)
-                missing = np.flatnonzero(entries == EMPTY)
-                new = units.distinct(missing)
-            if len(new):
-                self.units.add(units, *self._split_and_merge(units, new))
-                entries[missing] = self.units.look_up(units, missing)
+            entries = self._entries(units, self._split_and_merge)
         return self.units.ids(entries)
+
+    def _entries(self, units: Units, learn) -> np.ndarray:
+        """The cache entry of each of ``units``; ``learn(units, new)`` gives the new ones' ids."""
+        entries = self.units.look_up(units)
+        missing = np.flatnonzero(entries == EMPTY)
+        if len(missing):
+            self.units.add(units, *learn(units, units.distinct(missing)))
+            entries[missing] = self.units.look_up(units, missing)
+        return entries
 
     def _split_and_merge(self, units: Units, new: np.ndarray):
         """The ``new`` units (reordered), their ids, and where each unit's ids end in them.
@@ -142,19 +142,18 @@ class UnitEncoder:
         piece_texts = list(chain.from_iterable(map(pretokens, texts)))
         pieces = Units(piece_texts)
         assert len(pieces) == len(piece_texts), "each pre-token is one unit"
-        entries = self.units.look_up(pieces)
-        missing = np.flatnonzero(entries == EMPTY)
-        if len(missing):
-            split = pieces.distinct(missing)
-            merged = self.merger(pieces.bytes(split))
-            ids = np.fromiter(chain.from_iterable(merged), np.int64)
-            self.units.add(pieces, split, ids, np.cumsum(list(map(len, merged))))
-            entries[missing] = self.units.look_up(pieces, missing)
-        ids, piece_id_ends = self.units.ids(entries)
+        ids, piece_id_ends = self.units.ids(self._entries(pieces, self._merge))
         # Unit i ends with pre-token cut[i] - 1, so its ids end where that pre-token's ids end.
         ordered = np.concatenate(groups)
         cut = np.searchsorted(np.cumsum(pieces.lengths), np.cumsum(units.lengths[ordered])) + 1
         return ordered, ids, piece_id_ends[cut - 1]
+
+    def _merge(self, pieces: Units, new: np.ndarray):
+        """The ``new`` pre-tokens, their ids after replaying the merges, and where each one's ids
+        end in them."""
+        merged = self.merger(pieces.bytes(new))
+        ids = np.fromiter(chain.from_iterable(merged), np.int64)
+        return new, ids, np.cumsum(list(map(len, merged)))
 
 
 def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, int]:
