@@ -39,7 +39,7 @@ natural text repeats units (`` the``, `` said,``) enough that encoding caches th
 pattern with ``re`` finds units several times faster than the GPT-2 regex finds pre-tokens
 (possessive, since the two classes never compete for a character: 10% faster again)."""
 
-# The last `\S\s` position in a str (searched backwards from the end).
+# A `\S\s` position in a str: the next one, and the last one (searched backwards from the end).
 _CUT_RE = regex.compile(r"\S(?=\s)")
 _LAST_CUT_RE = regex.compile(r"\S(?=\s)", flags=regex.REVERSE)
 # The same rule on raw bytes, restricted to ASCII so a cut never lands inside a UTF-8 character:

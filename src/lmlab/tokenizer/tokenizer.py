@@ -205,4 +205,3 @@ def _as_unicode(text: str) -> str:
     'a😀b�'
     """
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
