@@ -1,14 +1,22 @@
 """The numpy unit cache of the encoder: units cut as UNIT_RE cuts them, exact keys, hash table."""
 
+import doctest
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lmlab.tokenizer import units as units_module
 from lmlab.tokenizer.keytable import EMPTY, KeyTable
-from lmlab.tokenizer.pretokenize import UNIT_RE
+from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE
 from lmlab.tokenizer.units import MAX_KEY_BYTES, UnitCache, Units
 from tests.test_tokenizer_encode import TRICKY
+
+
+def test_docstring_examples():
+    result = doctest.testmod(units_module)
+    assert result.failed == 0 and result.attempted > 0
 
 
 def _byte_spans(texts: list[str]) -> list[tuple[int, int]]:
@@ -32,6 +40,17 @@ def test_units_are_the_unit_pattern_units_of_each_text(texts):
     assert units.is_ascii(np.arange(len(units))).tolist() == [u.isascii() for u in expected]
     per_text = np.cumsum([len(UNIT_RE.findall(text)) for text in texts])
     assert units.text_unit_ends.tolist() == per_text.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TRICKY)
+def test_a_pre_token_is_one_unit(text):
+    """The encoder caches pre-tokens as units, made with ``one_each`` (not cut again)."""
+    pieces = PRETOKEN_RE.findall(text)
+    one_each, cut = Units(pieces, one_each=True), Units(pieces)
+    assert cut.starts.tolist() == one_each.starts.tolist()
+    assert cut.lengths.tolist() == one_each.lengths.tolist()
+    assert (cut.k1 == one_each.k1).all() and (cut.k2 == one_each.k2).all()
 
 
 def test_units_on_every_code_point():

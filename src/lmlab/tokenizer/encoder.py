@@ -139,9 +139,7 @@ class UnitEncoder:
         alone, ascii = units.stand_alone(new), units.is_ascii(new)
         groups = [new[~alone & ascii], new[~alone & ~ascii], new[alone]]
         texts = [units.joined(groups[0]), units.joined(groups[1]), *units.texts(groups[2])]
-        piece_texts = list(chain.from_iterable(map(pretokens, texts)))
-        pieces = Units(piece_texts)
-        assert len(pieces) == len(piece_texts), "each pre-token is one unit"
+        pieces = Units(list(chain.from_iterable(map(pretokens, texts))), one_each=True)
         ids, piece_id_ends = self.units.ids(self._entries(pieces, self._merge))
         # Unit i ends with pre-token cut[i] - 1, so its ids end where that pre-token's ids end.
         ordered = np.concatenate(groups)
