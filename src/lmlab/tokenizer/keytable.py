@@ -40,11 +40,13 @@ class KeyTable:
     def get(self, keys: Keys) -> np.ndarray:
         """The value of each key, or ``EMPTY``."""
         slot = self._slot(keys)
-        probing = np.flatnonzero(self._elsewhere(slot, keys))
+        values = self._values[slot]
+        probing = np.flatnonzero(self._elsewhere(slot, keys, values))
         while len(probing):
             slot[probing] = (slot[probing] + 1) & self._mask
-            probing = probing[self._elsewhere(slot[probing], [k[probing] for k in keys])]
-        return self._values[slot]
+            values[probing] = found = self._values[slot[probing]]
+            probing = probing[self._elsewhere(slot[probing], [k[probing] for k in keys], found)]
+        return values
 
     def add(self, keys: Keys, values: np.ndarray) -> None:
         """Add distinct keys that are not in the table yet, with their values (``>= 0``)."""
@@ -63,12 +65,13 @@ class KeyTable:
             todo, slot = todo[waiting], (slot[waiting] + 1) & self._mask
         self.size += len(values)
 
-    def _elsewhere(self, slot: np.ndarray, keys: Keys) -> np.ndarray:
-        """Whether ``slot`` holds another key than ``keys``, so the search goes on."""
+    def _elsewhere(self, slot: np.ndarray, keys: Keys, values: np.ndarray) -> np.ndarray:
+        """Whether ``slot`` (holding ``values``) holds another key than ``keys``, so the search
+        goes on."""
         other = self._keys[0][slot] != keys[0]
         for table, key in zip(self._keys[1:], keys[1:], strict=True):
             other |= table[slot] != key
-        return other & (self._values[slot] != EMPTY)
+        return other & (values != EMPTY)
 
     def _slot(self, keys: Keys) -> np.ndarray:
         mixed = keys[0]
