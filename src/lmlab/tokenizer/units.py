@@ -192,7 +192,9 @@ class UnitCache:
 
     def forget(self) -> None:
         """Drop every entry but the seeds (which bounds memory)."""
-        self._table = KeyTable(width=2, capacity=len(self._seed_ids))
+        # Room for three times as many learned units as seeds before the table first grows: a
+        # first pass does not stop to rehash, and probes are shorter (GPT-2's: 12 MB).
+        self._table = KeyTable(width=2, capacity=4 * len(self._seed_ids))
         self._long: dict[str, int] = {}
         self._ids = _Column(np.int64)
         self._id_bounds = _Column(np.int64)  # entry e's ids are ids[bounds[e]:bounds[e + 1]]
