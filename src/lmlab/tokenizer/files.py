@@ -18,6 +18,7 @@ from typing import Any
 
 from lmlab.atomic import atomic_write_text
 from lmlab.errors import TokenizerError
+from lmlab.tokenizer.bpe import split_at
 
 
 @cache
@@ -78,7 +79,7 @@ def strs_to_tokens(texts: list[str], where: Callable[[int], str]) -> list[bytes]
         bad = exc.object[exc.start]
         text = bisect_right(ends, exc.start)
         raise TokenizerError(f"{where(text)}: {bad!r} is not a GPT-2 byte character") from None
-    return list(map(data.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+    return split_at(data, ends)
 
 
 def write_vocab(path: Path, vocab: dict[int, bytes]) -> None:

@@ -15,6 +15,16 @@ EMPTY = -1
 
 Keys = Sequence[np.ndarray]
 """Keys of ``width`` words: ``width`` ``uint64`` arrays of the same length, word by word."""
+_MIX = np.uint64(0xC2B2AE3D27D4EB4F)  # folds further words into the first
+
+
+def mix(keys: Keys) -> np.ndarray:
+    """One ``uint64`` word per key, the same for equal keys: what the table hashes, and a sort
+    key that brings equal keys together (with different keys that mix alike between them)."""
+    mixed = keys[0]
+    for key in keys[1:]:
+        mixed = mixed ^ (key * _MIX)
+    return mixed
 
 
 class KeyTable:
@@ -26,7 +36,6 @@ class KeyTable:
     """
 
     _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: spreads nearby keys
-    _MIX = np.uint64(0xC2B2AE3D27D4EB4F)  # folds further words into the first
 
     def __init__(self, width: int, capacity: int = 0, max_load: float = 0.5) -> None:
         """An empty table with room for ``capacity`` keys before it first grows."""
@@ -74,10 +83,7 @@ class KeyTable:
         return other & (values != EMPTY)
 
     def _slot(self, keys: Keys) -> np.ndarray:
-        mixed = keys[0]
-        for key in keys[1:]:
-            mixed = mixed ^ (key * self._MIX)
-        return ((mixed * self._MULTIPLIER) >> self._shift).astype(np.int64)
+        return ((mix(keys) * self._MULTIPLIER) >> self._shift).astype(np.int64)
 
     def _allocate(self, capacity: int) -> None:
         bits = max(4, int(np.ceil(np.log2(max(capacity, 1) / self.max_load))))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lmlab.tokenizer.keytable import EMPTY, KeyTable
+from lmlab.tokenizer.keytable import EMPTY, KeyTable, mix
 from lmlab.tokenizer.pretokenize import WHITESPACE
 
 MAX_KEY_BYTES = 15
@@ -33,7 +33,6 @@ _WIDE_SPACES = {
 }
 _LOW_BYTES = np.array([0] + [(1 << (8 * n)) - 1 for n in range(1, 9)], dtype=np.uint64)
 _ONE, _SIXTY_THREE, _LENGTH_SHIFT = np.uint64(1), np.uint64(63), np.uint64(56)
-_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 class Units:
@@ -105,7 +104,7 @@ class Units:
         short, long = index[~is_long], index[is_long]
         # Sorting one mixed word is 3x faster than sorting by two; equal keys then lie together,
         # unless two keys share a mixed word, which takes the exact sort instead.
-        mixed = self.k1[short] ^ (self.k2[short] * _MIX)
+        mixed = mix([self.k1[short], self.k2[short]])
         order = np.argsort(mixed)
         k1, k2 = self.k1[short[order]], self.k2[short[order]]
         same = (k1[1:] == k1[:-1]) & (k2[1:] == k2[:-1])
