@@ -12,6 +12,7 @@ text's) are looked up by their text.
 
 import re
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Units:
         # Zero padding to whole 64-bit words, and two more, so that keys read past a unit's end.
         self.buffer = data + bytes(-size % 8 + 16)
         self.ascii = joined.isascii()
-        self.space = _space_mask(self.buffer, size, self.ascii)
+        self._size = size
         text_ends = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)))
         if not self.ascii:
             text_ends = _byte_offsets(data, text_ends)
@@ -71,6 +72,12 @@ class Units:
 
     def __len__(self) -> int:
         return len(self.starts)
+
+    @cached_property
+    def space(self) -> np.ndarray:
+        """Whether each byte is (part of) a whitespace character: found when units are cut or
+        asked whether they :meth:`stand_alone`, not for texts that are one unit each."""
+        return _space_mask(self.buffer, self._size, self.ascii)
 
     def texts(self, index: np.ndarray) -> list[str]:
         """The text of each unit in ``index``."""
