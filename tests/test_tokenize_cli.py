@@ -2,6 +2,8 @@
 
 import doctest
 import json
+import subprocess
+import sys
 from collections import Counter
 from itertools import pairwise
 
@@ -62,6 +64,28 @@ def test_help_explains_every_option(capsys):
     for command in (["tokenizer", "train"], ["tokenize"]):
         code, out, _ = cli(capsys, *command, "--help")
         assert code == 0 and "--workers" in out and "--out" in out and "--input" in out
+
+
+def test_tokenizer_commands_import_neither_torch_nor_matplotlib(trained, tmp_path):
+    """Each takes seconds to import (`lmlab tokenize --help` took 4.6 s), and the tokenizer
+    commands use neither: the CLI imports what a command runs when it runs."""
+    source = FIXTURES / "tinystories_sample.txt"
+    script = (
+        "import sys\n"
+        "from lmlab.cli import main\n"
+        f"sys.argv = ['lmlab', 'tokenize', '--tokenizer', {str(trained)!r},"
+        f" '--input', {str(source)!r}, '--out', {str(tmp_path / 'out.bin')!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print(sorted({'torch', 'matplotlib'} & set(sys.modules)))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "[]"
+    assert load_tokens(tmp_path / "out.bin").tolist() == Tokenizer.load(trained).encode(
+        source.read_text(encoding="utf-8")
+    )
 
 
 def test_dtype_follows_vocabulary_size():

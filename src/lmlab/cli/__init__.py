@@ -2,8 +2,13 @@
 
 Each command lives in a small module that registers itself on the shared typer ``app``; ``main``
 turns any :class:`~lmlab.errors.LmlabError` into a one-line ``error: ...`` and a non-zero exit.
+
+A command imports the library modules it runs inside its body: torch and matplotlib take seconds
+to import, and ``lmlab --help``, ``lmlab tokenize`` or ``lmlab data download`` need neither
+(``tests/test_cli.py`` checks that building the CLI imports neither).
 """
 
+import os
 import sys
 
 from lmlab.cli import (
@@ -18,7 +23,6 @@ from lmlab.cli import (
     train,  # noqa: F401  (registers `train`, `eval`)
 )
 from lmlab.cli.app import app
-from lmlab.distributed import world_from_env
 from lmlab.errors import LmlabError
 
 
@@ -27,8 +31,12 @@ def main() -> None:
     try:
         app()
     except LmlabError as exc:
-        world = world_from_env()  # under torchrun, say which rank failed
-        where = f"rank {world.rank}: " if world.size > 1 else ""
+        where = ""
+        if "WORLD_SIZE" in os.environ:  # under torchrun, say which rank failed
+            from lmlab.distributed import world_from_env
+
+            world = world_from_env()
+            where = f"rank {world.rank}: " if world.size > 1 else ""
         print(f"error: {where}{exc}", file=sys.stderr)
         raise SystemExit(1) from None
 

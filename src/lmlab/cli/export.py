@@ -5,7 +5,6 @@ from typing import Annotated
 
 import typer
 
-from lmlab.checkpoint import export_weights, load_model
 from lmlab.cli.app import app
 
 
@@ -20,6 +19,8 @@ def export_command(
     """Write the model's weights as safetensors, with the run's config in the file's metadata:
     any safetensors reader opens it (no pickle, no code run on load), and `lmlab generate` and
     `lmlab eval` take it in place of a run directory."""
+    from lmlab.checkpoint import export_weights, load_model
+
     model, config = load_model(run)
     out = out or (run if run.is_dir() else run.parent) / "model.safetensors"
     export_weights(model, config, out)

@@ -7,9 +7,6 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import TRAINED_MODEL_HELP, app
-from lmlab.device import resolve_device
-from lmlab.generate import Sampling
-from lmlab.inference import complete, load_run
 
 
 def stream(pieces: Iterable[str], prompt: str) -> None:
@@ -46,6 +43,10 @@ def generate_command(
         help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Continue a prompt with a trained model, streaming the text as it is sampled."""
+    from lmlab.device import resolve_device
+    from lmlab.generate import Sampling
+    from lmlab.inference import complete, load_run
+
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     model, _, tok = load_run(run, tokenizer, device=resolve_device(device))
     stream(complete(model, tok, prompt, max_new_tokens, sampling, seed), prompt)

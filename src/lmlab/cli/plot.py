@@ -7,7 +7,6 @@ import typer
 
 from lmlab.cli.app import app
 from lmlab.errors import ConfigError
-from lmlab.plot import DEFAULT_METRICS, load_runs, plot_runs, save_figure
 
 
 @app.command("plot")
@@ -33,6 +32,8 @@ def plot_command(
     Works on runs that are still going; a diverged run ends in a cross."""
     if panels not in ("same", "separate"):
         raise ConfigError(f"--panels must be same or separate, got {panels!r}")
+    from lmlab.plot import DEFAULT_METRICS, load_runs, plot_runs, save_figure
+
     figure = plot_runs(load_runs(runs), x=x, metrics=metric or DEFAULT_METRICS, log=log,
                        smooth=smooth, panels=panels)  # type: ignore[arg-type]
     typer.echo(f"wrote {save_figure(figure, out)}")

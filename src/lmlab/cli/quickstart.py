@@ -8,9 +8,6 @@ import typer
 from lmlab.cli.app import app
 from lmlab.cli.generate import stream
 from lmlab.errors import LmlabError
-from lmlab.generate import Sampling
-from lmlab.inference import complete, load_run
-from lmlab.quickstart import quickstart
 
 
 @app.command("quickstart")
@@ -41,6 +38,10 @@ def quickstart_command(
 ) -> None:
     """Train a tokenizer, tokenize, train the tinystories-cpu model (about ten minutes on two
     CPU cores), evaluate it and print a sample: the whole pipeline in one command."""
+    from lmlab.generate import Sampling
+    from lmlab.inference import complete, load_run
+    from lmlab.quickstart import quickstart
+
     words = list(overrides or [])
     if steps is not None:
         words += [f"train.max_steps={steps}", "train.schedule_over_time=false"]

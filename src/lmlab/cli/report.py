@@ -6,7 +6,6 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import app
-from lmlab.report import write_report
 
 
 @app.command("report")
@@ -20,6 +19,8 @@ def report_command(
 ) -> None:
     """Write the experiment log: per sweep a table of what varied and how each run ended, its
     config changes from the base, a learning-curve figure and a sample from the best run."""
+    from lmlab.report import write_report
+
     path = write_report(runs_dir, out, samples=samples,
                         on_step=lambda message: typer.echo(message, err=True))
     typer.echo(f"wrote {path}")

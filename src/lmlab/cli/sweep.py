@@ -9,8 +9,6 @@ from rich.table import Table
 
 from lmlab.cli.app import app
 from lmlab.errors import ConfigError
-from lmlab.runs import format_value
-from lmlab.sweep import Sweep, is_sweep_file, merge, parse_grid, parse_points, plan, run_sweep
 
 
 @app.command("sweep")
@@ -45,6 +43,8 @@ def sweep_command(
     """Run one training run per point of a grid or list under runs/<sweep>/<point>/, then print
     a summary (also in summary.csv and summary.json). Run it again to continue a stopped sweep:
     finished and diverged points are skipped, the others resume from their checkpoints."""
+    from lmlab.sweep import Sweep, is_sweep_file, merge, parse_grid, parse_points, plan, run_sweep
+
     if is_sweep_file(config):
         base = Sweep.from_file(config, variant)
     elif variant is not None:
@@ -79,6 +79,8 @@ def _table(rows: list[dict[str, Any]], root: Path) -> Table:
 
 
 def _cell(value: Any) -> str:
+    from lmlab.runs import format_value
+
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int) and not isinstance(value, bool):

@@ -6,14 +6,8 @@ from typing import Annotated
 
 import typer
 
-from lmlab.checkpoint import load_model
 from lmlab.cli.app import TRAINED_MODEL_HELP, app
 from lmlab.config import Config, load_config
-from lmlab.data import load_tokens
-from lmlab.device import resolve_device, resolve_dtype
-from lmlab.distributed import launch, world_from_env
-from lmlab.evaluate import evaluate
-from lmlab.train import train
 
 
 def _config_reference() -> str:
@@ -30,6 +24,8 @@ def _config_reference() -> str:
 
 def _say(message: str, err: bool = False) -> None:
     """Print a run's outcome once: under torchrun, rank 0 speaks for every rank."""
+    from lmlab.distributed import world_from_env
+
     if world_from_env().is_main:
         typer.echo(message, err=err)
 
@@ -56,6 +52,9 @@ def train_command(
 ) -> None:
     """Train a model from a config: writes runs/<name>/ with config.json, env.json,
     metrics.jsonl, status and checkpoints/last.pt. Ctrl-C saves a checkpoint and stops."""
+    from lmlab.distributed import launch, world_from_env
+    from lmlab.train import train
+
     if nproc is not None:
         flags = ["--resume"] if resume else []
         progress_flag = "--progress" if progress else "--no-progress"
@@ -93,6 +92,11 @@ def eval_command(
         help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Report loss, perplexity and bits per byte of a trained model over a whole token file."""
+    from lmlab.checkpoint import load_model
+    from lmlab.data import load_tokens
+    from lmlab.device import resolve_device, resolve_dtype
+    from lmlab.evaluate import evaluate
+
     torch_device = resolve_device(device)
     model, config = load_model(run, device=torch_device)
     tokens = load_tokens(data, vocab_size=config.model.vocab_size,
