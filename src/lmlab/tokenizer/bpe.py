@@ -94,15 +94,26 @@ class BatchMerger:
 
     def __call__(self, words: Sequence[bytes]) -> list[list[int]]:
         """The ids of each word (a non-empty byte string) after replaying the merges."""
+        ids, ends = self.flat(words)
+        return split_at(ids.tolist(), ends.tolist())
+
+    def flat(self, words: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all ``words`` one after another, and where each word's ids end in them
+        (``(words,)``): what a numpy caller wants, without a list per word."""
         limit = self.max_batch_length if self.batched and len(words) >= self.min_batch_size else 0
+        if all(len(word) <= limit for word in words):
+            return self._merge_batch(words)
         batch = [i for i, word in enumerate(words) if len(word) <= limit]
-        batched = dict(zip(batch, self._merge_batch([words[i] for i in batch]), strict=True))
-        return [batched[i] if i in batched else self._merge_one(w) for i, w in enumerate(words)]
+        ids, ends = self._merge_batch([words[i] for i in batch])
+        batched = dict(zip(batch, split_at(ids.tolist(), ends.tolist()), strict=True))
+        merged = [batched[i] if i in batched else self._merge_one(w) for i, w in enumerate(words)]
+        ends = np.cumsum(np.fromiter(map(len, merged), np.int64, len(merged)))
+        return np.fromiter(chain.from_iterable(merged), np.int64), ends
 
     def _merge_one(self, word: bytes) -> list[int]:
         return apply_merges(self.byte_ids[list(word)].tolist(), self.ranked)
 
-    def _merge_batch(self, words: list[bytes]) -> list[list[int]]:
+    def _merge_batch(self, words: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """All words side by side in one array; ``rank[i]`` is the rank of the pair at ``i``."""
         lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         ids = self.byte_ids[np.frombuffer(b"".join(words), dtype=np.uint8)]
@@ -132,7 +143,7 @@ class BatchMerger:
             stale = np.concatenate((merged - 1, merged))
             stale = stale[(stale >= 0) & (stale < len(rank))]
             rank[stale], product[stale] = self._look_up(ids, owner, stale)
-        return split_at(ids.tolist(), np.cumsum(lengths).tolist())
+        return ids, np.cumsum(lengths)
 
     def _look_up(self, ids: np.ndarray, owner: np.ndarray, at: np.ndarray):
         """Rank and product of the pairs ``(ids[at], ids[at + 1])``; none across two words."""

@@ -149,9 +149,7 @@ class UnitEncoder:
     def _merge(self, pieces: Units, new: np.ndarray):
         """The ``new`` pre-tokens, their ids after replaying the merges, and where each one's ids
         end in them."""
-        merged = self.merger(pieces.bytes(new))
-        ids = np.fromiter(chain.from_iterable(merged), np.int64)
-        return new, ids, np.cumsum(list(map(len, merged)))
+        return new, *self.merger.flat(pieces.bytes(new))
 
 
 def _whole_pretokens(token_ids: dict[bytes, int]) -> dict[str, int]:
