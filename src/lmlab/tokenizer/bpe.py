@@ -84,8 +84,8 @@ class BatchMerger:
     def __init__(self, byte_ids: Sequence[int], ranked: dict[Pair, tuple[int, int]]) -> None:
         self.byte_ids = np.asarray(byte_ids, dtype=np.int64)
         self.ranked = ranked
-        self.pairs = np.fromiter(chain.from_iterable(ranked), np.int64, 2 * len(ranked))
-        self.pairs = self.pairs.reshape(-1, 2)
+        pairs = np.fromiter(chain.from_iterable(ranked), np.int64, 2 * len(ranked))
+        self.pairs = pairs.reshape(-1, 2)
         """The merged pairs (``(merges, 2)``) in rank order; ``products`` the id each makes."""
         values = np.fromiter(chain.from_iterable(ranked.values()), np.int64, 2 * len(ranked))
         ranks, self.products = values[0::2], values[1::2]
