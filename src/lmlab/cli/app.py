@@ -8,6 +8,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 TRAINED_MODEL_HELP = ("Run directory (its checkpoints/last.pt), checkpoint file or exported "

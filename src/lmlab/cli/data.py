@@ -24,9 +24,10 @@ def download_command(
         help="Folder for train.txt and valid.txt (default: data/<name>).", show_default=False)
     ] = None,
 ) -> None:
-    """Download a dataset from the Hugging Face Hub as train.txt and valid.txt (files already
-    there are kept). Honours HF_ENDPOINT and HF_HUB_OFFLINE; without network it fails in
-    seconds."""
+    """Download a dataset's train.txt and valid.txt from the Hub.
+
+    Files already there are kept. Honours HF_ENDPOINT and HF_HUB_OFFLINE; without network it
+    fails in seconds."""
     paths = download(name.value, out or Path("data") / name.value)
     for split, path in paths.items():
         typer.echo(f"{split}: {path} ({path.stat().st_size:,} bytes)")

@@ -16,9 +16,11 @@ def export_command(
         help="File to write (default: model.safetensors in the run directory).",
         show_default=False)] = None,
 ) -> None:
-    """Write the model's weights as safetensors, with the run's config in the file's metadata:
-    any safetensors reader opens it (no pickle, no code run on load), and `lmlab generate` and
-    `lmlab eval` take it in place of a run directory."""
+    """Save a trained model's weights as one safetensors file.
+
+    The run's config goes into the file's metadata: any safetensors reader opens it (no pickle,
+    no code run on load), and `lmlab generate` and `lmlab eval` take it in place of a run
+    directory."""
     from lmlab.checkpoint import export_weights, load_model
 
     model, config = load_model(run)

@@ -42,7 +42,10 @@ def generate_command(
     device: Annotated[str, typer.Option(
         help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Continue a prompt with a trained model, streaming the text as it is sampled."""
+    """Continue a prompt with a trained model, streaming the text.
+
+    Each piece of text is printed as soon as its tokens are sampled and decode to whole
+    characters."""
     from lmlab.device import resolve_device
     from lmlab.generate import Sampling
     from lmlab.inference import complete, load_run

@@ -28,8 +28,10 @@ def plot_command(
         help="same: every metric on one axes (train dashed); separate: one panel each.")
     ] = "same",
 ) -> None:
-    """Overlay the learning curves of many runs, labelled by what differs between their configs.
-    Works on runs that are still going; a diverged run ends in a cross."""
+    """Overlay the learning curves of many runs in one figure.
+
+    Each curve is labelled by what differs between the runs' configs. Works on runs that are
+    still going; a diverged run ends in a cross."""
     if panels not in ("same", "separate"):
         raise ConfigError(f"--panels must be same or separate, got {panels!r}")
     from lmlab.plot import DEFAULT_METRICS, load_runs, plot_runs, save_figure

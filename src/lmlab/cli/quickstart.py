@@ -36,8 +36,10 @@ def quickstart_command(
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Draw progress bars.")] = True,
 ) -> None:
-    """Train a tokenizer, tokenize, train the tinystories-cpu model (about ten minutes on two
-    CPU cores), evaluate it and print a sample: the whole pipeline in one command."""
+    """The whole pipeline in one command, on TinyStories.
+
+    Train a tokenizer, tokenize, train the tinystories-cpu model (about ten minutes on two CPU
+    cores), evaluate it and print a sample."""
     from lmlab.generate import Sampling
     from lmlab.inference import complete, load_run
     from lmlab.quickstart import quickstart

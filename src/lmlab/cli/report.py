@@ -17,8 +17,10 @@ def report_command(
     samples: Annotated[bool, typer.Option(
         "--samples/--no-samples", help="A short sample from each group's best run.")] = True,
 ) -> None:
-    """Write the experiment log: per sweep a table of what varied and how each run ended, its
-    config changes from the base, a learning-curve figure and a sample from the best run."""
+    """Write the experiment log of a folder of runs, in Markdown.
+
+    Per sweep: a table of what varied and how each run ended, its config changes from the base,
+    a learning-curve figure and a sample from the best run."""
     from lmlab.report import write_report
 
     path = write_report(runs_dir, out, samples=samples,

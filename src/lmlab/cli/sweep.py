@@ -40,8 +40,10 @@ def sweep_command(
         help="Rescale optim.lr_max by (tokens per step / base tokens per step) to the power "
         "1/2 (sqrt) or 1 (linear).", show_default=False)] = None,
 ) -> None:
-    """Run one training run per point of a grid or list under runs/<sweep>/<point>/, then print
-    a summary (also in summary.csv and summary.json). Run it again to continue a stopped sweep:
+    """Train one run per point of a grid or list of overrides.
+
+    The runs go under runs/<sweep>/<point>/, and a summary is printed at the end (also in
+    summary.csv and summary.json). Run the same command again to continue a stopped sweep:
     finished and diverged points are skipped, the others resume from their checkpoints."""
     from lmlab.sweep import Sweep, is_sweep_file, merge, parse_grid, parse_points, plan, run_sweep
 

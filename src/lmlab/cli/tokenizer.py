@@ -59,6 +59,9 @@ def tokenize(
     ],
     workers: Workers = None,
 ) -> None:
-    """Encode a text file into a flat uint16/uint32 .bin of token ids plus a JSON sidecar."""
+    """Encode a text file into a .bin of token ids and a sidecar.
+
+    The .bin is a flat array of uint16 ids (uint32 above 65,536 tokens), ready for np.memmap;
+    the JSON sidecar beside it says what it holds and which tokenizer wrote it."""
     info = tokenize_file(Tokenizer.load(tokenizer), input, out, num_workers=workers)
     typer.echo(f"wrote {info.count} {info.dtype} ids to {out} and {sidecar_path(out)}")

@@ -50,8 +50,10 @@ def train_command(
         "N times that; resume with --resume on any N that keeps it.", show_default=False)
     ] = None,
 ) -> None:
-    """Train a model from a config: writes runs/<name>/ with config.json, env.json,
-    metrics.jsonl, status and checkpoints/last.pt. Ctrl-C saves a checkpoint and stops."""
+    """Train a model from a TOML config.
+
+    Writes runs/<name>/ with config.json, env.json, metrics.jsonl, status and
+    checkpoints/last.pt. Ctrl-C saves a checkpoint and stops."""
     from lmlab.distributed import launch, world_from_env
     from lmlab.train import train
 
@@ -91,7 +93,9 @@ def eval_command(
     device: Annotated[str, typer.Option(
         help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Report loss, perplexity and bits per byte of a trained model over a whole token file."""
+    """Loss, perplexity and bits per byte of a model on a token file.
+
+    Every token of the file is scored once, in windows of the model's context length."""
     from lmlab.checkpoint import load_model
     from lmlab.data import load_tokens
     from lmlab.device import resolve_device, resolve_dtype
