@@ -70,7 +70,9 @@ def _check_fits(tokenizer: Tokenizer, where: str | Path, config: Config, expecte
                 train_path: Path) -> None:
     if expected is not None and tokenizer.fingerprint() != expected:
         raise TokenizerError(f"tokenizer {where} is not the one that made the run's data "
-                             f"{train_path} (its fingerprint differs from the sidecar's)")
+                             f"{train_path} (its fingerprint differs from the sidecar's; if it "
+                             f"is, the sidecar predates lmlab's current fingerprint: run "
+                             f"`lmlab tokenize` on the text again)")
     if tokenizer.vocab_size > config.model.vocab_size:
         raise TokenizerError(f"tokenizer {where} has {tokenizer.vocab_size} tokens, more than the "
                              f"model's {config.model.vocab_size} (model.vocab_size)")
