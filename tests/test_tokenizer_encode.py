@@ -267,6 +267,7 @@ def test_fingerprint_tells_tokenizers_apart():
         fingerprint(vocab=vocab | {259: b"xz"}),
         fingerprint(vocab={**{i: t for i, t in vocab.items() if i != 259}, 260: b"xy"}),
         fingerprint(vocab=vocab | {260: b"ab"}),  # the same bytes at a second id
+        fingerprint(vocab=vocab | {10**9: b"xy"}),  # far apart (vocab_size 10**9 + 1)
         fingerprint(specials=()),
         fingerprint(specials=("<|end|>",)),
         fingerprint(specials=(EOT, "ab")),  # a special token already in the vocabulary

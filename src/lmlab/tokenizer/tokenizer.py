@@ -96,10 +96,8 @@ class Tokenizer:
         those tokens' bytes), any other token with its bytes, and the special tokens.
         """
         merger = self._encoder.merger
-        spelled = np.zeros(self.vocab_size, dtype=bool)
-        spelled[merger.byte_ids] = spelled[merger.products] = True
-        others = np.sort(np.fromiter(self.vocab, np.int64, len(self.vocab)))
-        others = others[~spelled[others]]
+        ids = np.sort(np.fromiter(self.vocab, np.int64, len(self.vocab)))
+        others = ids[~np.isin(ids, np.concatenate((merger.byte_ids, merger.products)))]
         digest = hashlib.sha256(np.array([len(merger.pairs), len(others)]).tobytes())
         for array in (merger.byte_ids, merger.pairs, merger.products, others):
             digest.update(array.astype(np.int64).tobytes())
