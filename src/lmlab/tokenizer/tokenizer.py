@@ -8,7 +8,7 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import count, starmap
-from operator import itemgetter
+from operator import add, itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,7 @@ class Tokenizer:
         self._special_ids = {tok: ids[tok.encode("utf-8")] for tok in self.special_tokens}
         left = list(map(ids.get, map(itemgetter(0), self.merges)))
         right = list(map(ids.get, map(itemgetter(1), self.merges)))
-        made = list(map(ids.get, starmap(bytes.__add__, self.merges)))
+        made = list(map(ids.get, starmap(add, self.merges)))
         if None in left or None in right or None in made:
             merges = enumerate(zip(left, right, made, strict=True))
             rank = next(r for r, merge in merges if None in merge)
