@@ -319,6 +319,13 @@ def test_malformed_tokenizer_directory(tmp_path, vocab, merges, message):
         Tokenizer.load(_write_tokenizer(tmp_path / "tok", vocab, merges))
 
 
+def test_merges_of_str_not_bytes():
+    """The Python API takes merges as byte strings; text is a missing token, not a crash."""
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"ab"}
+    with pytest.raises(TokenizerError, match=r"merge 1 \('a' 'b'\) uses a token missing"):
+        Tokenizer(vocab, [("a", "b")])
+
+
 def test_missing_tokenizer_directory(tmp_path):
     with pytest.raises(TokenizerError, match="no such tokenizer directory"):
         Tokenizer.load(tmp_path / "nope")

@@ -70,7 +70,8 @@ class Tokenizer:
             merges = enumerate(zip(left, right, made, strict=True))
             rank = next(r for r, merge in merges if None in merge)
             a, b = self.merges[rank]
-            where = f"merge {rank + 1} ({token_to_str(a)} {token_to_str(b)})"
+            shown = [token_to_str(t) if isinstance(t, bytes) else repr(t) for t in (a, b)]
+            where = f"merge {rank + 1} ({' '.join(shown)})"
             raise TokenizerError(f"{where} uses a token missing from the vocabulary")
         ranks: dict[Pair, tuple[int, int]] = {}  # pair -> (rank, merged id); a repeat is unused
         deque(map(ranks.setdefault, zip(left, right, strict=True), zip(count(), made)), maxlen=0)
