@@ -5,7 +5,7 @@ turns any :class:`~lmlab.errors.LmlabError` into a one-line ``error: ...`` and a
 
 A command imports the library modules it runs inside its body: torch and matplotlib take seconds
 to import, and ``lmlab --help``, ``lmlab tokenize`` or ``lmlab data download`` need neither
-(``tests/test_cli.py`` checks that building the CLI imports neither).
+(``tests/test_tokenize_cli.py`` checks that ``lmlab tokenize`` imports neither).
 """
 
 import os
