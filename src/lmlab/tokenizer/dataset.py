@@ -137,13 +137,9 @@ def _init_worker(tokenizer: Tokenizer) -> None:
     _worker_tokenizer = tokenizer
 
 
-def _worker() -> Tokenizer:
-    assert _worker_tokenizer is not None, "the pool initializer sets the tokenizer"
-    return _worker_tokenizer
-
-
 def _encode_chunk(task: tuple[Path, int, int, np.dtype]) -> tuple[int, np.ndarray]:
-    return _encode_with(_worker(), task)
+    assert _worker_tokenizer is not None, "the pool initializer sets the tokenizer"
+    return _encode_with(_worker_tokenizer, task)
 
 
 def _encode_with(tokenizer: Tokenizer, task: tuple[Path, int, int, np.dtype]):
