@@ -111,14 +111,16 @@ class Units:
         short, long = index[~is_long], index[is_long]
         # Sorting one mixed word is 3x faster than sorting by two; equal keys then lie together,
         # unless two keys share a mixed word, which takes the exact sort instead.
+        def same_as_previous(order: np.ndarray) -> np.ndarray:
+            k1, k2 = self.k1[short[order]], self.k2[short[order]]
+            return (k1[1:] == k1[:-1]) & (k2[1:] == k2[:-1])
+
         mixed = mix([self.k1[short], self.k2[short]])
         order = np.argsort(mixed)
-        k1, k2 = self.k1[short[order]], self.k2[short[order]]
-        same = (k1[1:] == k1[:-1]) & (k2[1:] == k2[:-1])
+        same = same_as_previous(order)
         if (~same & (mixed[order][1:] == mixed[order][:-1])).any():
             order = np.lexsort((self.k2[short], self.k1[short]))
-            k1, k2 = self.k1[short[order]], self.k2[short[order]]
-            same = (k1[1:] == k1[:-1]) & (k2[1:] == k2[:-1])
+            same = same_as_previous(order)
         first = np.concatenate(([True], ~same))[: len(order)]
         long_ones = dict(zip(self.texts(long), long.tolist(), strict=True)).values()
         return np.concatenate((short[order[first]], np.fromiter(long_ones, np.int64)))
