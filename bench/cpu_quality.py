@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import describe_machine  # noqa: E402
 from lmlab.quickstart import quickstart  # noqa: E402
-from lmlab.tracking import RunDir  # noqa: E402
+from lmlab.training.rundir import RunDir  # noqa: E402
 
 SHARED_TEXT = REPO.parent / "shared" / "data" / "tinystories"
 TARGET_BPB = 1.09

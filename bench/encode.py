@@ -7,7 +7,7 @@ train, and 20x concatenations of them, alternating lmlab and tiktoken so load hi
 - ``encode``: one process, one thread. ``first pass`` is a fresh tokenizer (empty cache);
   ``warm`` is the best later pass (the steady state over a large corpus, where the cache of
   repeated text is full). tiktoken has no such cache: every pass is the same for it.
-- ``tokenize``: :func:`lmlab.tokenizer.dataset.tokenize_file` with ``--workers`` processes (at most
+- ``tokenize``: :func:`lmlab.tokens.tokenize_file` with ``--workers`` processes (at most
   one per 4 MB of input) and a fresh tokenizer, including pool start-up and writing the ``.bin``.
 
 Speeds are MB/s of UTF-8 input, the best of ``--repeats``; ratios are lmlab / tiktoken.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.tokenizer_common import DATA, SAMPLES, concatenated, describe_machine, label  # noqa: E402
 from lmlab.tokenizer import Tokenizer  # noqa: E402
-from lmlab.tokenizer.dataset import load_tokens, tokenize_file  # noqa: E402
+from lmlab.tokens import load_tokens, tokenize_file  # noqa: E402
 
 EOT = "<|endoftext|>"
 KINDS = ("tiktoken", "first", "warm", "tokenize")
@@ -80,7 +80,7 @@ def main() -> None:
                 run = partial(tokenize_file, fresh(), path, out, num_workers=args.workers)
                 times["tokenize"].append(seconds(run, progress=False))
             assert tokenizer.encode(text) == expected, f"ids differ from tiktoken on {path}"
-            assert load_tokens(out).tolist() == expected, f"tokenize differs on {path}"
+            assert load_tokens(out).tokens.tolist() == expected, f"tokenize differs on {path}"
             mb = len(text.encode("utf-8")) / 1e6
             speed = {name: mb / min(t) for name, t in times.items()}
             ref = speed["tiktoken"]

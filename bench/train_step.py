@@ -10,6 +10,12 @@ the median over rounds of lmlab tokens/s / reference tokens/s (> 1 means lmlab i
     python bench/train_step.py                       # both configs, eager and compiled
     python bench/train_step.py --configs cpu-small --modes eager --rounds 3
     python bench/train_step.py --batch-size 64       # e.g. on a GPU (bf16 autocast there)
+    python bench/train_step.py --autograd attention  # lmlab without a hand-written backward
+
+``--autograd NAME`` swaps one of lmlab's hand-written autograd Functions (``silu_gate``,
+``attention``, ``cross_entropy``) for autograd over the plain formula, so that the ratio with and
+without it shows what the Function pays for itself. Each line also gives the bytes that the
+forward pass keeps for the backward (``saved=``, parameters aside): the activation memory.
 """
 
 import argparse
@@ -24,13 +30,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import lmlab.loss  # noqa: E402
+import lmlab.nn.attention  # noqa: E402
+import lmlab.nn.layers  # noqa: E402
 from bench.common import describe_machine  # noqa: E402
 from bench.reference_lm import ReferenceLM  # noqa: E402
 from lmlab.config import ModelConfig  # noqa: E402
 from lmlab.device import autocast as device_autocast  # noqa: E402
 from lmlab.device import resolve_device, resolve_dtype  # noqa: E402
-from lmlab.loss import cross_entropy  # noqa: E402
-from lmlab.nn import TransformerLM  # noqa: E402
+from lmlab.nn import TransformerLM, scaled_dot_product_attention  # noqa: E402
 from lmlab.optim import AdamW, clip_grad_norm  # noqa: E402
 
 CONFIGS = {
@@ -56,6 +64,48 @@ PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 HYPER = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 
 
+def _plain_attention(query, key, value):
+    """Autograd over lmlab's reference attention with the causal mask (queries last)."""
+    seq, keys = query.shape[-2], key.shape[-2]
+    mask = torch.ones(seq, keys, dtype=torch.bool, device=query.device).tril(keys - seq)
+    return scaled_dot_product_attention(query, key, value, mask)
+
+
+def _plain_cross_entropy(logits, targets):
+    """Autograd over ``log(sum(exp(logits - max))) + max - logits[target]``, in float32: what
+    lmlab's loss would be without its hand-written backward."""
+    logits = logits.float().flatten(0, -2)
+    peak = logits.amax(dim=-1, keepdim=True).detach()
+    log_sum_exp = (logits - peak).exp().sum(dim=-1).log() + peak.squeeze(-1)
+    return (log_sum_exp - logits.gather(-1, targets.reshape(-1, 1)).squeeze(-1)).mean()
+
+
+PLAIN = {  # name: (module, attribute, the formula with autograd's gradient)
+    "silu_gate": (lmlab.nn.layers, "silu_gate", lambda a, b: a * torch.sigmoid(a) * b),
+    "attention": (lmlab.nn.attention, "causal_attention", _plain_attention),
+    "cross_entropy": (lmlab.loss, "cross_entropy", _plain_cross_entropy),
+}
+
+
+def saved_bytes(model: torch.nn.Module, loss_fn: Callable, batch, autocast) -> int:
+    """Bytes of the distinct tensors one forward pass keeps for its backward, parameters aside."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    inputs, targets = batch
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast():
+        loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(saved.values())
+
+
 def make_lmlab_step(config: ModelConfig, device: torch.device, compile_model: bool):
     model = TransformerLM(config, device=device)
     optimizer = AdamW(model.parameters(), **HYPER)
@@ -63,7 +113,7 @@ def make_lmlab_step(config: ModelConfig, device: torch.device, compile_model: bo
 
     def step(inputs: torch.Tensor, targets: torch.Tensor, autocast) -> None:
         with autocast():
-            loss = cross_entropy(forward(inputs), targets)
+            loss = lmlab.loss.cross_entropy(forward(inputs), targets)  # looked up: --autograd
         loss.backward()
         clip_grad_norm(model.parameters(), 1.0)
         optimizer.step()
@@ -123,6 +173,8 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
     def autocast():
         return device_autocast(device, amp_dtype)
 
+    saved = saved_bytes(model, lmlab.loss.cross_entropy, batch, autocast)
+
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for step in (lmlab_step, ref_step):  # warm up (and compile)
         time_steps(step, batch, args.warmup, device, autocast, clock)
@@ -138,10 +190,12 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
     per_round = zip(rounds["lmlab"], rounds["reference"], strict=True)
     ratio = statistics.median(reference / lmlab for lmlab, reference in per_round)
     variant = "fused-attn" if args.fused_attention else "own-attn"
+    variant += "".join(f" autograd-{name}" for name in args.autograd)
     precision = "bf16" if amp_dtype is not None else "fp32"
     line = (
         f"{name:<10} {mode:<8} {variant:<10} batch={batch_size:<4} {precision} "
-        f"lmlab={rate['lmlab']:>10,.0f} tok/s  reference={rate['reference']:>10,.0f} tok/s"
+        f"lmlab={rate['lmlab']:>10,.0f} tok/s  reference={rate['reference']:>10,.0f} tok/s  "
+        f"saved={saved / 2**20:,.0f} MB"
     )
     if device.type == "cuda":
         peak = next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name()), None)
@@ -173,6 +227,13 @@ def main() -> None:
         help="time lmlab with the opt-in model.fused_attention fast path",
     )
     parser.add_argument(
+        "--autograd",
+        nargs="*",
+        default=[],
+        choices=list(PLAIN),
+        help="swap these hand-written autograd Functions for autograd over the plain formula",
+    )
+    parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
         default="wall",
@@ -183,6 +244,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    for name in args.autograd:
+        module, attribute, plain = PLAIN[name]
+        setattr(module, attribute, plain)
     device = resolve_device(args.device)
     print(
         f"# train_step on {describe_machine(device)}, threads={torch.get_num_threads()}, "

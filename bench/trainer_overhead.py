@@ -29,13 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import describe_machine  # noqa: E402
 from lmlab.config import Config, config_from_dict, load_config  # noqa: E402
-from lmlab.data import RandomBatches, load_tokens  # noqa: E402
 from lmlab.device import autocast, resolve_device, resolve_dtype  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.optim import clip_grad_norm  # noqa: E402
-from lmlab.tracking import RunDir  # noqa: E402
-from lmlab.train import build_optimizer, learning_rate, set_learning_rate, train  # noqa: E402
+from lmlab.tokens import load_tokens
+from lmlab.training.batches import RandomBatches  # noqa: E402
+from lmlab.training.loop import build_optimizer, learning_rate, set_learning_rate, train  # noqa: E402
+from lmlab.training.rundir import RunDir  # noqa: E402
 from tests.tiny_runs import write_tokens  # noqa: E402
 
 

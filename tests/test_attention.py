@@ -5,7 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from lmlab.nn import CausalSelfAttention, RotaryPositionalEmbedding, scaled_dot_product_attention
+from lmlab.nn import (
+    CausalSelfAttention,
+    LayerKVCache,
+    RotaryPositionalEmbedding,
+    scaled_dot_product_attention,
+)
 from lmlab.nn.attention import causal_attention
 
 
@@ -124,7 +129,7 @@ def _reference_attention(attn: CausalSelfAttention, x: torch.Tensor, theta: floa
 @pytest.mark.parametrize("use_rope", [True, False])
 def test_causal_self_attention_matches_reference(use_rope):
     rope = RotaryPositionalEmbedding(10000.0, 8, 32) if use_rope else None
-    attn = CausalSelfAttention(d_model=32, num_heads=4, max_seq_len=32, rope=rope)
+    attn = CausalSelfAttention(d_model=32, num_heads=4, rope=rope)
     x = torch.randn(2, 20, 32, requires_grad=True)
     out, expected = attn(x), _reference_attention(attn, x, 10000.0 if use_rope else None)
     assert_close(out, expected)
@@ -134,7 +139,7 @@ def test_causal_self_attention_matches_reference(use_rope):
 
 def test_causal_self_attention_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="divisible by num_heads"):
-        CausalSelfAttention(d_model=30, num_heads=4, max_seq_len=8)
+        CausalSelfAttention(d_model=30, num_heads=4)
 
 
 def test_sdpa_in_bfloat16_stays_close_to_float32():
@@ -150,7 +155,7 @@ def test_fused_attention_computes_the_same_function_and_gradients(use_rope):
     def build(fused: bool) -> CausalSelfAttention:
         torch.manual_seed(0)
         rope = RotaryPositionalEmbedding(10000.0, 8, 32) if use_rope else None
-        return CausalSelfAttention(32, 4, 32, rope, fused=fused)
+        return CausalSelfAttention(32, 4, rope, fused=fused)
 
     ours, fused = build(False), build(True)
     x = torch.randn(2, 20, 32, requires_grad=True)
@@ -166,9 +171,7 @@ def test_fused_attention_computes_the_same_function_and_gradients(use_rope):
 
 
 def test_fused_attention_with_kv_cache_matches_full_forward():
-    from lmlab.nn import LayerKVCache
-
-    attn = CausalSelfAttention(32, 4, 32, RotaryPositionalEmbedding(10000.0, 8, 32), fused=True)
+    attn = CausalSelfAttention(32, 4, RotaryPositionalEmbedding(10000.0, 8, 32), fused=True)
     x = torch.randn(2, 12, 32)
     cache = LayerKVCache()
     pieces = [attn(x[:, :5], cache=cache)] + [
@@ -201,3 +204,28 @@ def test_rope_accepts_any_strides_and_keeps_the_dtype():
     half = rope(sliced.bfloat16(), positions)
     assert half.dtype == torch.bfloat16
     assert_close(half.float(), rope(sliced.bfloat16().float(), positions), atol=0.02, rtol=0.02)
+
+
+@pytest.mark.parametrize(("past", "seq"), [(5, 1), (7, 3), (40, 70), (64, 64)])
+def test_causal_attention_after_cached_keys_matches_torch_with_the_offset_mask(past, seq):
+    """Decoding with a KV cache: the queries are the last `seq` of `past + seq` positions."""
+    q = torch.randn(2, 3, seq, 8, requires_grad=True)
+    k, v = (torch.randn(2, 3, past + seq, 8, requires_grad=True) for _ in range(2))
+    mask = torch.ones(seq, past + seq, dtype=torch.bool).tril(past)
+    out = causal_attention(q, k, v)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert_close(out, expected)
+    grad_out = torch.randn_like(out)
+    for ours, theirs in zip(torch.autograd.grad(out, (q, k, v), grad_out),
+                            torch.autograd.grad(expected, (q, k, v), grad_out), strict=True):
+        assert_close(ours, theirs)
+
+
+def test_own_attention_with_kv_cache_matches_full_forward():
+    attn = CausalSelfAttention(32, 4, RotaryPositionalEmbedding(10000.0, 8, 32))
+    x = torch.randn(2, 12, 32)
+    cache = LayerKVCache()
+    pieces = [attn(x[:, :5], cache=cache)] + [
+        attn(x[:, t : t + 1], cache=cache) for t in range(5, 12)
+    ]
+    assert_close(torch.cat(pieces, dim=1), attn(x), rtol=1e-4, atol=1e-5)

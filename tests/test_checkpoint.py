@@ -9,7 +9,11 @@ import safetensors.torch
 import torch
 
 from lmlab import errors
-from lmlab.checkpoint import (
+from lmlab.config import ModelConfig, load_config
+from lmlab.errors import CheckpointError
+from lmlab.nn import TransformerLM
+from lmlab.optim import AdamW
+from lmlab.training.checkpoint import (
     export_weights,
     load_checkpoint,
     load_model,
@@ -17,10 +21,6 @@ from lmlab.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from lmlab.config import ModelConfig, load_config
-from lmlab.errors import CheckpointError
-from lmlab.nn import TransformerLM
-from lmlab.optim import AdamW
 from tests.tiny_runs import tiny_run
 
 TINY = ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lmlab.data import RandomBatches, get_batch, load_tokens, sampled_batches, sequential_batches
 from lmlab.errors import DataError
-from lmlab.tokenizer.dataset import sidecar_path
+from lmlab.tokens import load_tokens, sidecar_path
+from lmlab.training.batches import RandomBatches, get_batch, sampled_batches, sequential_batches
 from tests.tiny_runs import write_tokens
 
 

@@ -1,9 +1,9 @@
 """Data-parallel training on CPUs: 2 gloo processes started by torchrun (`lmlab train --nproc 2`).
 
 The parity checks compare logged losses with ``rtol=1e-5``: the same windows are seen in every
-split of a global batch (see :class:`lmlab.data.RandomBatches`), and only the order of float32
-sums differs (a gradient averaged over 2 ranks vs. over one batch twice the size). A resume
-under the same world size is exact.
+split of a global batch (see :class:`lmlab.training.batches.RandomBatches`), and only the order
+of float32 sums differs (a gradient averaged over 2 ranks vs. over one batch twice the size). A
+resume under the same world size is exact.
 """
 
 import doctest
@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmlab import distributed
-from lmlab import torchrun as torchrun_wrapper
 from lmlab.config import load_config
-from lmlab.distributed import World
 from lmlab.errors import ConfigError
-from lmlab.tracking import RunDir
-from lmlab.train import train
+from lmlab.training import distributed
+from lmlab.training import torchrun as torchrun_wrapper
+from lmlab.training.distributed import World
+from lmlab.training.loop import train
+from lmlab.training.rundir import RunDir
 from tests.lmlab_cli import cli
 from tests.tiny_runs import tiny_run
 
@@ -36,7 +36,7 @@ FAILING_RANK = """\
 import os
 
 if os.environ.get("RANK") == "1":  # rank 1 fails at step 6, while rank 0 waits for it
-    from lmlab.data import RandomBatches
+    from lmlab.training.batches import RandomBatches
     from lmlab.errors import DataError
 
     draw, drawn = RandomBatches.next_step, []
@@ -218,9 +218,10 @@ def test_each_rank_takes_its_own_gpu_and_rejects_a_fixed_one() -> None:
 
 
 def test_a_parallel_sweep_gives_each_run_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`lmlab sweep --parallel N` runs one `lmlab train` per visible GPU (lmlab/sweep.py)."""
-    from lmlab import sweep
+    """`lmlab sweep --parallel N` runs one training process per visible GPU
+    (lmlab/experiments/runner.py)."""
+    from lmlab.experiments import runner
 
-    monkeypatch.setattr(sweep, "_visible_gpus", lambda: ["0", "1", "2"])
-    assert [env["CUDA_VISIBLE_DEVICES"] for env in sweep._worker_envs(3)] == ["0", "1", "2"]
-    assert [env["CUDA_VISIBLE_DEVICES"] for env in sweep._worker_envs(4)][3] == "0"  # shared
+    monkeypatch.setattr(runner, "_visible_gpus", lambda: ["0", "1", "2"])
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in runner.worker_envs(3)] == ["0", "1", "2"]
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in runner.worker_envs(4)][3] == "0"  # shared

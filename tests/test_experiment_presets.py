@@ -9,7 +9,9 @@ import pytest
 
 from lmlab.config import Config, load_config
 from lmlab.errors import ConfigError
-from lmlab.sweep import Sweep, is_sweep_file, merge, plan, run_sweep
+from lmlab.experiments.planning import plan
+from lmlab.experiments.runner import run_sweep
+from lmlab.experiments.sweep import Sweep, is_sweep_file
 from tests import test_readme
 from tests.tiny_runs import tiny_run
 
@@ -26,10 +28,10 @@ def test_one_preset_per_cs336_problem() -> None:
 def _tiny(sweep: Sweep, tmp_path: Path) -> Sweep:
     """The preset on tiny test data, with a model and a time budget small enough for a test."""
     data = [w for w in tiny_run(tmp_path) if w.startswith(("data.", "run.runs_dir"))]
-    return merge(sweep, overrides=[*data, "model.context_length=16", "model.d_model=32",
-                                   "model.num_layers=1", "model.num_heads=2",
-                                   "train.batch_size=2", "train.time_budget_s=0.3",
-                                   "train.compile=false", "train.device=cpu"])
+    return sweep.merge(overrides=[*data, "model.context_length=16", "model.d_model=32",
+                                  "model.num_layers=1", "model.num_heads=2",
+                                  "train.batch_size=2", "train.time_budget_s=0.3",
+                                  "train.compile=false", "train.device=cpu"])
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda path: path.stem)

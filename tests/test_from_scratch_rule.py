@@ -103,7 +103,7 @@ OPT_IN_FAST_PATHS = {
 }
 # Distribution is not part of the from-scratch core: it wraps the finished model from outside
 # (torchtitan's separation), so PyTorch's DDP is allowed there and nowhere else.
-DISTRIBUTION = {"distributed.py": {"torch.nn.parallel.DistributedDataParallel"}}
+DISTRIBUTION = {"training/distributed.py": {"torch.nn.parallel.DistributedDataParallel"}}
 
 
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))

@@ -8,8 +8,8 @@ from lmlab.errors import TokenizerError
 from lmlab.generate import Sampling
 from lmlab.inference import complete, find_tokenizer, load_run
 from lmlab.tokenizer import Tokenizer, train_bpe
-from lmlab.tokenizer.dataset import tokenize_file
-from lmlab.train import train
+from lmlab.tokens import tokenize_file
+from lmlab.training.loop import train
 from tests.lmlab_cli import cli
 from tests.tokenizer_refs import FIXTURES, need
 

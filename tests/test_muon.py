@@ -10,7 +10,7 @@ from torch.testing import assert_close
 from lmlab.config import load_config
 from lmlab.nn import TransformerLM
 from lmlab.optim import Muon, orthogonalize
-from lmlab.train import build_optimizer, train
+from lmlab.training.loop import build_optimizer, train
 from tests.tiny_runs import tiny_run
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lmlab.plot import load_runs, plot_runs, smoothed
-from lmlab.tracking import RunDir
+from lmlab.experiments.plot import load_runs, plot_runs, smoothed
+from lmlab.training.rundir import RunDir
 from tests.lmlab_cli import cli
 
 

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from lmlab.report import write_report
-from lmlab.sweep import Sweep, plan, run_sweep
+from lmlab.experiments.planning import plan
+from lmlab.experiments.report import write_report
+from lmlab.experiments.runner import run_sweep
+from lmlab.experiments.sweep import Sweep
 from lmlab.tokenizer import Tokenizer, train_bpe
-from lmlab.tokenizer.dataset import tokenize_file
+from lmlab.tokens import tokenize_file
 from tests.conftest import SHARED_DATA
 from tests.test_plot import fake_run
 from tests.test_train import cli

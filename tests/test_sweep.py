@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from lmlab.errors import ConfigError
-from lmlab.runs import Run
-from lmlab.sweep import Sweep, plan, run_sweep
-from lmlab.tracking import RunDir
+from lmlab.experiments.planning import plan
+from lmlab.experiments.runner import run_sweep
+from lmlab.experiments.sweep import Sweep
+from lmlab.training.rundir import Run, RunDir
 from tests.test_train import cli
 from tests.tiny_runs import CONTEXT, tiny_run
 
@@ -148,9 +149,30 @@ def test_bad_input_is_an_error_before_any_run(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_parallel_workers_get_a_share_of_the_cpu_threads(monkeypatch) -> None:
-    from lmlab.sweep import _worker_envs
+    from lmlab.experiments.runner import worker_envs
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    envs = _worker_envs(2)
+    envs = worker_envs(2)
     assert len(envs) == 2
     assert envs[0]["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+
+
+def test_the_training_entry_point_trains_a_json_config_and_rejects_bad_input(
+        tmp_path: Path) -> None:
+    """`python -m lmlab.training` (what sweep subprocesses run): a config as JSON on stdin."""
+    point = plan(tiny_sweep(tmp_path, "train.max_steps=10", grid={"optim.lr_max": ["1e-3"]}))
+    config = point.points[0].config
+
+    def entry(stdin: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lmlab.training"], input=stdin, text=True,
+                              capture_output=True, cwd=REPO, timeout=300)
+
+    done = entry(config.model_dump_json())
+    assert done.returncode == 0, done.stderr
+    assert RunDir(config.run_dir).status == "finished"
+    assert Run.load(config.run_dir).summary()["steps"] == 10
+    for stdin, message in [("{not json", "error: stdin holds no JSON config"),
+                           ('{"train": {}}', "error: stdin: missing key 'data'")]:
+        bad = entry(stdin)
+        assert bad.returncode == 1 and bad.stderr.startswith(message), bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

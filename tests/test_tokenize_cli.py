@@ -12,15 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lmlab import tokens
 from lmlab.errors import DataError
-from lmlab.tokenizer import Tokenizer, dataset, train_bpe
-from lmlab.tokenizer.dataset import load_tokens, read_token_info, sidecar_path, token_dtype
+from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokenizer.pretokenize import (
     count_pretokens,
     find_chunk_boundaries,
     read_text,
     special_token_regex,
 )
+from lmlab.tokens import load_tokens, read_token_info, sidecar_path, token_dtype
 from tests.lmlab_cli import cli
 from tests.tokenizer_refs import FIXTURES, need
 
@@ -41,8 +42,8 @@ def trained(tmp_path, capsys):
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
-    monkeypatch.setattr(dataset, "CHUNK_BYTES", 700)  # many chunks even for a small file
-    monkeypatch.setattr(dataset, "WORKER_MIN_BYTES", 700)  # and every worker used
+    monkeypatch.setattr(tokens, "CHUNK_BYTES", 700)  # many chunks even for a small file
+    monkeypatch.setattr(tokens, "WORKER_MIN_BYTES", 700)  # and every worker used
     source = FIXTURES / "tinystories_sample.txt"
     out = tmp_path / "data" / "train.bin"
     code, _, err = cli(
@@ -52,7 +53,7 @@ def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
     assert code == 0, err
     tok = Tokenizer.load(trained)
     expected = tok.encode(source.read_text(encoding="utf-8"))
-    assert load_tokens(out).tolist() == expected
+    assert load_tokens(out).tokens.tolist() == expected
     info = read_token_info(out)
     assert info.dtype == "uint16" and info.count == len(expected) and info.vocab_size == 400
     assert info.source_bytes == source.stat().st_size and info.source_path == str(source.resolve())
@@ -83,7 +84,7 @@ def test_tokenizer_commands_import_neither_torch_nor_matplotlib(trained, tmp_pat
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "[]"
-    assert load_tokens(tmp_path / "out.bin").tolist() == Tokenizer.load(trained).encode(
+    assert load_tokens(tmp_path / "out.bin").tokens.tolist() == Tokenizer.load(trained).encode(
         source.read_text(encoding="utf-8")
     )
 
@@ -143,7 +144,7 @@ def token_file(tmp_path):
     tok = Tokenizer({b: bytes([b]) for b in range(256)}, [], [EOT])
     source = tmp_path / "s.txt"
     source.write_text("hello world" + EOT, encoding="utf-8")
-    dataset.tokenize_file(tok, source, tmp_path / "s.bin", num_workers=1)
+    tokens.tokenize_file(tok, source, tmp_path / "s.bin", num_workers=1)
     return tmp_path / "s.bin"
 
 
@@ -196,13 +197,13 @@ def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
     for words in commands(bash_blocks("Tokenizer")[0]):
         code, _, err = cli(capsys, *words[1:])
         assert code == 0, err
-    assert load_tokens(data / "train.bin").tolist() == Tokenizer.load(data / "tokenizer").encode(
-        (data / "train.txt").read_text(encoding="utf-8")
-    )
+    tokenizer = Tokenizer.load(data / "tokenizer")
+    text = (data / "train.txt").read_text(encoding="utf-8")
+    assert load_tokens(data / "train.bin").tokens.tolist() == tokenizer.encode(text)
 
 
 def test_docstring_examples():
-    assert doctest.testmod(dataset).failed == 0
+    assert doctest.testmod(tokens).failed == 0
 
 
 @pytest.fixture(scope="module")

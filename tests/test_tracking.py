@@ -13,7 +13,8 @@ from lmlab import jsonio
 from lmlab.atomic import atomic_write_json
 from lmlab.config import load_config
 from lmlab.errors import ConfigError
-from lmlab.tracking import JsonlTracker, RunDir, Trackers
+from lmlab.training.rundir import RunDir
+from lmlab.training.tracking import JsonlTracker, Trackers
 from tests.tiny_runs import tiny_run
 
 

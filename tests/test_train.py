@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmlab.checkpoint import load_model
 from lmlab.config import load_config
-from lmlab.tracking import RunDir
-from lmlab.train import learning_rate, train
+from lmlab.training.checkpoint import load_model
+from lmlab.training.loop import learning_rate, train
+from lmlab.training.rundir import RunDir
 from tests.lmlab_cli import cli
 from tests.tiny_runs import CONTEXT, VOCAB, pattern_tokens, tiny_run, write_tokens
 

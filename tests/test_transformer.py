@@ -66,6 +66,15 @@ def test_changing_a_token_never_changes_earlier_logits(tiny_config, position):
     assert not torch.allclose(before[:, 9:], after[:, 9:])
 
 
+def test_the_rope_tables_exist_once_per_model_and_no_mask_is_kept(tiny_config):
+    model = TransformerLM(tiny_config(num_layers=3))
+    ropes = {id(layer.attn.rope) for layer in model.layers}
+    assert len(ropes) == 1 and None not in ropes
+    d_half = tiny_config().d_head // 2
+    shapes = sorted(tuple(b.shape) for _, b in model.named_buffers())  # shared ones once
+    assert shapes == [(tiny_config().context_length, d_half)] * 2  # cos and sin, nothing else
+
+
 @pytest.mark.parametrize("norm_position", ["pre", "post"])
 def test_kv_cache_decoding_matches_full_forward(tiny_config, norm_position):
     model = TransformerLM(tiny_config(norm_position=norm_position)).eval()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from lmlab.atomic import atomic_write_json
-from lmlab.tokenizer.dataset import TokenFileInfo, sidecar_path, token_dtype
+from lmlab.tokens import TokenFileInfo, sidecar_path, token_dtype
 
 
 def write_tokens(path: Path, ids, vocab_size: int, source_bytes: int | None = None) -> Path:

@@ -4,6 +4,7 @@ Unknown keys and bad values are errors that name the key (``extra="forbid"`` eve
 in a TOML file or a CLI override never silently trains the wrong model.
 """
 
+import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -260,18 +261,22 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     >>> cfg.optim.lr_max, cfg.max_steps
     (0.003, 10)
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    raw = read_toml(path) if path is not None else {}
     for item in overrides:
         _apply_override(raw, item)
     return config_from_dict(raw, source=str(path) if path is not None else "overrides")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict (a config or a sweep file); a :class:`ConfigError` naming the file
+    when it is missing or not valid TOML."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
@@ -316,6 +321,39 @@ def _parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def format_value(value: Any) -> str:
+    """A config value as a short, exact override value: the inverse of how overrides are read.
+
+    >>> format_value(0.0003), format_value(True), format_value(None), format_value("rms")
+    ('0.0003', 'true', 'none', 'rms')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    if isinstance(value, list):
+        return json.dumps(value)
+    return str(value)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables to the dotted keys that overrides use.
+
+    >>> flatten({"model": {"d_model": 64}, "optim": {"lr_max": 0.001}})
+    {'model.d_model': 64, 'optim.lr_max': 0.001}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _section_fields() -> dict[str, dict[str, Any]]:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from lmlab.checkpoint import load_model
 from lmlab.config import Config
 from lmlab.errors import CheckpointError, DataError, TokenizerError
 from lmlab.generate import Sampling, decode_stream, generate
 from lmlab.nn import TransformerLM
 from lmlab.tokenizer import Tokenizer
-from lmlab.tokenizer.dataset import read_token_info
 from lmlab.tokenizer.tokenizer import VOCAB_FILE
+from lmlab.tokens import read_token_info
+from lmlab.training.checkpoint import load_model
 
 END_OF_TEXT = "<|endoftext|>"
 """The document separator: generation stops at it, and an empty prompt starts from it."""

@@ -19,8 +19,8 @@ from lmlab.datasets import download, head
 from lmlab.errors import ConfigError, DataError
 from lmlab.inference import END_OF_TEXT
 from lmlab.tokenizer import Tokenizer, train_bpe
-from lmlab.tokenizer.dataset import tokenize_file
-from lmlab.train import RunResult, train
+from lmlab.tokens import tokenize_file
+from lmlab.training.loop import RunResult, train
 
 CONFIG = Path("configs") / "tinystories-cpu.toml"
 """The preset, relative to the working directory or, failing that, to the source checkout."""

@@ -33,7 +33,7 @@ def main() -> None:
     except LmlabError as exc:
         where = ""
         if "WORLD_SIZE" in os.environ:  # under torchrun, say which rank failed
-            from lmlab.distributed import world_from_env
+            from lmlab.training.distributed import world_from_env
 
             world = world_from_env()
             where = f"rank {world.rank}: " if world.size > 1 else ""

@@ -21,7 +21,7 @@ def export_command(
     The run's config goes into the file's metadata: any safetensors reader opens it (no pickle,
     no code run on load), and `lmlab generate` and `lmlab eval` take it in place of a run
     directory."""
-    from lmlab.checkpoint import export_weights, load_model
+    from lmlab.training.checkpoint import export_weights, load_model
 
     model, config = load_model(run)
     out = out or (run if run.is_dir() else run.parent) / "model.safetensors"

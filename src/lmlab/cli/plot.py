@@ -1,4 +1,4 @@
-"""`lmlab plot`: the CLI over :mod:`lmlab.plot`."""
+"""`lmlab plot`: the CLI over :mod:`lmlab.experiments.plot`."""
 
 from pathlib import Path
 from typing import Annotated
@@ -34,7 +34,7 @@ def plot_command(
     still going; a diverged run ends in a cross."""
     if panels not in ("same", "separate"):
         raise ConfigError(f"--panels must be same or separate, got {panels!r}")
-    from lmlab.plot import DEFAULT_METRICS, load_runs, plot_runs, save_figure
+    from lmlab.experiments.plot import DEFAULT_METRICS, load_runs, plot_runs, save_figure
 
     figure = plot_runs(load_runs(runs), x=x, metrics=metric or DEFAULT_METRICS, log=log,
                        smooth=smooth, panels=panels)  # type: ignore[arg-type]

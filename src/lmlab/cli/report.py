@@ -1,4 +1,4 @@
-"""`lmlab report`: the CLI over :func:`lmlab.report.write_report`."""
+"""`lmlab report`: the CLI over :func:`lmlab.experiments.report.write_report`."""
 
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +21,7 @@ def report_command(
 
     Per sweep: a table of what varied and how each run ended, its config changes from the base,
     a learning-curve figure and a sample from the best run."""
-    from lmlab.report import write_report
+    from lmlab.experiments.report import write_report
 
     path = write_report(runs_dir, out, samples=samples,
                         on_step=lambda message: typer.echo(message, err=True))

@@ -1,5 +1,8 @@
-"""`lmlab sweep`: the CLI over :mod:`lmlab.sweep`, with the summary as a rich table."""
+"""`lmlab sweep`: the CLI over :mod:`lmlab.experiments`: its words (``--grid``, ``--list``) read
+into a :class:`~lmlab.experiments.sweep.Sweep`, and the summary shown as a rich table."""
 
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,7 +48,9 @@ def sweep_command(
     The runs go under runs/<sweep>/<point>/, and a summary is printed at the end (also in
     summary.csv and summary.json). Run the same command again to continue a stopped sweep:
     finished and diverged points are skipped, the others resume from their checkpoints."""
-    from lmlab.sweep import Sweep, is_sweep_file, merge, parse_grid, parse_points, plan, run_sweep
+    from lmlab.experiments.planning import plan
+    from lmlab.experiments.runner import run_sweep
+    from lmlab.experiments.sweep import Sweep, is_sweep_file
 
     if is_sweep_file(config):
         base = Sweep.from_file(config, variant)
@@ -54,9 +59,9 @@ def sweep_command(
                           f"file")
     else:
         base = Sweep(config=config)
-    sweep = merge(base, overrides=overrides or [], grid=parse_grid(grid or []),
-                  points=parse_points(points or []), name=name,
-                  fixed_tokens=fixed_tokens or None, lr_scaling=lr_scaling)
+    sweep = base.merge(overrides=overrides or [], grid=parse_grid(grid or []),
+                       points=parse_points(points or []), name=name,
+                       fixed_tokens=fixed_tokens or None, lr_scaling=lr_scaling)
     the_plan = plan(sweep)
     typer.echo(f"sweep {the_plan.root}: {len(the_plan.points)} runs", err=True)
     try:
@@ -67,6 +72,37 @@ def sweep_command(
                    "to continue the sweep", err=True)
         raise typer.Exit(130) from None
     Console().print(_table(rows, the_plan.root))
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """``--grid`` words to ``{key: values}``.
+
+    >>> parse_grid(["optim.lr_max=1e-4,3e-4", "model.norm=rms,none"])
+    {'optim.lr_max': ['1e-4', '3e-4'], 'model.norm': ['rms', 'none']}
+    """
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        values = [value.strip() for value in text.split(",")]
+        if not sep or not key.strip() or not all(values):
+            raise ConfigError(f"--grid {item!r} is not of the form section.key=v1,v2,...")
+        if key.strip() in grid:
+            raise ConfigError(f"--grid {key.strip()!r} is given twice")
+        grid[key.strip()] = values
+    return grid
+
+
+def parse_points(items: Sequence[str]) -> list[list[str]]:
+    """``--list`` words, each one point of space-separated overrides.
+
+    >>> parse_points(["model.norm=none optim.lr_max=1e-3"])
+    [['model.norm=none', 'optim.lr_max=1e-3']]
+    """
+    points = [shlex.split(item) for item in items]
+    for item, point in zip(items, points, strict=True):
+        if not point or not all("=" in word for word in point):
+            raise ConfigError(f"--list {item!r} is not a list of section.key=value words")
+    return points
 
 
 def _table(rows: list[dict[str, Any]], root: Path) -> Table:
@@ -81,7 +117,7 @@ def _table(rows: list[dict[str, Any]], root: Path) -> Table:
 
 
 def _cell(value: Any) -> str:
-    from lmlab.runs import format_value
+    from lmlab.config import format_value
 
     if isinstance(value, float):
         return f"{value:.4g}"

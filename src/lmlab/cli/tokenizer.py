@@ -7,7 +7,7 @@ import typer
 
 from lmlab.cli.app import app
 from lmlab.tokenizer import Tokenizer, train_bpe
-from lmlab.tokenizer.dataset import sidecar_path, tokenize_file
+from lmlab.tokens import sidecar_path, tokenize_file
 
 tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")

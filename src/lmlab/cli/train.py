@@ -1,5 +1,5 @@
-"""`lmlab train` and `lmlab eval`: the CLI over :func:`lmlab.train.train` and
-:func:`lmlab.evaluate.evaluate`."""
+"""`lmlab train` and `lmlab eval`: the CLI over :func:`lmlab.training.loop.train` and
+:func:`lmlab.training.evaluate.evaluate`."""
 
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +26,7 @@ def _config_reference() -> str:
 
 def _say(message: str, err: bool = False) -> None:
     """Print a run's outcome once: under torchrun, rank 0 speaks for every rank."""
-    from lmlab.distributed import world_from_env
+    from lmlab.training.distributed import world_from_env
 
     if world_from_env().is_main:
         typer.echo(message, err=err)
@@ -67,8 +67,8 @@ def train_command(
     Writes runs/<name>/ with config.json, env.json, metrics.jsonl, status and
     checkpoints/last.pt. Ctrl-C saves a checkpoint and stops."""
     from lmlab.config import load_config
-    from lmlab.distributed import launch, world_from_env
-    from lmlab.train import train
+    from lmlab.training.distributed import launch, world_from_env
+    from lmlab.training.loop import train
 
     if nproc is not None:
         flags = ["--resume"] if resume else []
@@ -109,10 +109,10 @@ def eval_command(
     """Loss, perplexity and bits per byte of a model on a token file.
 
     Every token of the file is scored once, in windows of the model's context length."""
-    from lmlab.checkpoint import load_model
-    from lmlab.data import load_tokens
     from lmlab.device import resolve_device, resolve_dtype
-    from lmlab.evaluate import evaluate
+    from lmlab.tokens import load_tokens
+    from lmlab.training.checkpoint import load_model
+    from lmlab.training.evaluate import evaluate
 
     torch_device = resolve_device(device)
     model, config = load_model(run, device=torch_device)

@@ -74,7 +74,9 @@ def scaled_dot_product_attention(
 class _CausalAttention(torch.autograd.Function):
     """Causal ``softmax(Q K^T / sqrt(d_k)) V`` with its gradient written out, in query blocks.
 
-    Shapes: query, key, value ``(..., seq, d)``; returns ``(..., seq, d)``.
+    Shapes: query ``(..., seq, d)``, key and value ``(..., past + seq, d)``; returns
+    ``(..., seq, d)``. The queries are the last ``seq`` positions: query ``i`` sees keys up to
+    ``past + i`` (``past = 0`` in training; the cached tokens when decoding).
     Why: the ``(seq, seq)`` scores dominate attention's cost. Autograd over
     :func:`scaled_dot_product_attention` keeps a masked copy, the softmax output and the mask,
     and runs a pass per op; here masking and softmax work in place and only the probabilities
@@ -89,25 +91,26 @@ class _CausalAttention(torch.autograd.Function):
 
     @staticmethod
     def _blocks(seq: int) -> list[tuple[int, int]]:
-        """``(start, end)`` query rows of each block; block ``[start, end)`` sees keys ``< end``."""
-        return [
-            (i, min(i + _CausalAttention.BLOCK, seq)) for i in range(0, seq, _CausalAttention.BLOCK)
-        ]
+        """``(start, end)`` query rows of each block; block ``[start, end)`` sees keys
+        ``< past + end``."""
+        block = _CausalAttention.BLOCK
+        return [(i, min(i + block, seq)) for i in range(0, seq, block)]
 
     @staticmethod
     def forward(ctx, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         seq, scale = query.shape[-2], 1.0 / math.sqrt(query.shape[-1])
+        past = key.shape[-2] - seq
         scaled_query = query * scale
         outs, probs = [], []
         for start, end in _CausalAttention._blocks(seq):
-            scores = scaled_query[..., start:end, :] @ key[..., :end, :].transpose(-2, -1)
-            p = scores.float()  # (..., end - start, end)
-            # Only the block's own square [start, end) holds future keys.
+            scores = scaled_query[..., start:end, :] @ key[..., :past + end, :].transpose(-2, -1)
+            p = scores.float()  # (..., end - start, past + end)
+            # Only the block's own square, keys [past + start, past + end), holds future keys.
             future = torch.ones(end - start, end - start, dtype=torch.bool, device=query.device)
-            p[..., start:].masked_fill_(future.triu_(1), float("-inf"))
+            p[..., past + start:].masked_fill_(future.triu_(1), float("-inf"))
             p = p.sub_(p.amax(dim=-1, keepdim=True)).exp_()
             p = p.div_(p.sum(dim=-1, keepdim=True))
-            outs.append(p.to(value.dtype) @ value[..., :end, :])
+            outs.append(p.to(value.dtype) @ value[..., :past + end, :])
             probs.append(p)
         out = torch.cat(outs, dim=-2)
         ctx.save_for_backward(query, key, value, out, *probs)
@@ -116,31 +119,34 @@ class _CausalAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         query, key, value, out, *probs = ctx.saved_tensors
-        scale = 1.0 / math.sqrt(query.shape[-1])
+        seq, scale = query.shape[-2], 1.0 / math.sqrt(query.shape[-1])
+        past = key.shape[-2] - seq
         # rowsum(dO * O), (..., seq, 1): the softmax backward's sum without a (seq, seq) pass
         row_dot = (grad_out.float() * out.float()).sum(dim=-1, keepdim=True)
         grad_q, grad_k, grad_v = [], None, None
         # Last block first: it sees every key, so it sets dK and dV and the others add to them.
-        blocks = _CausalAttention._blocks(query.shape[-2])
+        blocks = _CausalAttention._blocks(seq)
         for (start, end), p in reversed(list(zip(blocks, probs, strict=True))):
+            keys = slice(0, past + end)
             d_out = grad_out[..., start:end, :]
             block_grad_v = p.to(value.dtype).transpose(-2, -1) @ d_out
-            d_scores = (d_out @ value[..., :end, :].transpose(-2, -1)).float()
+            d_scores = (d_out @ value[..., keys, :].transpose(-2, -1)).float()
             d_scores = d_scores.sub_(row_dot[..., start:end, :]).mul_(p).to(query.dtype)
-            grad_q.append(d_scores @ key[..., :end, :])
+            grad_q.append(d_scores @ key[..., keys, :])
             block_grad_k = d_scores.transpose(-2, -1) @ query[..., start:end, :]
             if grad_k is None:
                 grad_k, grad_v = block_grad_k, block_grad_v
             else:
-                grad_k[..., :end, :] += block_grad_k
-                grad_v[..., :end, :] += block_grad_v
+                grad_k[..., keys, :] += block_grad_k
+                grad_v[..., keys, :] += block_grad_v
         return torch.cat(grad_q[::-1], dim=-2).mul_(scale), grad_k.mul_(scale), grad_v
 
 
 def causal_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """``scaled_dot_product_attention`` with the plain causal mask, faster (see _CausalAttention).
+    """``scaled_dot_product_attention`` with the causal mask, faster (see _CausalAttention).
 
-    Shapes: query, key, value ``(..., seq, d)`` with the same ``seq``; returns ``(..., seq, d)``.
+    Shapes: query ``(..., seq, d)``, key and value ``(..., past + seq, d)`` (the queries are the
+    last ``seq`` positions); returns ``(..., seq, d)``.
     """
     return _CausalAttention.apply(query, key, value)
 
@@ -189,17 +195,18 @@ class CausalSelfAttention(nn.Module):
 
     Shapes: ``(batch, seq, d_model) -> (batch, seq, d_model)``;
     per head ``(batch, heads, seq, d_head)``.
-    ``rope=None`` gives NoPE (no position information beyond the causal mask).
+    ``rope=None`` gives NoPE (no position information beyond the causal mask); a model passes
+    every layer the same ``rope``, so its tables exist once. No mask is kept: the causal mask is
+    the structure of :func:`causal_attention`, which serves training and cached decoding alike.
     ``fused=True`` is the opt-in fast path: PyTorch's fused kernel (flash attention on CPUs and
-    GPUs) computes the same function as :func:`scaled_dot_product_attention` without
-    materialising the ``(seq, seq)`` scores; tests check that both agree, gradients included.
+    GPUs) computes the same function without materialising the ``(seq, seq)`` scores; tests
+    check that both agree, gradients included.
     """
 
     def __init__(
         self,
         d_model: int,
         num_heads: int,
-        max_seq_len: int,
         rope: RotaryPositionalEmbedding | None = None,
         device=None,
         dtype=None,
@@ -215,8 +222,6 @@ class CausalSelfAttention(nn.Module):
         self.output_proj = Linear(d_model, d_model, device, dtype)
         self.rope = rope
         self.fused = fused
-        causal = torch.ones(max_seq_len, max_seq_len, dtype=torch.bool, device=device).tril()
-        self.register_buffer("causal_mask", causal, persistent=False)
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """``(batch, seq, d_model) -> (batch, heads, seq, d_head)``."""
@@ -247,13 +252,11 @@ class CausalSelfAttention(nn.Module):
             query, key = self.rope(query, positions), self.rope(key, positions)
         if cache is not None:
             key, value = cache.append(key, value)
-        mask = self.causal_mask[past : past + seq_len, : past + seq_len]
-        if self.fused:  # without a cache the mask is the plain causal one the kernel knows
-            out = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=mask if past else None, is_causal=not past
-            )
-        elif past:  # queries see the cached keys too: the general masked path
-            out = scaled_dot_product_attention(query, key, value, mask)
-        else:
+        if not self.fused:
             out = causal_attention(query, key, value)
+        elif not past:  # the plain causal mask, which the kernel knows
+            out = F.scaled_dot_product_attention(query, key, value, is_causal=True)
+        else:  # queries see the cached keys too: query i sees keys up to past + i
+            mask = torch.ones(seq_len, past + seq_len, dtype=torch.bool, device=x.device)
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask.tril_(past))
         return self.output_proj(out.transpose(-3, -2).flatten(-2))

@@ -31,25 +31,18 @@ def _make_norm(config: ModelConfig, device, dtype) -> nn.Module:
 
 
 class TransformerBlock(nn.Module):
-    """Attention + feed-forward with residuals. Shapes: ``(batch, seq, d_model)`` in and out."""
+    """Attention + feed-forward with residuals. Shapes: ``(batch, seq, d_model)`` in and out.
 
-    def __init__(self, config: ModelConfig, device=None, dtype=None):
+    ``rope`` is the model's one rotary embedding (None for NoPE), shared by every block.
+    """
+
+    def __init__(self, config: ModelConfig, rope: RotaryPositionalEmbedding | None = None,
+                 device=None, dtype=None):
         super().__init__()
         self.pre_norm = config.norm_position == "pre"
-        rope = None
-        if config.position == "rope":
-            rope = RotaryPositionalEmbedding(
-                config.rope_theta, config.d_head, config.context_length, device
-            )
         self.ln1 = _make_norm(config, device, dtype)
         self.attn = CausalSelfAttention(
-            config.d_model,
-            config.num_heads,
-            config.context_length,
-            rope,
-            device,
-            dtype,
-            fused=config.fused_attention,
+            config.d_model, config.num_heads, rope, device, dtype, fused=config.fused_attention
         )
         self.ln2 = _make_norm(config, device, dtype)
         ffn_class = SwiGLU if config.ffn == "swiglu" else SiLUFeedForward
@@ -75,7 +68,8 @@ class TransformerLM(nn.Module):
     With ``tie_embeddings`` the output projection reuses the embedding matrix (one parameter,
     listed under both state-dict names); it is then initialised like a ``Linear``, since the
     output logits are far more sensitive to its scale than the normalised blocks are.
-    ``ln_final`` is a no-op under ``norm = "none"``.
+    ``ln_final`` is a no-op under ``norm = "none"``. The RoPE tables are built once and shared by
+    every layer (they depend only on the positions and the head size).
     """
 
     def __init__(self, config: ModelConfig, device=None, dtype=None):
@@ -83,8 +77,13 @@ class TransformerLM(nn.Module):
         self.config = config
         self.token_embeddings = Embedding(config.vocab_size, config.d_model, device, dtype)
         self.embedding_dropout = Dropout(config.dropout)
+        rope = None
+        if config.position == "rope":
+            rope = RotaryPositionalEmbedding(
+                config.rope_theta, config.d_head, config.context_length, device
+            )
         self.layers = nn.ModuleList(
-            TransformerBlock(config, device, dtype) for _ in range(config.num_layers)
+            TransformerBlock(config, rope, device, dtype) for _ in range(config.num_layers)
         )
         self.ln_final = _make_norm(config, device, dtype)
         self.lm_head = Linear(config.d_model, config.vocab_size, device, dtype)

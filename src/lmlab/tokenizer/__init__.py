@@ -1,4 +1,6 @@
-"""Byte-level BPE written from scratch: training, encoding, and tokenizing datasets to ``.bin``."""
+"""Byte-level BPE written from scratch: training it on text, and text to ids and back.
+
+The tokenizer deals only in text and ids; writing ids to a token file is :mod:`lmlab.tokens`."""
 
 from lmlab.tokenizer.tokenizer import Tokenizer
 from lmlab.tokenizer.train import train_bpe

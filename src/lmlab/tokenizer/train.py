@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lmlab.errors import DataError, TokenizerError
+from lmlab.progress import bar_disabled
 from lmlab.tokenizer.bpe import Pair, get_stats
 from lmlab.tokenizer.pretokenize import (
     RepeatCache,
@@ -97,7 +98,7 @@ def count_file_pretokens(
     bounds = find_chunk_boundaries(path, -(-size // num_chunks), special_tokens)
     tasks = [(path, start, end, special_tokens) for start, end in pairwise(bounds)]
     bar = tqdm(
-        total=size, unit="B", unit_scale=True, desc="pre-tokenize", disable=bar_off(progress)
+        total=size, unit="B", unit_scale=True, desc="pre-tokenize", disable=bar_disabled(progress)
     )
     total: Counter[str] = Counter()
     with bar:
@@ -158,7 +159,7 @@ def learn_merges(
 
     merges: list[tuple[bytes, bytes]] = []
     next_id = max(vocab) + 1
-    for _ in tqdm(range(num_merges), desc="merge", unit="merge", disable=bar_off(progress)):
+    for _ in tqdm(range(num_merges), desc="merge", unit="merge", disable=bar_disabled(progress)):
         pair = _pop_best(heap, pair_counts, tie)
         if pair is None:
             break
@@ -234,7 +235,3 @@ def _apply_merge(
     del pair_counts[pair]
     return grown
 
-
-def bar_off(progress: bool) -> bool | None:
-    """tqdm's ``disable``: ``None`` shows the bar only on a terminal."""
-    return None if progress else True

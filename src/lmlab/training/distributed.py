@@ -138,8 +138,10 @@ def backend_for(name: str, device: torch.device) -> str:
 
 
 @contextmanager
-def distributed(backend: str, device: torch.device, timeout_s: float) -> Iterator[World]:
-    """Join torchrun's process group for the duration of a run; yield this rank's :class:`World`.
+def distributed(world: World, device: torch.device, backend: str,
+                timeout_s: float) -> Iterator[None]:
+    """Join torchrun's process group for the duration of a run, on this rank's ``device``
+    (:meth:`World.device`).
 
     ``timeout_s`` bounds how long a collective waits for a rank that stopped answering, so a
     failure elsewhere ends this rank with an error instead of a hang (torchrun also tears the
@@ -148,15 +150,13 @@ def distributed(backend: str, device: torch.device, timeout_s: float) -> Iterato
     wrong. A group that the caller already set up is used as is and left alone; so is a world of
     one, which needs no group.
     """
-    world = world_from_env()
-    device = world.device(device)
     backend = backend_for(backend, device)  # checked even when alone
     own_group = world.size > 1 and not dist.is_initialized()
     if own_group:  # bound to this rank's GPU, so NCCL sets up its connections at once
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
                                 device_id=device if device.type == "cuda" else None)
     try:
-        yield world
+        yield
     except RuntimeError as exc:
         if world.size > 1 and _lost_a_peer(exc):
             raise DistributedError(f"stopped: another rank failed or stopped answering (see "
@@ -188,7 +188,7 @@ def _lost_a_peer(exc: RuntimeError) -> bool:
 
 def launch(nproc: int, lmlab_args: Sequence[str]) -> int:
     """Run ``python -m lmlab LMLAB_ARGS`` on ``nproc`` processes of this machine under torchrun
-    (:mod:`lmlab.torchrun`) and return its exit code.
+    (:mod:`lmlab.training.torchrun`) and return its exit code.
 
     ``--standalone`` picks a free port for the rendezvous, so several jobs can share a machine.
     Ctrl-C reaches torchrun and its workers directly (they share the terminal's process group),
@@ -196,7 +196,7 @@ def launch(nproc: int, lmlab_args: Sequence[str]) -> int:
     """
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
-    command = [sys.executable, "-m", "lmlab.torchrun", "--standalone",
+    command = [sys.executable, "-m", "lmlab.training.torchrun", "--standalone",
                f"--nproc_per_node={nproc}", "-m", "lmlab", *lmlab_args]
     with subprocess.Popen(command) as job:  # started first: the job keeps the default SIGINT
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

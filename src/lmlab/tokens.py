@@ -1,10 +1,16 @@
-"""Token files: a text file encoded to a flat ``.bin`` of ids, with a JSON sidecar describing it.
+"""Token files: the one home of a ``.bin`` of token ids and its JSON sidecar (write, read, check).
+
+::
+
+    text file ─► tokenize_file ─► train.bin (flat uint16/uint32 ids) + train.bin.json (sidecar)
+    train.bin ─► load_tokens ─► TokenFile (read-only np.memmap, checked against its sidecar)
 
 The ``.bin`` is raw ``uint16`` ids (``uint32`` when the vocabulary exceeds 65,536), so training
-reads it with ``np.memmap`` without loading it. The sidecar ``<name>.bin.json`` records what is
-needed to use the ids correctly: dtype and count (to map the file), the vocabulary size and
-tokenizer hash (to match a model and tokenizer), and the source file's size in bytes (to turn a
-loss per token into bits per byte).
+reads it with ``np.memmap`` without loading it: a dataset far larger than RAM trains fine, a batch
+reads only its own windows. The sidecar ``<name>.bin.json`` records what is needed to use the ids
+correctly: dtype and count (to map the file), the vocabulary size and tokenizer fingerprint (to
+match a model and tokenizer), and the source text's size in bytes (``source_bytes``, which turns
+a loss in nats per token into bits per byte). Both files are written atomically.
 """
 
 import json
@@ -19,9 +25,9 @@ from tqdm import tqdm
 
 from lmlab.atomic import atomic_path, atomic_write_json
 from lmlab.errors import DataError
+from lmlab.progress import bar_disabled
 from lmlab.tokenizer.pretokenize import find_chunk_boundaries, read_text
 from lmlab.tokenizer.tokenizer import Tokenizer
-from lmlab.tokenizer.train import bar_off
 
 CHUNK_BYTES = 4 << 20
 """Largest piece of the input one worker encodes at a time."""
@@ -30,6 +36,8 @@ WORKER_MIN_BYTES = 4 << 20
 its text on its own (a first pass is several times slower than a cached one), so on a small file
 a second process repeats that work and its start-up for little gain."""
 FORMAT = "lmlab-tokens-v1"
+_SCAN_CHUNK = 1 << 24
+"""Ids read at a time when scanning a file for its largest id."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,8 @@ def tokenize_file(
     bounds = find_chunk_boundaries(source, chunk_bytes, tokenizer.special_tokens)
     tasks = [(source, start, end, dtype) for start, end in pairwise(bounds)]
     count = 0
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc="tokenize", disable=bar_off(progress))
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc="tokenize",
+               disable=bar_disabled(progress))
     with bar, atomic_path(out) as tmp, open(tmp, "wb") as f:
         if workers == 1 or len(tasks) == 1:
             count = _write_all(f, (_encode_with(tokenizer, task) for task in tasks), bar)
@@ -177,7 +186,44 @@ def read_token_info(bin_path: str | Path) -> TokenFileInfo:
     return info
 
 
-def load_tokens(bin_path: str | Path) -> np.memmap:
-    """The ids of a token file as a read-only ``np.memmap`` (checked against its sidecar)."""
-    info = read_token_info(bin_path)
-    return np.memmap(bin_path, dtype=info.dtype, mode="r", shape=(info.count,))
+@dataclass(frozen=True)
+class TokenFile:
+    """A memory-mapped token file and its sidecar."""
+
+    path: Path
+    info: TokenFileInfo
+    tokens: np.memmap
+    """The ids, shape ``(count,)``, memory-mapped read-only."""
+
+    @property
+    def source_bytes(self) -> int:
+        """UTF-8 bytes of the text the tokens were made from (for bits per byte)."""
+        return self.info.source_bytes
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def load_tokens(bin_path: str | Path, *, vocab_size: int | None = None,
+                context_length: int | None = None) -> TokenFile:
+    """Memory-map a token file, checked against its sidecar and, when given, against the model
+    it is to feed.
+
+    Raises :class:`DataError` when the file or its sidecar is missing or malformed, when the file
+    holds an id ``>= vocab_size``, or has fewer than ``context_length + 1`` tokens (one input
+    window plus its last target).
+    """
+    path = Path(bin_path)
+    info = read_token_info(path)
+    if context_length is not None and info.count < context_length + 1:
+        raise DataError(f"{path} has {info.count} tokens, fewer than one context of "
+                        f"{context_length} + 1 (model.context_length)")
+    tokens = np.memmap(path, dtype=info.dtype, mode="r", shape=(info.count,))
+    if vocab_size is not None and info.vocab_size > vocab_size:
+        # the tokenizer could produce ids the model lacks: look for one
+        largest = max(int(tokens[i:i + _SCAN_CHUNK].max())
+                      for i in range(0, info.count, _SCAN_CHUNK))
+        if largest >= vocab_size:
+            raise DataError(f"{path} holds token id {largest}, beyond the model's vocabulary of "
+                            f"{vocab_size} (model.vocab_size)")
+    return TokenFile(path, info, tokens)

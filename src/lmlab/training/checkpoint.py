@@ -1,6 +1,7 @@
 """Checkpoints: the functional save/load of CS336, and the trainer's full, resumable state.
 
-A training checkpoint is one ``torch.save`` file (``<run>/checkpoints/last.pt``) holding::
+A training checkpoint is one ``torch.save`` file (:attr:`RunDir.checkpoint`,
+``<run>/checkpoints/last.pt``) holding::
 
     format      "lmlab-checkpoint-1"
     iteration   optimizer steps taken
@@ -34,6 +35,7 @@ from torch import nn
 from lmlab.atomic import atomic_path
 from lmlab.config import Config, ModelConfig, config_from_dict
 from lmlab.errors import CheckpointError, ConfigError, first_line
+from lmlab.training.rundir import RunDir
 
 FORMAT = "lmlab-checkpoint-1"
 WEIGHTS_FORMAT = "lmlab-weights-1"
@@ -106,7 +108,7 @@ def load_model(path: str | Path, device: torch.device | str | None = None
 
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
+        path = RunDir(path).checkpoint
     if path.suffix == ".safetensors":
         return _load_weights(path, device)
     state = _load(path)

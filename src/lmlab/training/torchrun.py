@@ -1,4 +1,5 @@
-"""``python -m lmlab.torchrun ARGS``: torchrun (same arguments), ending a failed job in one line.
+"""``python -m lmlab.training.torchrun ARGS``: torchrun (same arguments), ending a failed job in
+one line.
 
 When a rank fails, torchrun stops the others, then prints its own traceback and a box of details
 after the failed rank's one-line error; on Ctrl-C it prints a traceback after the ranks have

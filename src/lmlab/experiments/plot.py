@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 
 from lmlab.atomic import atomic_path
 from lmlab.errors import ConfigError, DataError
-from lmlab.runs import X_KEYS, Run, find_runs, label, varied_keys
+from lmlab.experiments.compare import label, varied_keys
+from lmlab.training.rundir import X_KEYS, Run, RunDir, find_runs
 
 FORMATS = ("png", "svg", "pdf")
 X_LABELS = {"step": "step", "tokens": "tokens", "wall_time": "wall-clock time (s)"}
@@ -33,7 +34,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     for path in map(Path, paths):
         if not path.exists():
             raise DataError(f"{path}: no such run directory")
-        found = [path] if (path / "config.json").is_file() else find_runs(path)
+        found = [path] if RunDir(path).config.is_file() else find_runs(path)
         if not found:
             raise DataError(f"{path} holds no run directories (folders with config.json)")
         runs.extend(Run.load(run) for run in found)

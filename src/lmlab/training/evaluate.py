@@ -5,10 +5,11 @@ import math
 import torch
 from torch import nn
 
-from lmlab.data import EvalBatch, TokenFile, sampled_batches, sequential_batches
 from lmlab.device import autocast
-from lmlab.distributed import ALONE, World
 from lmlab.loss import cross_entropy, perplexity
+from lmlab.tokens import TokenFile
+from lmlab.training.batches import EvalBatch, sampled_batches, sequential_batches
+from lmlab.training.distributed import ALONE, World
 
 
 @torch.no_grad()

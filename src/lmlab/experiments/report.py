@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from lmlab.atomic import atomic_write_text
+from lmlab.config import flatten, format_value
 from lmlab.errors import DataError, LmlabError
+from lmlab.experiments.compare import differences, short_names, varied_keys
+from lmlab.experiments.plot import plot_runs, save_figure
 from lmlab.generate import Sampling
 from lmlab.inference import complete, load_run
-from lmlab.plot import plot_runs, save_figure
-from lmlab.runs import Run, differences, find_runs, flatten, format_value, short_names, varied_keys
+from lmlab.training.rundir import Run, RunDir, find_runs
 
 SAMPLE_PROMPT = "Once upon a time"
 SAMPLING = Sampling(temperature=0.8, top_k=50)
@@ -108,10 +110,9 @@ def _common_changes(runs: Sequence[Run], base: dict[str, Any], varied: Sequence[
 
 
 def _hardware(run: Run) -> str:
-    env_file = run.path / "env.json"
-    if not env_file.is_file():
+    env = RunDir(run.path).read_env()
+    if not env:
         return ""
-    env = json.loads(env_file.read_text(encoding="utf-8"))
     return (f"Hardware: {env.get('device')} ({env.get('device_name')}), torch "
             f"{env.get('torch')}, {env.get('torch_threads')} threads.\n")
 
@@ -147,7 +148,7 @@ def _best(runs: Sequence[Run]) -> Run | None:
 def _sample(run: Run, max_new_tokens: int = 80) -> str | None:
     """The run's ``samples.txt``, or a short completion from its checkpoint (None when the run
     has no checkpoint or tokenizer to make one)."""
-    saved = run.path / "samples.txt"
+    saved = RunDir(run.path).samples
     if saved.is_file():
         return saved.read_text(encoding="utf-8")[:2000]
     try:

@@ -1,60 +1,17 @@
-"""Token data: memory-mapped ``.bin`` files, random training batches, ordered validation windows.
+"""Batches of token windows: random ones for training, ordered ones for validation.
 
-A token file is a flat array of ids written by ``lmlab tokenize`` next to a JSON sidecar
-(:mod:`lmlab.tokenizer.dataset`) that records its dtype, token count, vocabulary size and the
-size of the source text (``source_bytes``, which turns a loss in nats per token into bits per
-byte). The file is memory-mapped, so a dataset far larger than RAM trains fine: a batch reads
-only its own windows.
+The token file itself (memory-mapped ``.bin``, its sidecar, the checks) is :mod:`lmlab.tokens`;
+this module only cuts windows of ``context_length + 1`` ids out of an array of ids and splits them
+into inputs and next-token targets on the training device.
 """
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-
-from lmlab.errors import DataError
-from lmlab.tokenizer.dataset import read_token_info
-
-_MAX_CHUNK = 1 << 24  # tokens per chunk when scanning a file for its largest id
-
-
-@dataclass(frozen=True)
-class TokenFile:
-    """A memory-mapped token file and what its sidecar says about it."""
-
-    path: Path
-    tokens: np.ndarray
-    """The ids, shape ``(num_tokens,)``, memory-mapped read-only."""
-    source_bytes: int
-    """UTF-8 bytes of the text the tokens were made from (for bits per byte)."""
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-
-def load_tokens(path: str | Path, *, vocab_size: int, context_length: int) -> TokenFile:
-    """Memory-map a token file and check it can feed a model with this vocabulary and context.
-
-    Raises :class:`DataError` when the file or its sidecar is missing or malformed, when it holds
-    an id ``>= vocab_size``, or has fewer than ``context_length + 1`` tokens (one input window
-    plus its last target).
-    """
-    path = Path(path)
-    info = read_token_info(path)
-    if info.count < context_length + 1:
-        raise DataError(f"{path} has {info.count} tokens, fewer than one context of "
-                        f"{context_length} + 1 (model.context_length)")
-    tokens = np.memmap(path, dtype=info.dtype, mode="r", shape=(info.count,))
-    if info.vocab_size > vocab_size:  # the tokenizer could produce ids the model lacks: look
-        largest = max(int(tokens[i:i + _MAX_CHUNK].max()) for i in range(0, info.count, _MAX_CHUNK))
-        if largest >= vocab_size:
-            raise DataError(f"{path} holds token id {largest}, beyond the model's vocabulary of "
-                            f"{vocab_size} (model.vocab_size)")
-    return TokenFile(path, tokens, info.source_bytes)
 
 
 def _windows(tokens: np.ndarray, starts: np.ndarray, context_length: int) -> Tensor:

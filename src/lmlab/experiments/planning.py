@@ -1,0 +1,148 @@
+"""Planning a sweep: every point resolved to a config and validated before the first run starts.
+
+A typo in a grid key, a bad value, two points that would share a run directory, a run directory
+left by a different config or a token file that cannot feed a point's model: each is an error
+here, so it costs nothing.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmlab.config import Config, flatten, format_value, load_config
+from lmlab.errors import ConfigError
+from lmlab.experiments.compare import differences, varied_keys
+from lmlab.experiments.sweep import Sweep, point_name
+from lmlab.tokens import load_tokens
+from lmlab.training.rundir import Run, RunDir
+
+RESERVED = ("run.name", "run.runs_dir", "run.resume")
+"""Keys the sweep sets itself for each point."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of the sweep: its name and the override words that make its config."""
+
+    name: str
+    words: tuple[str, ...]
+    config: Config
+
+    @property
+    def run_dir(self) -> RunDir:
+        return RunDir(self.config.run_dir)
+
+
+@dataclass
+class Plan:
+    """A validated sweep: where it writes, and every point's config."""
+
+    sweep: Sweep
+    root: Path
+    base: Config
+    points: list[Point]
+
+    @property
+    def varied(self) -> list[str]:
+        """The config keys that differ between points: the columns of the summary."""
+        return varied_keys([flatten(p.config.model_dump(mode="json")) for p in self.points])
+
+    def describe(self) -> dict[str, Any]:
+        """``sweep.json``: the base config and each point's words, for the report and people."""
+        return {
+            "name": self.root.name,
+            "description": self.sweep.description,
+            "config": str(self.sweep.config),
+            "overrides": self.sweep.overrides,
+            "base": self.base.model_dump(mode="json"),
+            "varied": self.varied,
+            "points": [{"name": p.name, "words": list(p.words)} for p in self.points],
+        }
+
+
+def plan(sweep: Sweep) -> Plan:
+    """Resolve and validate every point before anything runs.
+
+    Raises :class:`ConfigError` for bad grid words, unknown keys or values at any point, points
+    that would share a run directory, or a run directory left by a different config; and
+    :class:`DataError` for token files that cannot feed a point's model.
+    """
+    if sweep.lr_scaling not in (None, "sqrt", "linear"):
+        raise ConfigError(f"lr_scaling must be sqrt or linear, got {sweep.lr_scaling!r}")
+    base = load_config(sweep.config, sweep.overrides)
+    root = base.run.runs_dir / (sweep.name or sweep.config.stem)
+    varied = sweep.combinations()
+    for words in varied:
+        for word in words:
+            key = word.partition("=")[0].strip()
+            if key in RESERVED:
+                raise ConfigError(f"{key} cannot be swept: the sweep names each run")
+            if sweep.fixed_tokens and key in ("train.max_steps", "train.max_tokens"):
+                raise ConfigError(f"--fixed-tokens keeps the token budget, so {key} cannot vary")
+    points = []
+    for words in varied:
+        name = point_name(words)
+        run_words = [f"run.runs_dir={root}", f"run.name={name}", "run.resume=auto"]
+        config = load_config(sweep.config, [*sweep.overrides, *words, *run_words])
+        derived = _derived_words(sweep, base, config)
+        if derived:
+            config = load_config(sweep.config, [*sweep.overrides, *words, *derived, *run_words])
+        points.append(Point(name, (*sweep.overrides, *words, *derived, *run_words), config))
+    _check_unique(points)
+    for point in points:
+        _check_same_config(point)
+    _check_data(points)
+    return Plan(sweep, root, base, points)
+
+
+def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
+    """The overrides that keep the token budget and rescale the learning rate."""
+    words = []
+    if sweep.fixed_tokens:
+        budget = base.train.max_tokens or (
+            base.max_steps * base.tokens_per_step if base.max_steps else None)
+        if budget is None:
+            raise ConfigError("--fixed-tokens needs train.max_tokens or train.max_steps in the "
+                              "base config (a token budget to keep)")
+        words += ["train.max_steps=none", f"train.max_tokens={budget}"]
+    if sweep.lr_scaling is not None:
+        ratio = config.tokens_per_step / base.tokens_per_step
+        power = 0.5 if sweep.lr_scaling == "sqrt" else 1.0
+        words.append(f"optim.lr_max={format_value(config.optim.lr_max * ratio ** power)}")
+    return words
+
+
+def _check_unique(points: Sequence[Point]) -> None:
+    seen: set[str] = set()
+    for point in points:
+        if point.name in seen:
+            raise ConfigError(f"two sweep points are both named {point.name!r}: a value is "
+                              f"repeated in the grid or list")
+        seen.add(point.name)
+
+
+def _check_same_config(point: Point) -> None:
+    """A run directory left by a sweep with other settings must not be resumed as this one."""
+    if not point.run_dir.config.is_file():
+        return
+    saved = Run.load(point.run_dir.root).config
+    changed = differences(flatten(point.config.model_dump(mode="json")), saved)
+    if changed:
+        described = "; ".join(f"{key}={format_value(saved.get(key))} (now {format_value(value)})"
+                              for key, value in changed.items())
+        raise ConfigError(f"{point.run_dir.root} was run with a different config "
+                          f"({described}): choose another --name or remove it")
+
+
+def _check_data(points: Sequence[Point]) -> None:
+    """Every token file opens and fits its point's vocabulary and context."""
+    checked: set[tuple] = set()
+    for point in points:
+        model, data = point.config.model, point.config.data
+        for path in (data.train_path, data.valid_path):
+            key = (str(path), model.vocab_size, model.context_length)
+            if key not in checked:
+                load_tokens(path, vocab_size=model.vocab_size,
+                            context_length=model.context_length)
+                checked.add(key)

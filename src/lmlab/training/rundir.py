@@ -1,0 +1,191 @@
+"""The run directory, ``runs/<name>/``: the one home of its layout, its writes and its reads.
+
+::
+
+    config.json     the resolved config                      (written when the run starts)
+    env.json        versions, hardware, git commit, argv     (written when the run starts)
+    metrics.jsonl   one JSON object per logged step          (appended by the trackers)
+    status          running / finished / diverged / interrupted / failed
+    checkpoints/last.pt                                       (lmlab.training.checkpoint)
+    train.log       a sweep subprocess's output               (lmlab.experiments.runner)
+    samples.txt     samples a person saved; the report shows them
+
+:class:`RunDir` names the paths and writes the files (every one but the metrics log atomically);
+:class:`Run` is a run directory read back, for the sweep summary, the plots and the report.
+"""
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import lmlab
+from lmlab import jsonio
+from lmlab.atomic import atomic_write_json, atomic_write_text
+from lmlab.config import Config, flatten
+from lmlab.errors import DataError
+
+STATUSES = ("running", "finished", "diverged", "interrupted", "failed")
+X_KEYS = {"step": "step", "tokens": "tokens", "wall_time": "wall_time_s"}
+"""The x axes a learning curve can use, and the metrics.jsonl field each reads."""
+
+
+class RunDir:
+    """The paths of one run directory, and the writes the trainer makes to it."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.env = self.root / "env.json"
+        self.metrics = self.root / "metrics.jsonl"
+        self.status_file = self.root / "status"
+        self.checkpoint = self.root / "checkpoints" / "last.pt"
+        self.log = self.root / "train.log"
+        self.samples = self.root / "samples.txt"
+
+    def exists(self) -> bool:
+        """Whether a run has already written here."""
+        return self.config.exists() or self.metrics.exists()
+
+    def write_config(self, config: Config) -> None:
+        atomic_write_json(self.config, config.model_dump(mode="json"))
+
+    def write_env(self, device: torch.device) -> None:
+        atomic_write_json(self.env, environment(device))
+
+    def set_status(self, status: str) -> None:
+        """``running`` / ``finished`` / ``diverged`` / ``interrupted`` (resumable) / ``failed``."""
+        assert status in STATUSES, status
+        atomic_write_text(self.status_file, status + "\n")
+
+    @property
+    def status(self) -> str | None:
+        """The last status written, or None before the run started."""
+        return self.status_file.read_text().strip() if self.status_file.exists() else None
+
+    def read_config(self) -> dict[str, Any]:
+        """The resolved config as nested dicts; a :class:`DataError` when there is none."""
+        if not self.config.is_file():
+            raise DataError(f"{self.root} is not a run directory (no config.json)")
+        try:
+            return json.loads(self.config.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{self.config} is not valid JSON: {exc}") from None
+
+    def read_env(self) -> dict[str, Any]:
+        """What ``env.json`` records (:func:`environment`), or nothing when it is missing."""
+        return json.loads(self.env.read_text(encoding="utf-8")) if self.env.is_file() else {}
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl`` (see :func:`read_metrics`)."""
+        return read_metrics(self.metrics)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics log (a ``null`` metric as NaN), skipping a line cut short by a
+    crash; none when there is no log yet."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(jsonio.metric_record(line))
+        except json.JSONDecodeError:  # the last line of a killed run
+            continue
+    return records
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """What produced a run, so a result can be reproduced: versions, hardware, source commit."""
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else platform.processor() or platform.machine())
+    return {
+        "lmlab": lmlab.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": _git_commit(),
+        "argv": sys.argv,
+    }
+
+
+def _git_commit() -> str | None:
+    """The commit of the lmlab source tree, when it is a git checkout (with ``+dirty``)."""
+    source = Path(lmlab.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=source, capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+@dataclass
+class Run:
+    """One run directory read back (possibly still running)."""
+
+    path: Path
+    config: dict[str, Any]
+    """The resolved config, flattened to dotted keys: ``{"optim.lr_max": 0.001, ...}``."""
+    status: str
+    """``finished`` / ``diverged`` / ``running`` / ``interrupted`` / ``failed``, or ``pending``
+    when the run has not written its status yet."""
+    records: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Run":
+        """Read ``path``; a :class:`DataError` when it holds no ``config.json``."""
+        run = RunDir(path)
+        return cls(run.root, flatten(run.read_config()), run.status or "pending",
+                   run.read_metrics())
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def series(self, metric: str, x: str = "step") -> tuple[list[float], list[float]]:
+        """The ``(xs, ys)`` of every record that measured ``metric``; ``x`` is a key of
+        :data:`X_KEYS`. Non-finite values (a diverging loss) become NaN, which plots as a gap."""
+        field = X_KEYS[x]
+        points = [(r[field], r[metric]) for r in self.records if metric in r and field in r]
+        return ([p[0] for p in points],
+                [p[1] if math.isfinite(p[1]) else math.nan for p in points])
+
+    def summary(self) -> dict[str, Any]:
+        """Final and best val loss, the last val bpb, steps, tokens, wall time and status."""
+        val = [r["val/loss"] for r in self.records if "val/loss" in r]
+        finite = [v for v in val if math.isfinite(v)]
+        bpb = [r["val/bpb"] for r in self.records if "val/bpb" in r]
+        last = self.records[-1] if self.records else {}
+        return {
+            "run": self.name,
+            "status": self.status,
+            "final_val_loss": val[-1] if val else None,
+            "best_val_loss": min(finite) if finite else None,
+            "val_bpb": bpb[-1] if bpb else None,
+            "steps": last.get("step", 0),
+            "tokens": last.get("tokens", 0),
+            "wall_time_s": last.get("wall_time_s", 0.0),
+        }
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Every run directory (a folder with ``config.json``) at or below ``root``, sorted."""
+    root = Path(root)
+    return sorted(path.parent for path in root.rglob("config.json")
+                  if path.parent.name != "checkpoints")

@@ -1,0 +1,87 @@
+"""docs/architecture.md stays true: it names every module; imports only point down its layers."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "lmlab"
+MAP = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+MODULES = sorted(path.relative_to(SRC).as_posix() for path in SRC.rglob("*.py"))
+LAYERS = [  # the layer table of docs/architecture.md, first layer first
+    ("errors.py", "jsonio.py", "atomic.py", "progress.py", "device.py", "config.py"),
+    ("datasets.py", "tokenizer/"),
+    ("tokens.py",),
+    ("nn/", "loss.py", "optim/"),
+    ("training/",),
+    ("generate.py", "inference.py"),
+    ("experiments/", "quickstart.py"),
+    ("cli/", "__main__.py", "__init__.py"),
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module path relative to ``src/lmlab`` (``training/loop.py`` -> 4)."""
+    for layer, members in enumerate(LAYERS):
+        if any(module == m or (m.endswith("/") and module.startswith(m)) for m in members):
+            return layer
+    raise AssertionError(f"{module} is in no layer of docs/architecture.md")
+
+
+def lmlab_imports(module: str) -> set[str]:
+    """The lmlab modules ``module`` imports anywhere (lazy imports in functions too), as paths
+    relative to ``src/lmlab``."""
+    tree = ast.parse((SRC / module).read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    paths = set()
+    for name in names:
+        if name == "lmlab" or not name.startswith("lmlab."):
+            continue
+        rel = name.removeprefix("lmlab.").replace(".", "/")
+        if (SRC / f"{rel}.py").is_file():
+            paths.add(f"{rel}.py")
+        elif (SRC / rel / "__init__.py").is_file():
+            paths.add(f"{rel}/__init__.py")
+    return paths
+
+
+def test_the_map_names_every_module() -> None:
+    named = set(re.findall(r"`(?!tests/|bench/)([\w/]+\.py)`", MAP))  # source, not tests
+    missing = [module for module in MODULES if module not in named]
+    assert not missing, f"docs/architecture.md does not name {missing}"
+    gone = sorted(name for name in named if name not in MODULES)
+    assert not gone, f"docs/architecture.md names modules that do not exist: {gone}"
+
+
+def test_the_layer_table_is_the_one_in_the_map() -> None:
+    for layer, members in enumerate(LAYERS[:-1]):
+        row = next(line for line in MAP.splitlines() if line.startswith(f"| {layer}. "))
+        assert re.findall(r"`([\w/.]+)`", row.split("|")[2]) == list(members), row
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_imports_only_point_down(module: str) -> None:
+    upward = [imported for imported in lmlab_imports(module)
+              if layer_of(imported) > layer_of(module)]
+    assert not upward, f"{module} (layer {layer_of(module)}) imports {upward} from above"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES
+                                    if m.startswith("tokenizer/") or m == "tokens.py"])
+def test_text_and_token_files_need_no_torch(module: str) -> None:
+    source = (SRC / module).read_text(encoding="utf-8")
+    assert not re.search(r"^\s*(import torch|from torch)", source, re.MULTILINE), module
+
+
+def test_the_checker_sees_an_upward_import() -> None:
+    """The layer check itself can fail: the model importing the trainer would be caught."""
+    assert layer_of("training/loop.py") > layer_of("nn/transformer.py")
+    assert "training/rundir.py" in lmlab_imports("training/checkpoint.py")
