@@ -12,6 +12,7 @@ from lmlab.experiments.runner import run_sweep
 from lmlab.experiments.sweep import Sweep
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokens import tokenize_file
+from lmlab.training.rundir import RunDir
 from tests.conftest import SHARED_DATA
 from tests.test_plot import fake_run
 from tests.test_train import cli
@@ -24,6 +25,8 @@ def test_every_run_is_in_the_report_and_every_figure_exists(tmp_path: Path,
     runs = tmp_path / "runs"
     fake_run(runs / "lr", "a", "finished", [5.0, 4.0, 3.0, 2.0], lr_max=1e-3)
     fake_run(runs / "lr", "b", "diverged", [5.0, 9.0], lr_max=1e-1)
+    RunDir(runs / "lr" / "b").set_status("diverged", "train/loss 9.000 at step 2 is over 2x the "
+                                         "first step's 5.000 (train.diverge_factor)")
     fake_run(runs, "single", "finished", [5.0, 4.5])
     (runs / "lr" / "a" / "samples.txt").write_text("Once upon a time there was a test.")
     out = tmp_path / "docs" / "EXPERIMENTS.md"
@@ -34,8 +37,9 @@ def test_every_run_is_in_the_report_and_every_figure_exists(tmp_path: Path,
         assert f"| {run} |" in text
     assert "## lr" in text and "## runs" in text
     assert "| `b` | 0.1 | diverged |" in text
+    assert "- `b` diverged: train/loss 9.000 at step 2 is over 2x the first step's 5.000" in text
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
-    assert sorted(figures) == ["lr.png", "runs.png"]
+    assert sorted(figures) == ["lr.png", "lr_lr.png", "runs.png"]  # lr: the edge of stability
     assert all((out.parent / figure).stat().st_size > 1000 for figure in figures)
     assert "Once upon a time there was a test." in text  # the best run's samples.txt
 

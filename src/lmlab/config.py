@@ -183,6 +183,11 @@ class TrainConfig(_Section):
         2.0, gt=1, description="Stop as diverged when the training loss exceeds this multiple "
         "of its first value (a non-finite loss always stops the run)."
     )
+    diverge_rise: float = Field(
+        1.0, gt=0, description="Stop as diverged when, after warmup, the smoothed training loss "
+        "climbs this many nats above its best so far (a spike that recovers does not count; "
+        "see lmlab/training/divergence.py for every rule)."
+    )
 
     @model_validator(mode="after")
     def _check_length(self) -> "TrainConfig":

@@ -204,6 +204,23 @@ class TokenFile:
         return len(self.tokens)
 
 
+def unigram_loss(ids: np.ndarray) -> float:
+    """Cross-entropy (nats per token) of a model that knows only how often each id occurs in
+    ``ids`` (a token file's memmap, read a chunk at a time): the entropy of their frequencies. A
+    language model that does no better has learned nothing beyond them.
+
+    >>> round(unigram_loss(np.array([0, 0, 1, 1])), 4)  # two ids, equally often: ln 2
+    0.6931
+    """
+    counts = np.zeros(0, dtype=np.int64)
+    for start in range(0, len(ids), _SCAN_CHUNK):
+        chunk = np.bincount(ids[start:start + _SCAN_CHUNK])
+        counts = np.pad(counts, (0, max(0, len(chunk) - len(counts))))
+        counts[:len(chunk)] += chunk
+    frequencies = counts[counts > 0] / counts.sum()
+    return float(-(frequencies * np.log(frequencies)).sum())
+
+
 def load_tokens(bin_path: str | Path, *, vocab_size: int | None = None,
                 context_length: int | None = None) -> TokenFile:
     """Memory-map a token file, checked against its sidecar and, when given, against the model

@@ -4,7 +4,7 @@ into a :class:`~lmlab.experiments.sweep.Sweep`, and the summary shown as a rich 
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from lmlab.cli.app import app
 from lmlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lmlab.experiments.planning import Plan
 
 
 @app.command("sweep")
@@ -42,6 +45,14 @@ def sweep_command(
     lr_scaling: Annotated[str | None, typer.Option(
         help="Rescale optim.lr_max by (tokens per step / base tokens per step) to the power "
         "1/2 (sqrt) or 1 (linear).", show_default=False)] = None,
+    seeds: Annotated[int | None, typer.Option(
+        min=1, help="Run every point with this many seeds (train.seed = the config's + 0, 1, "
+        "...; one run directory each, <point>__seed-N): the summary gives each result's mean "
+        "and spread over them (default: 1, or the sweep file's seeds).", show_default=False)
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the planned runs (points x seeds, each with its token budget) "
+        "and what a re-run would skip, without training.")] = False,
 ) -> None:
     """Train one run per point of a grid or list of overrides.
 
@@ -61,8 +72,11 @@ def sweep_command(
         base = Sweep(config=config)
     sweep = base.merge(overrides=overrides or [], grid=parse_grid(grid or []),
                        points=parse_points(points or []), name=name,
-                       fixed_tokens=fixed_tokens or None, lr_scaling=lr_scaling)
+                       fixed_tokens=fixed_tokens or None, lr_scaling=lr_scaling, seeds=seeds)
     the_plan = plan(sweep)
+    if dry_run:
+        _list_runs(the_plan)
+        return
     typer.echo(f"sweep {the_plan.root}: {len(the_plan.points)} runs", err=True)
     try:
         rows = run_sweep(the_plan, parallel=parallel,
@@ -105,20 +119,52 @@ def parse_points(items: Sequence[str]) -> list[list[str]]:
     return points
 
 
+def _list_runs(the_plan: "Plan") -> None:
+    """``--dry-run``: every planned run with its budget, and the cost of them all."""
+    groups = the_plan.groups()
+    typer.echo(f"sweep {the_plan.root}: {len(the_plan.points)} runs ({len(groups)} points x "
+               f"{the_plan.sweep.seeds} seed{'s' if the_plan.sweep.seeds > 1 else ''})")
+    total_tokens, total_seconds = 0, 0.0
+    for point in the_plan.points:
+        config = point.config
+        budget = []
+        if config.max_steps is not None:
+            tokens = config.max_steps * config.tokens_per_step
+            total_tokens += tokens
+            budget.append(f"{config.max_steps:,} steps, {tokens:,} tokens")
+        if config.train.time_budget_s is not None:
+            total_seconds += config.train.time_budget_s
+            budget.append(f"{config.train.time_budget_s:g} s of training")
+        status = point.run_dir.status or "pending"
+        plan_word = "skip" if status in ("finished", "diverged") else (
+            "resume" if point.run_dir.checkpoint.exists() else "run")
+        typer.echo(f"  {point.name}: {' or '.join(budget)}  [{status}: {plan_word}]")
+    cost = [f"{total_tokens:,} tokens"] if total_tokens else []
+    cost += [f"{total_seconds:,.0f} s of training"] if total_seconds else []
+    typer.echo(f"at most {' and '.join(cost)} in all")
+
+
 def _table(rows: list[dict[str, Any]], root: Path) -> Table:
-    """The summary rows as a rich table, numbers shortened for reading."""
+    """The summary rows as a rich table, numbers shortened for reading; over seeds, a result is
+    its mean ± standard deviation (min and max are in summary.csv and summary.json)."""
+    from lmlab.experiments.summary import RESULTS
+
     table = Table(title=f"{root} (summary.csv, summary.json)")
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    spread = {f"{key}_{stat}" for key in RESULTS for stat in ("std", "min", "max")}
+    columns = [key for key in dict.fromkeys(key for row in rows for key in row)
+               if key not in spread]
     for column in columns:
         table.add_column(column, justify="left" if column in ("run", "status") else "right")
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        table.add_row(*(_cell(row.get(column), row.get(f"{column}_std")) for column in columns))
     return table
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, std: float | None = None) -> str:
     from lmlab.config import format_value
 
+    if isinstance(value, float) and std is not None:
+        return f"{value:.4g} ± {std:.2g}"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int) and not isinstance(value, bool):

@@ -89,9 +89,7 @@ def train_command(
              f"lmlab train {config} {' '.join(overrides or [])} --resume{same_world}", err=True)
         raise typer.Exit(130)
     else:
-        loss = result.metrics.get("train/loss")
-        _say(f"error: run diverged at step {result.step} (train/loss {loss}); metrics "
-             f"kept in {result.run_dir}", err=True)
+        _say(f"error: run diverged: {result.reason}; metrics kept in {result.run_dir}", err=True)
         raise typer.Exit(1)
 
 

@@ -7,13 +7,16 @@ run rather than change what it learns, never count.
 """
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from lmlab.config import format_value
+from lmlab.training.rundir import Run
 
 IGNORED_SECTIONS = ("run.",)
 """Config keys that name or place a run rather than change what it learns."""
+SEED = "train.seed"
 
 
 def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
@@ -49,3 +52,24 @@ def label(config: dict[str, Any], keys: Sequence[str]) -> str:
     """``"lr_max=0.001 norm=none"``: a run described by its values of ``keys``."""
     names = short_names(keys)
     return " ".join(f"{names[key]}={format_value(config.get(key))}" for key in keys)
+
+
+def by_point(runs: Sequence[Run]) -> list[list[Run]]:
+    """The runs grouped into points: runs whose configs differ only in ``train.seed`` are the
+    seeds of one point (``lmlab sweep --seeds``); every other run is a point of its own. Groups
+    keep the order in which their first run comes."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        rest = {key: value for key, value in run.config.items()
+                if key != SEED and not key.startswith(IGNORED_SECTIONS)}
+        groups.setdefault(json.dumps(rest, sort_keys=True), []).append(run)
+    points: list[list[Run]] = []
+    for group in groups.values():
+        seeds = [run.config.get(SEED) for run in group]
+        points += [group] if len(set(seeds)) == len(seeds) else [[run] for run in group]
+    return sorted(points, key=lambda point: runs.index(point[0]))
+
+
+def point_label(runs: Sequence[Run]) -> str:
+    """A point's run name without its seed: ``lr_max-1e-3`` for ``lr_max-1e-3__seed-2``."""
+    return re.sub(r"__seed-\d+$", "", runs[0].name)

@@ -28,6 +28,8 @@ class Point:
     name: str
     words: tuple[str, ...]
     config: Config
+    group: str
+    """The point's name without its seed: the runs of one point over several seeds share it."""
 
     @property
     def run_dir(self) -> RunDir:
@@ -45,8 +47,17 @@ class Plan:
 
     @property
     def varied(self) -> list[str]:
-        """The config keys that differ between points: the columns of the summary."""
-        return varied_keys([flatten(p.config.model_dump(mode="json")) for p in self.points])
+        """The config keys that differ between points (a run's seed aside): the columns of the
+        summary."""
+        keys = varied_keys([flatten(p.config.model_dump(mode="json")) for p in self.points])
+        return [key for key in keys if not (self.sweep.seeds > 1 and key == "train.seed")]
+
+    def groups(self) -> dict[str, list[Point]]:
+        """The runs of each point, over its seeds, in the order planned."""
+        groups: dict[str, list[Point]] = {}
+        for point in self.points:
+            groups.setdefault(point.group, []).append(point)
+        return groups
 
     def describe(self) -> dict[str, Any]:
         """``sweep.json``: the base config and each point's words, for the report and people."""
@@ -57,7 +68,9 @@ class Plan:
             "overrides": self.sweep.overrides,
             "base": self.base.model_dump(mode="json"),
             "varied": self.varied,
-            "points": [{"name": p.name, "words": list(p.words)} for p in self.points],
+            "seeds": self.sweep.seeds,
+            "points": [{"name": p.name, "group": p.group, "words": list(p.words)}
+                       for p in self.points],
         }
 
 
@@ -70,6 +83,8 @@ def plan(sweep: Sweep) -> Plan:
     """
     if sweep.lr_scaling not in (None, "sqrt", "linear"):
         raise ConfigError(f"lr_scaling must be sqrt or linear, got {sweep.lr_scaling!r}")
+    if not isinstance(sweep.seeds, int) or sweep.seeds < 1:
+        raise ConfigError(f"seeds must be a whole number >= 1, got {sweep.seeds!r}")
     base = load_config(sweep.config, sweep.overrides)
     root = base.run.runs_dir / (sweep.name or sweep.config.stem)
     varied = sweep.combinations()
@@ -80,15 +95,22 @@ def plan(sweep: Sweep) -> Plan:
                 raise ConfigError(f"{key} cannot be swept: the sweep names each run")
             if sweep.fixed_tokens and key in ("train.max_steps", "train.max_tokens"):
                 raise ConfigError(f"--fixed-tokens keeps the token budget, so {key} cannot vary")
+            if sweep.seeds > 1 and key == "train.seed":
+                raise ConfigError("train.seed cannot vary in a sweep with --seeds: the sweep "
+                                  "sets each run's seed")
     points = []
     for words in varied:
-        name = point_name(words)
-        run_words = [f"run.runs_dir={root}", f"run.name={name}", "run.resume=auto"]
-        config = load_config(sweep.config, [*sweep.overrides, *words, *run_words])
-        derived = _derived_words(sweep, base, config)
-        if derived:
-            config = load_config(sweep.config, [*sweep.overrides, *words, *derived, *run_words])
-        points.append(Point(name, (*sweep.overrides, *words, *derived, *run_words), config))
+        group = point_name(words)
+        for offset in range(sweep.seeds):
+            seed_words = [f"train.seed={base.train.seed + offset}"] if sweep.seeds > 1 else []
+            name = f"{group}__seed-{base.train.seed + offset}" if seed_words else group
+            run_words = [f"run.runs_dir={root}", f"run.name={name}", "run.resume=auto"]
+            point_words = [*sweep.overrides, *words, *seed_words]
+            config = load_config(sweep.config, [*point_words, *run_words])
+            derived = _derived_words(sweep, base, config)
+            if derived:
+                config = load_config(sweep.config, [*point_words, *derived, *run_words])
+            points.append(Point(name, (*point_words, *derived, *run_words), config, group))
     _check_unique(points)
     for point in points:
         _check_same_config(point)

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 
 from lmlab.atomic import atomic_path
 from lmlab.errors import ConfigError, DataError
-from lmlab.experiments.compare import label, varied_keys
+from lmlab.experiments.compare import SEED, by_point, label, point_label, varied_keys
+from lmlab.experiments.stability import Edge
 from lmlab.training.rundir import X_KEYS, Run, RunDir, find_runs
 
 FORMATS = ("png", "svg", "pdf")
@@ -53,11 +54,13 @@ def plot_runs(
 ) -> Figure:
     """A figure of ``metrics`` against ``x`` (step, tokens or wall_time) for every run.
 
-    ``panels="same"`` draws all metrics on one axes (the first metric dashed and faint, the last
-    solid), ``"separate"`` gives each metric its own. ``smooth`` is the width of a trailing
-    moving average of the ``train/`` metrics (evaluations are already averages over the whole
-    validation set, and too far apart to average together); ``log`` puts the y axis on a log
-    scale.
+    The seeds of one point (runs that differ only in ``train.seed``) are drawn as their mean
+    curve in a band from the lowest to the highest seed; a seed that diverged keeps its own
+    curve and cross. ``panels="same"`` draws all metrics on one axes (the first metric dashed
+    and faint, the last solid), ``"separate"`` gives each metric its own. ``smooth`` is the
+    width of a trailing moving average of the ``train/`` metrics (evaluations are already
+    averages over the whole validation set, and too far apart to average together); ``log``
+    puts the y axis on a log scale.
     """
     if x not in X_KEYS:
         raise ConfigError(f"x must be one of {', '.join(X_KEYS)}, got {x!r}")
@@ -65,18 +68,50 @@ def plot_runs(
         raise ConfigError(f"smooth must be >= 1, got {smooth}")
     if not metrics:
         raise ConfigError("give at least one metric, e.g. val/loss")
-    keys = varied_keys([run.config for run in runs])
+    points = by_point(runs)
+    keys = [key for key in varied_keys([run.config for run in runs])
+            if not (key == SEED and any(len(point) > 1 for point in points))]
     groups = [list(metrics)] if panels == "same" else [[metric] for metric in metrics]
     figure = Figure(figsize=(5.5 * len(groups), 3.8), layout="constrained")
     axes = figure.subplots(1, len(groups), squeeze=False)[0]
     for ax, group in zip(axes, groups, strict=True):
-        for colour, run in enumerate(runs):
-            name = _legend(run, keys)
+        for colour, point in enumerate(points):
+            name = _legend(point, keys)
             for metric in group:
-                _draw(ax, run, metric, x, smooth, f"C{colour % 10}", name,
-                      faint=len(group) > 1 and metric != group[-1])
-                name = None  # one legend entry per run and panel
+                _draw_point(ax, point, metric, x, smooth, f"C{colour % 10}", name,
+                            faint=len(group) > 1 and metric != group[-1])
+                name = None  # one legend entry per point and panel
         _finish(ax, runs, group, x, log)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def plot_learning_rates(edges: Sequence[Edge], title: str | None = None) -> Figure:
+    """Final validation loss against the peak learning rate (log axis), one line per series of
+    an lr sweep: the mean over seeds with the standard deviation as error bars, the best rate
+    ringed, and every rate at which a seed diverged as a cross along the top."""
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = figure.subplots()
+    for index, edge in enumerate(edges):
+        colour = f"C{index % 10}"
+        scored = [(lr, row) for lr, row in edge.rates if row["final_val_loss"] is not None]
+        ax.errorbar([lr for lr, _ in scored], [row["final_val_loss"] for _, row in scored],
+                    yerr=[row["final_val_loss_std"] or 0.0 for _, row in scored], color=colour,
+                    marker="o", markersize=4, capsize=3, label=edge.series or "final val loss")
+        if edge.best is not None:
+            lr, row = edge.best
+            ax.scatter([lr], [row["final_val_loss"]], s=160, facecolors="none",
+                       edgecolors=colour, linewidths=1.5, zorder=3)
+        diverged = [lr for lr, row in edge.rates if "diverged" in row["status"]]
+        ax.scatter(diverged, [0.96] * len(diverged), transform=ax.get_xaxis_transform(),
+                   marker="x", s=60, color=colour, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate (optim.lr_max)")
+    ax.set_ylabel("final val loss")
+    ax.set_title("best rate ringed, diverged rates crossed (top)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     if title:
         figure.suptitle(title)
     return figure
@@ -105,17 +140,49 @@ def smoothed(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[np.ndarr
     return xs[k - 1:], np.convolve(ys, np.ones(k) / k, mode="valid")
 
 
-def _legend(run: Run, keys: Sequence[str]) -> str:
-    """The run by its differing values (its name when nothing differs), and its state when not
-    finished."""
-    text = label(run.config, keys) if keys else run.name
-    return text if run.status == "finished" else f"{text} ({run.status})"
+def _legend(point: Sequence[Run], keys: Sequence[str]) -> str:
+    """The point by its differing values (its name when nothing differs), its seeds, and its
+    state when not finished."""
+    text = label(point[0].config, keys) if keys else point_label(point)
+    if len(point) > 1:
+        text += f" ({len(point)} seeds)"
+    statuses = {run.status for run in point}
+    return text if statuses == {"finished"} else f"{text} ({', '.join(sorted(statuses))})"
 
 
-def _draw(ax: Axes, run: Run, metric: str, x: str, smooth: int, colour: str, name: str | None,
+def _draw_point(ax: Axes, point: Sequence[Run], metric: str, x: str, smooth: int, colour: str,
+                name: str | None, faint: bool) -> None:
+    """One point's curve of one metric: a run's own curve, or over seeds their mean in a
+    min-max band (up to the shortest seed's last value); diverged seeds apart, with their
+    cross."""
+    width = smooth if metric.startswith("train/") else 1
+    trained = [run for run in point if run.status != "diverged"]
+    if len(point) == 1 or not trained:  # nothing to average
+        for run in point:
+            _draw(ax, run, metric, x, width, colour, name, faint)
+            name = None
+        return
+    for run in point:
+        if run.status == "diverged":
+            _draw(ax, run, metric, x, width, colour, None, faint=True)
+    series = [smoothed(*run.series(metric, x), width) for run in trained]
+    length = min(len(ys) for _, ys in series)
+    if length == 0:
+        return
+    xs = np.mean([xs[:length] for xs, _ in series], axis=0)
+    ys = np.stack([ys[:length] for _, ys in series])
+    ax.plot(xs, ys.mean(axis=0), color=colour, label=name, linestyle="--" if faint else "-",
+            alpha=0.5 if faint else 1.0, linewidth=1.2,
+            marker="o" if length < 30 and not faint else None, markersize=3)
+    ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.1 if faint else 0.2,
+                    linewidth=0)
+
+
+def _draw(ax: Axes, run: Run, metric: str, x: str, width: int, colour: str, name: str | None,
           faint: bool) -> None:
-    """One run's curve of one metric; a cross where a diverged run stopped."""
-    xs, ys = smoothed(*run.series(metric, x), smooth if metric.startswith("train/") else 1)
+    """One run's curve of one metric, smoothed over ``width`` points; a cross where a diverged
+    run stopped."""
+    xs, ys = smoothed(*run.series(metric, x), width)
     if len(ys) == 0:
         return
     ax.plot(xs, ys, color=colour, label=name, linestyle="--" if faint else "-",

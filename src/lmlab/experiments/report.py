@@ -15,8 +15,17 @@ from typing import Any
 from lmlab.atomic import atomic_write_text
 from lmlab.config import flatten, format_value
 from lmlab.errors import DataError, LmlabError
-from lmlab.experiments.compare import differences, short_names, varied_keys
-from lmlab.experiments.plot import plot_runs, save_figure
+from lmlab.experiments.compare import (
+    SEED,
+    by_point,
+    differences,
+    point_label,
+    short_names,
+    varied_keys,
+)
+from lmlab.experiments.plot import plot_learning_rates, plot_runs, save_figure
+from lmlab.experiments.stability import edges
+from lmlab.experiments.summary import over_seeds, within_noise
 from lmlab.generate import Sampling
 from lmlab.inference import complete, load_run
 from lmlab.training.rundir import Run, RunDir, find_runs
@@ -41,7 +50,7 @@ def write_report(runs_dir: str | Path, out: str | Path, *, samples: bool = True,
         on_step(f"{name}: {len(runs)} runs")
         figure = out.parent / f"{name.replace('/', '_')}.png"
         save_figure(plot_runs(runs, x="tokens", panels="separate", title=name), figure)
-        sections.append(_section(name, runs, folder, figure.name, samples))
+        sections.append(_section(name, runs, folder, figure.name, samples, out.parent))
     atomic_write_text(out, "\n".join(sections))
     return out
 
@@ -58,14 +67,20 @@ def _groups(runs_dir: Path) -> dict[Path, list[Run]]:
     return groups
 
 
-def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: bool) -> str:
-    """One group: description, base and its changes, the table, the figure, a sample."""
+def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: bool,
+             folder_out: Path) -> str:
+    """One group: description, base and its changes, the table (over seeds when a point has
+    several), the figure, the edge of stability of an lr sweep, a sample. Figures are written
+    to ``folder_out``."""
     sweep = _sweep_file(folder)
     runs = _in_sweep_order(runs, sweep)
     lines = [f"## {name}\n"]
     if sweep.get("description"):
         lines.append(sweep["description"].strip() + "\n")
-    keys = varied_keys([run.config for run in runs])
+    points = by_point(runs)
+    seeded = any(len(point) > 1 for point in points)
+    keys = [key for key in varied_keys([run.config for run in runs])
+            if not (seeded and key == SEED)]
     if sweep:
         base_words = " ".join(f"`{word}`" for word in sweep.get("overrides", []))
         lines.append(f"Base config: `{sweep['config']}`" + (f" with {base_words}" if base_words
@@ -78,8 +93,14 @@ def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: boo
     if keys:
         lines.append("Varied: " + ", ".join(f"`{key}`" for key in keys) + ".\n")
     lines.append(_hardware(runs[0]))
-    lines.append(_table(runs, keys))
+    lines.append(_seed_table(points, keys) if seeded else _table(runs, keys))
     lines.append(f"![{name} learning curves]({figure})\n")
+    lr_edges = edges(points, keys)
+    if lr_edges:
+        lines += [edge.describe() + "\n" for edge in lr_edges]
+        lr_figure = figure.replace(".png", "_lr.png")
+        save_figure(plot_learning_rates(lr_edges, title=name), folder_out / lr_figure)
+        lines.append(f"![{name}: final val loss against the learning rate]({lr_figure})\n")
     best = _best(runs)
     if samples and best is not None:
         text = _sample(best)
@@ -131,7 +152,48 @@ def _table(runs: Sequence[Run], keys: Sequence[str]) -> str:
         rows.append([f"`{run.name}`", *values, *cells])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    reasons = [f"- `{run.name}` diverged: {run.reason}." for run in runs if run.reason]
+    lines += ["", *reasons] if reasons else []
     return "\n".join(lines) + "\n"
+
+
+def _seed_table(points: Sequence[Sequence[Run]], keys: Sequence[str]) -> str:
+    """The Markdown table of a sweep with seeds: per point its varied values, then each result
+    as mean ± std over its finished seeds (min-max below it in summary.csv), and how far it is
+    from the best point: within noise when the gap is smaller than their two spreads."""
+    names = short_names(keys)
+    header = ["point", *(names[key] for key in keys), "seeds", "status", "final val loss",
+              "best val loss", "val bpb", "vs best"]
+    rows = [over_seeds([run.summary() for run in point]) for point in points]
+    scored = [row for row in rows if row["final_val_loss"] is not None]
+    best = min(scored, key=lambda row: row["final_val_loss"]) if scored else None
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for point, row in zip(points, rows, strict=True):
+        values = [format_value(point[0].config.get(key)) for key in keys]
+        cells = [str(row["seeds"]), row["status"],
+                 *(_spread(row, key) for key in ("final_val_loss", "best_val_loss", "val_bpb")),
+                 _versus(row, best)]
+        lines.append("| " + " | ".join([f"`{point_label(point)}`", *values, *cells]) + " |")
+    reasons = [f"- `{run.name}` diverged: {run.reason}." for point in points for run in point
+               if run.reason]
+    lines += ["", *reasons] if reasons else []
+    return "\n".join(lines) + "\n"
+
+
+def _spread(row: dict[str, Any], key: str) -> str:
+    if row[key] is None:
+        return ""
+    return f"{row[key]:.4f} ± {row[f'{key}_std']:.4f}"
+
+
+def _versus(row: dict[str, Any], best: dict[str, Any] | None) -> str:
+    """``best``, or the gap to the best point's final val loss and whether it beats the noise."""
+    if best is None or row["final_val_loss"] is None:
+        return ""
+    if row is best:
+        return "best"
+    noise = "within noise" if within_noise(row, best) else "beyond noise"
+    return f"+{row['final_val_loss'] - best['final_val_loss']:.4f} ({noise})"
 
 
 def _number(value: float | None) -> str:

@@ -55,6 +55,12 @@ def _status(point: Point) -> str:
     return point.run_dir.status or "pending"
 
 
+def _outcome(status: str, point: Point) -> str:
+    """``status``, with the reason when the run diverged: ``diverged (train/loss is nan ...)``."""
+    reason = point.run_dir.reason if status == "diverged" else None
+    return f"{status} ({reason})" if reason else status
+
+
 def _run_here(points: Sequence[Point], on_event: Callable[[str], None]) -> None:
     """One run after another in this process (no interpreter start per run); Ctrl-C stops the
     current run at a checkpoint and the sweep with it."""
@@ -62,9 +68,10 @@ def _run_here(points: Sequence[Point], on_event: Callable[[str], None]) -> None:
         on_event(f"{point.name}: starting")
         try:
             status = train(point.config).status
+            outcome = _outcome(status, point)
         except Exception as exc:  # one failing point (say, out of memory) is a row, not the end
-            status = f"failed ({type(exc).__name__}: {exc})"
-        on_event(f"{point.name}: {status}")
+            status = outcome = f"failed ({type(exc).__name__}: {exc})"
+        on_event(f"{point.name}: {outcome}")
         if status == "interrupted":
             raise KeyboardInterrupt
 
@@ -95,7 +102,7 @@ def _run_subprocesses(points: Sequence[Point], parallel: int,
 def _train_subprocess(point: Point, env: Mapping[str, str]) -> str:
     """``python -m lmlab.training`` on the point's config (JSON on stdin), its output appended
     to ``<run>/train.log``; the status it ended with (``failed`` when the process died without
-    saying)."""
+    saying), with the reason when it diverged."""
     run = point.run_dir
     run.root.mkdir(parents=True, exist_ok=True)
     with open(run.log, "a", encoding="utf-8") as log:
@@ -105,7 +112,7 @@ def _train_subprocess(point: Point, env: Mapping[str, str]) -> str:
     status = _status(point)
     if code != 0 and status in ("running", "pending", "finished"):
         status = "failed"
-    return status
+    return _outcome(status, point)
 
 
 def worker_envs(parallel: int) -> list[dict[str, str]]:

@@ -23,7 +23,7 @@ from lmlab.experiments.compare import short_names
 
 LrScaling = Literal["sqrt", "linear"]
 FILE_KEYS = ("config", "name", "overrides", "grid", "list", "fixed_tokens", "lr_scaling",
-             "description")
+             "seeds", "description")
 """The top-level keys of a sweep file (besides its ``[variant.NAME]`` tables)."""
 
 
@@ -45,6 +45,9 @@ class Sweep:
     """Keep the base config's token budget at every point (steps = tokens / tokens per step)."""
     lr_scaling: LrScaling | None = None
     """Rescale ``optim.lr_max`` with the tokens per step relative to the base config."""
+    seeds: int = 1
+    """Runs per point, with ``train.seed`` = the base config's seed + 0, 1, ...: the spread over
+    them is the noise a difference between points must beat."""
     description: str = ""
     """What the sweep is for: the report shows it above the sweep's table."""
 
@@ -80,6 +83,7 @@ class Sweep:
                     for point in raw.get("list", [])],
             fixed_tokens=raw.get("fixed_tokens", False),
             lr_scaling=raw.get("lr_scaling"),
+            seeds=raw.get("seeds", 1),
             description=raw.get("description", ""),
         )
 

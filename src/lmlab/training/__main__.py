@@ -24,8 +24,9 @@ def main() -> int:
     except LmlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{result.status} {result.run_dir} at step {result.step} ({result.tokens:,} tokens)",
-          file=sys.stderr)
+    why = f": {result.reason}" if result.reason else ""
+    print(f"{result.status} {result.run_dir} at step {result.step} ({result.tokens:,} tokens)"
+          f"{why}", file=sys.stderr)
     return {"finished": 0, "interrupted": 130}.get(result.status, 1)
 
 

@@ -31,10 +31,11 @@ from lmlab.errors import ConfigError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import AdamW, Muon, clip_grad_norm, cosine_schedule
-from lmlab.tokens import load_tokens
+from lmlab.tokens import load_tokens, unigram_loss
 from lmlab.training.batches import RandomBatches
 from lmlab.training.checkpoint import load_training_state, restore_model, save_training_state
 from lmlab.training.distributed import World, distributed, world_from_env
+from lmlab.training.divergence import DivergenceRules
 from lmlab.training.evaluate import evaluate
 from lmlab.training.rundir import RunDir
 from lmlab.training.tracking import Trackers
@@ -51,6 +52,10 @@ class Progress:
     """Seconds since the run began, evaluation and checkpointing included, across resumes."""
     first_loss: float | None = None
     """Loss of the first step: the reference for divergence."""
+    recent_losses: list[float] = field(default_factory=list)
+    best_smoothed_loss: float | None = None
+    """The last logged losses and the best of their median since warmup, for the divergence
+    rules (:mod:`lmlab.training.divergence`)."""
     loss_sum: float = 0.0
     loss_steps: int = 0
     """Sum and count of step losses since the last log (the logged loss is their mean); the sum
@@ -67,6 +72,8 @@ class RunResult:
     tokens: int
     metrics: dict[str, float] = field(default_factory=dict)
     """The last logged value of each metric."""
+    reason: str | None = None
+    """Why the run diverged (which rule, at which step); None otherwise."""
 
 
 def learning_rate(config: Config, step: int, train_time_s: float) -> float:
@@ -158,6 +165,9 @@ class Session:
                                      model_config.context_length, device, tcfg.seed,
                                      grad_accum=tcfg.grad_accum, rank=world.rank,
                                      world_size=world.size)
+        self.divergence = DivergenceRules(tcfg.diverge_factor, tcfg.diverge_rise,
+                                          config.optim.warmup_iters,
+                                          unigram_loss(train_data.tokens))
         self.step, self.progress = 0, Progress()
         if self.resumed:
             state = load_training_state(self.run.checkpoint, config)
@@ -171,6 +181,8 @@ class Session:
         self.trackers = Trackers([])
         self.metrics: dict[str, float] = {}
         """The last logged value of each metric."""
+        self.reason: str | None = None
+        """Why the run diverged, when it did."""
         self.lr, self.grad_norm = 0.0, torch.zeros(())
         """The last step's learning rate and gradient norm (before clipping)."""
         self.interval_tokens, self.interval_time = 0, 0.0
@@ -205,7 +217,8 @@ class Session:
                     if self.step % tcfg.log_interval == 0 or self.done():
                         train_loss, tokens_per_s = self.log_training()
                         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-                        if _diverged(train_loss, self.progress.first_loss, tcfg.diverge_factor):
+                        self.reason = self.divergence.check(train_loss, self.step, self.progress)
+                        if self.reason is not None:
                             status = "diverged"
                             break
                     if self._due(tcfg.eval_interval):
@@ -226,7 +239,7 @@ class Session:
         finally:
             self.trackers.close()
         if world.is_main:
-            self.run.set_status(status)
+            self.run.set_status(status, self.reason)
         return self.result(status)
 
     def train_step(self, stop_requested: bool) -> tuple[bool, float]:
@@ -300,7 +313,8 @@ class Session:
         return interval > 0 and self.step % interval == 0 and not self.done()
 
     def result(self, status: str) -> RunResult:
-        return RunResult(self.run.root, status, self.step, self.progress.tokens, self.metrics)
+        return RunResult(self.run.root, status, self.step, self.progress.tokens, self.metrics,
+                         self.reason)
 
     def _log(self, metrics: dict[str, float]) -> None:
         self.progress.wall_time_s = time.perf_counter() - self.session_start
@@ -331,11 +345,6 @@ def _resume_wanted(config: Config, run: RunDir) -> bool:
         raise ConfigError(f"run directory {run.root} already exists: resume it with --resume "
                           f"(or run.resume=auto), or choose another run.name")
     return has_checkpoint and config.run.resume != "never"
-
-
-def _diverged(loss: float, first_loss: float | None, factor: float) -> bool:
-    """A non-finite loss, or one far above where training started."""
-    return not math.isfinite(loss) or (first_loss is not None and loss > factor * first_loss)
 
 
 def _rng_state() -> dict:

@@ -5,7 +5,8 @@
     config.json     the resolved config                      (written when the run starts)
     env.json        versions, hardware, git commit, argv     (written when the run starts)
     metrics.jsonl   one JSON object per logged step          (appended by the trackers)
-    status          running / finished / diverged / interrupted / failed
+    status          running / finished / diverged / interrupted / failed (a diverged run adds
+                    a second line: which rule fired, at which step)
     checkpoints/last.pt                                       (lmlab.training.checkpoint)
     train.log       a sweep subprocess's output               (lmlab.experiments.runner)
     samples.txt     samples a person saved; the report shows them
@@ -61,15 +62,28 @@ class RunDir:
     def write_env(self, device: torch.device) -> None:
         atomic_write_json(self.env, environment(device))
 
-    def set_status(self, status: str) -> None:
-        """``running`` / ``finished`` / ``diverged`` / ``interrupted`` (resumable) / ``failed``."""
+    def set_status(self, status: str, reason: str | None = None) -> None:
+        """``running`` / ``finished`` / ``diverged`` / ``interrupted`` (resumable) / ``failed``,
+        with the ``reason`` on a second line (why a run diverged)."""
         assert status in STATUSES, status
-        atomic_write_text(self.status_file, status + "\n")
+        atomic_write_text(self.status_file, "".join(f"{line}\n" for line in (status, reason)
+                                                     if line is not None))
 
     @property
     def status(self) -> str | None:
         """The last status written, or None before the run started."""
-        return self.status_file.read_text().strip() if self.status_file.exists() else None
+        return self._status_lines()[0] if self.status_file.exists() else None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run diverged (the status file's second line), or None."""
+        lines = self._status_lines()
+        return lines[1] if len(lines) > 1 else None
+
+    def _status_lines(self) -> list[str]:
+        if not self.status_file.exists():
+            return []
+        return self.status_file.read_text(encoding="utf-8").strip().splitlines() or [""]
 
     def read_config(self) -> dict[str, Any]:
         """The resolved config as nested dicts; a :class:`DataError` when there is none."""
@@ -146,13 +160,15 @@ class Run:
     """``finished`` / ``diverged`` / ``running`` / ``interrupted`` / ``failed``, or ``pending``
     when the run has not written its status yet."""
     records: list[dict[str, Any]]
+    reason: str | None = None
+    """Why the run diverged (which rule, at which step), when it did."""
 
     @classmethod
     def load(cls, path: str | Path) -> "Run":
         """Read ``path``; a :class:`DataError` when it holds no ``config.json``."""
         run = RunDir(path)
         return cls(run.root, flatten(run.read_config()), run.status or "pending",
-                   run.read_metrics())
+                   run.read_metrics(), run.reason)
 
     @property
     def name(self) -> str:

@@ -1,0 +1,84 @@
+"""When a run has diverged: the rules a user recognises, checked on every logged training loss.
+
+A run is ``diverged`` when its logged training loss (the mean since the last log)
+
+1. is not finite (NaN or inf);
+2. exceeds ``train.diverge_factor`` times the first step's loss (a blow-up at the start);
+3. after warmup, climbs back and stays far above its best: the smoothed loss (the median of
+   the last :data:`WINDOW` logged losses) rises more than ``train.diverge_rise`` nats above the
+   lowest smoothed loss seen since warmup. A spike of fewer than half a window of logs, however
+   high, does not move the median and passes; a climb that stays does not;
+4. from :data:`LEARNED_BY_WARMUPS` warmups (and :data:`LEARNED_BY_MIN_STEPS` steps) on, is still
+   no better than a unigram model of the training data (smoothed loss above
+   :data:`UNIGRAM_FRACTION` of the data's unigram entropy): the model has learned nothing beyond
+   token frequencies, as runs at absurd learning rates end.
+
+What the rules remember (first loss, the recent logged losses, the best smoothed loss) is part
+of the run's progress, saved in every checkpoint, so a resumed run judges exactly as an
+uninterrupted one.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Protocol
+
+WINDOW = 11
+"""Logged losses whose median is the smoothed loss: a spike of up to five logs leaves it."""
+LEARNED_BY_WARMUPS = 3
+LEARNED_BY_MIN_STEPS = 100
+UNIGRAM_FRACTION = 0.95
+"""A run whose smoothed loss stays above this fraction of the unigram loss has learned (almost)
+nothing but token frequencies."""
+
+
+class LossHistory(Protocol):
+    """What the rules remember between logs: the run's :class:`~lmlab.training.loop.Progress`,
+    saved in every checkpoint."""
+
+    first_loss: float | None
+    """The first step's loss."""
+    recent_losses: list[float]
+    """The last :data:`WINDOW` logged losses."""
+    best_smoothed_loss: float | None
+    """The lowest smoothed loss since warmup."""
+
+
+@dataclass(frozen=True)
+class DivergenceRules:
+    """The thresholds of the rules, from the config and the training data."""
+
+    factor: float
+    """``train.diverge_factor``."""
+    rise: float
+    """``train.diverge_rise``, in nats."""
+    warmup_steps: int
+    unigram_loss: float | None
+    """Cross-entropy (nats per token) of the training tokens' own frequencies; None: rule 4 off."""
+
+    def check(self, loss: float, step: int, history: LossHistory) -> str | None:
+        """Update ``history`` with the loss logged at ``step``; return why the run diverged
+        (one line naming the rule and the step), or None while it trains."""
+        if not math.isfinite(loss):
+            return f"train/loss is {loss} at step {step}"
+        first = history.first_loss
+        if first is not None and loss > self.factor * first:
+            return (f"train/loss {loss:.3f} at step {step} is over {self.factor:g}x the first "
+                    f"step's {first:.3f} (train.diverge_factor)")
+        history.recent_losses[:] = [*history.recent_losses, loss][-WINDOW:]
+        smoothed = statistics.median(history.recent_losses)
+        if step <= self.warmup_steps:
+            return None
+        best = history.best_smoothed_loss
+        best = history.best_smoothed_loss = smoothed if best is None else min(best, smoothed)
+        if smoothed > best + self.rise:
+            return (f"smoothed train/loss {smoothed:.3f} at step {step} climbed "
+                    f"{smoothed - best:.2f} nats above its best {best:.3f} "
+                    f"(train.diverge_rise {self.rise:g})")
+        learned_by = max(LEARNED_BY_WARMUPS * self.warmup_steps, LEARNED_BY_MIN_STEPS)
+        if (self.unigram_loss is not None and step >= learned_by
+                and smoothed > UNIGRAM_FRACTION * self.unigram_loss):
+            return (f"smoothed train/loss {smoothed:.3f} at step {step} is no better than a "
+                    f"unigram model of the training data ({self.unigram_loss:.3f}): it has "
+                    f"learned only token frequencies")
+        return None

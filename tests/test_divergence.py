@@ -1,0 +1,100 @@
+"""The divergence rules on synthetic loss traces, the unigram loss of a token file, and the reason
+a diverged run records."""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmlab import tokens
+from lmlab.training.divergence import LEARNED_BY_MIN_STEPS, DivergenceRules
+from lmlab.training.rundir import Run, RunDir
+
+RULES = DivergenceRules(factor=2.0, rise=1.0, warmup_steps=10, unigram_loss=6.0)
+
+
+@dataclass
+class History:
+    first_loss: float | None = None
+    recent_losses: list[float] = field(default_factory=list)
+    best_smoothed_loss: float | None = None
+
+
+def first_reason(trace: list[float], rules: DivergenceRules = RULES) -> tuple[int, str] | None:
+    """Feed a loss per step (logged every step) and return (step, reason) of the first rule that
+    fires, or None."""
+    history = History(first_loss=trace[0])
+    for step, loss in enumerate(trace, start=1):
+        reason = rules.check(loss, step, history)
+        if reason is not None:
+            return step, reason
+    return None
+
+
+def learning(steps: int) -> list[float]:
+    """A healthy curve from 5.5 down towards 2.5."""
+    return [2.5 + 3.0 * math.exp(-step / 40) for step in range(steps)]
+
+
+def test_a_healthy_run_never_diverges() -> None:
+    assert first_reason(learning(400)) is None
+
+
+def test_a_spike_that_recovers_is_not_divergence() -> None:
+    trace = learning(400)
+    for step in range(200, 205):  # five logs of bad batches, far above the curve (below 2x)
+        trace[step] += 8.0
+    assert first_reason(trace) is None
+
+
+def test_a_climb_that_stays_is_divergence() -> None:
+    trace = learning(200) + [4.5] * 100  # back up ~2 nats above the best, and staying there
+    step, reason = first_reason(trace)
+    assert 200 < step < 230
+    assert "climbed" in reason and "train.diverge_rise 1" in reason and f"step {step}" in reason
+
+
+def test_non_finite_and_blow_up_losses_diverge_at_once() -> None:
+    assert first_reason([5.0, 4.9, math.nan]) == (3, "train/loss is nan at step 3")
+    step, reason = first_reason([5.0, 4.9, 10.5])
+    assert step == 3 and "over 2x the first step's 5.000 (train.diverge_factor)" in reason
+
+
+def test_a_run_that_learns_nothing_beyond_token_frequencies_diverges_once_past_warmup() -> None:
+    stuck = [6.2] * 300  # at the unigram loss from the start: not a blow-up, no climb
+    step, reason = first_reason(stuck)
+    assert step == LEARNED_BY_MIN_STEPS  # not earlier: the run gets its chance to learn
+    assert "no better than a unigram model of the training data (6.000)" in reason
+    no_unigram = DivergenceRules(factor=2.0, rise=1.0, warmup_steps=10, unigram_loss=None)
+    assert first_reason(stuck, no_unigram) is None
+
+
+def test_warmup_losses_set_no_best() -> None:
+    """During warmup the loss may rise (the rate grows): only after it does a climb count."""
+    trace = [5.0] * 5 + [3.0] * 5 + [5.5] * 40 + learning(100)
+    assert first_reason(trace, DivergenceRules(2.0, 1.0, warmup_steps=60, unigram_loss=None)) \
+        is None
+    assert first_reason(trace, DivergenceRules(2.0, 1.0, warmup_steps=0, unigram_loss=None))
+
+
+def test_unigram_loss_is_the_entropy_of_the_token_frequencies(monkeypatch) -> None:
+    assert tokens.unigram_loss(np.array([0, 0, 1, 1])) == pytest.approx(math.log(2))
+    assert tokens.unigram_loss(np.array([3, 1, 2, 0, 9])) == pytest.approx(math.log(5))
+    ids = np.random.default_rng(0).integers(0, 50, size=1000)
+    p = np.bincount(ids) / len(ids)
+    expected = -sum(q * math.log(q) for q in p if q > 0)
+    monkeypatch.setattr(tokens, "_SCAN_CHUNK", 7)  # read in chunks whose largest ids differ
+    assert tokens.unigram_loss(ids) == pytest.approx(expected)
+
+
+def test_a_diverged_status_keeps_its_reason(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    run.set_status("diverged", "train/loss is nan at step 7")
+    assert (run.status, run.reason) == ("diverged", "train/loss is nan at step 7")
+    run.set_status("finished")
+    assert (run.status, run.reason) == ("finished", None)
+    (tmp_path / "config.json").write_text("{}")
+    run.set_status("diverged", "why")
+    assert Run.load(tmp_path).reason == "why"

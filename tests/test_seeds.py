@@ -1,0 +1,152 @@
+"""Seeds and noise: `lmlab sweep --seeds`, the spread in the summary and report, the band in the
+plot, `--dry-run`, and the edge of stability of an lr sweep."""
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lmlab.experiments.compare import by_point
+from lmlab.experiments.planning import plan
+from lmlab.experiments.plot import load_runs, plot_runs
+from lmlab.experiments.runner import run_sweep
+from lmlab.experiments.stability import edges
+from lmlab.experiments.summary import over_seeds, within_noise
+from lmlab.training.rundir import Run, RunDir
+from tests.lmlab_cli import cli
+from tests.test_plot import fake_run
+from tests.test_sweep import PRESET, STEPS_ONLY, tiny_sweep
+from tests.tiny_runs import tiny_run
+
+
+def seeded_run(root: Path, name: str, status: str, losses: list[float], seed: int,
+               **optim: float) -> Path:
+    """A fake run (see tests/test_plot.py) whose config also names its train.seed."""
+    path = fake_run(root, name, status, losses, **optim)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "train": {"seed": seed}}))
+    return path
+
+
+def test_every_point_runs_with_each_seed_and_the_summary_gives_the_spread(
+        tmp_path: Path) -> None:
+    sweep = tiny_sweep(tmp_path, "train.max_steps=12", "train.eval_interval=6", seeds=2,
+                       grid={"optim.lr_max": ["1e-3", "1e-2"]})
+    rows = run_sweep(plan(sweep))
+    root = tmp_path / "runs" / "s"
+    names = [f"lr_max-{lr}__seed-{seed}" for lr in ("1e-3", "1e-2") for seed in (0, 1)]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(names)
+    runs = [Run.load(root / name) for name in names]
+    assert [run.config["train.seed"] for run in runs] == [0, 1, 0, 1]
+    finals = [run.summary()["final_val_loss"] for run in runs]
+    assert finals[0] != finals[1]  # the seeds really differ
+    assert [row["run"] for row in rows] == ["lr_max-1e-3", "lr_max-1e-2"]
+    first = rows[0]
+    assert (first["seeds"], first["status"], first["steps"]) == (2, "finished", 12)
+    assert first["final_val_loss"] == pytest.approx(statistics.fmean(finals[:2]))
+    assert first["final_val_loss_std"] == pytest.approx(statistics.stdev(finals[:2]))
+    assert (first["final_val_loss_min"], first["final_val_loss_max"]) == (min(finals[:2]),
+                                                                          max(finals[:2]))
+    assert json.loads((root / "summary.json").read_text()) == rows
+    assert "train.seed" not in plan(sweep).varied
+
+    again: list[str] = []
+    run_sweep(plan(sweep), on_event=again.append)
+    assert again == [f"{name}: finished, skipped" for name in names]
+
+
+def test_dry_run_lists_the_planned_runs_with_their_budget_and_trains_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    words = [*tiny_run(tmp_path), *STEPS_ONLY, "train.max_steps=12"]
+    code, out, _ = cli(capsys, "sweep", str(PRESET), *words, "--name", "s", "--grid",
+                       "optim.lr_max=1e-3,1e-2", "--seeds", "3", "--dry-run")
+    assert code == 0, out
+    assert "sweep " in out and "6 runs (2 points x 3 seeds)" in out
+    assert "lr_max-1e-2__seed-2: 12 steps, 1,536 tokens  [pending: run]" in out
+    assert "at most 9,216 tokens in all" in out
+    assert not (tmp_path / "runs" / "s").exists()
+
+
+def test_seeds_cannot_be_swept_by_hand_with_seeds(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train.seed cannot vary in a sweep with --seeds"):
+        plan(tiny_sweep(tmp_path, seeds=2, grid={"train.seed": ["1", "2"]}))
+    with pytest.raises(ValueError, match="seeds must be a whole number >= 1"):
+        plan(tiny_sweep(tmp_path, seeds=0, grid={"optim.lr_max": ["1e-3"]}))
+
+
+def test_spread_over_seeds_counts_finished_seeds_only() -> None:
+    row = over_seeds([{"status": "finished", "final_val_loss": 3.0, "steps": 10},
+                      {"status": "diverged", "final_val_loss": 7.0, "steps": 4}])
+    assert row["status"] == "1 finished, 1 diverged" and row["seeds"] == 2
+    assert (row["final_val_loss"], row["final_val_loss_std"]) == (3.0, 0.0)
+    assert row["val_bpb"] is None and row["steps"] == 7.0
+    close = {"final_val_loss": 2.00, "final_val_loss_std": 0.03}
+    assert within_noise(close, {"final_val_loss": 2.05, "final_val_loss_std": 0.03})
+    assert not within_noise(close, {"final_val_loss": 2.10, "final_val_loss_std": 0.03})
+    assert not within_noise({"final_val_loss": 2.0}, {"final_val_loss": 2.0001})  # no spread
+
+
+def test_the_plot_draws_a_seeds_mean_in_a_band(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    seeded_run(root, "lr_max-1e-3__seed-0", "finished", [5.0, 4.0, 3.0, 2.0], 0)
+    seeded_run(root, "lr_max-1e-3__seed-1", "finished", [5.0, 4.4, 3.4, 2.4], 1)
+    seeded_run(root, "lr_max-1e-1__seed-0", "finished", [5.0, 4.8, 4.6, 4.4], 0, lr_max=1e-1)
+    runs = load_runs([root])
+    assert [len(point) for point in by_point(runs)] == [1, 2]  # runs in name order
+    (ax,) = plot_runs(runs, metrics=["train/loss"]).axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["lr_max=0.1", "lr_max=0.001 (2 seeds)"]
+    assert list(ax.get_lines()[1].get_ydata()) == pytest.approx([5.0, 4.2, 3.2, 2.2])
+    (band,) = ax.collections  # the min-max band of the two seeds
+    low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert (low, high) == pytest.approx((2.0, 5.0))
+
+
+def test_identical_runs_are_not_taken_for_seeds(tmp_path: Path) -> None:
+    fake_run(tmp_path, "a", "finished", [5.0, 4.0])
+    fake_run(tmp_path, "b", "finished", [5.0, 4.1])  # same config, same (default) seed
+    assert [len(point) for point in by_point(load_runs([tmp_path]))] == [1, 1]
+
+
+def lr_sweep(root: Path) -> None:
+    """Fake runs of an lr sweep with two seeds: 1e-2 best, 3e-2 diverging in one seed."""
+    curves = {1e-3: ([5, 4, 3.5, 3.2], [5, 4, 3.6, 3.3]),
+              1e-2: ([5, 3, 2.5, 2.1], [5, 3, 2.4, 2.0]),
+              3e-2: ([5, 3, 2.6, 2.3], [5, 9.0])}
+    for lr, (first, second) in curves.items():
+        seeded_run(root, f"lr_max-{lr:g}__seed-0", "finished", first, 0, lr_max=lr)
+        seeded_run(root, f"lr_max-{lr:g}__seed-1", "finished" if len(second) > 2 else "diverged",
+                   second, 1, lr_max=lr)
+
+
+def test_the_edge_of_stability_of_an_lr_sweep(tmp_path: Path) -> None:
+    lr_sweep(tmp_path / "lr")
+    runs = load_runs([tmp_path / "lr"])
+    (edge,) = edges(by_point(runs), ["optim.lr_max"])
+    best_lr, best_row = edge.best
+    assert best_lr == 1e-2 and best_row["final_val_loss"] == pytest.approx(2.15)  # val = +0.1
+    assert edge.diverging == 3e-2
+    assert edge.describe().startswith("Edge of stability: best lr 0.01 (final val loss 2.150 ± "
+                                      "0.071); smallest diverging lr 0.03: 3x the best")
+    assert edges(by_point(runs), ["model.d_model"]) == []  # not an lr sweep
+
+
+def test_the_report_gives_spreads_noise_and_the_edge(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    runs = tmp_path / "runs"
+    lr_sweep(runs / "lr")
+    RunDir(runs / "lr" / "lr_max-0.03__seed-1").set_status("diverged", "train/loss 9.000 at step "
+                                                            "2 is over 2x the first step's 5.000")
+    out = tmp_path / "docs" / "EXPERIMENTS.md"
+    code, _, err = cli(capsys, "report", str(runs), "--out", str(out), "--no-samples")
+    assert code == 0, err
+    text = out.read_text()
+    assert "| point | lr_max | seeds | status | final val loss |" in text
+    assert "| `lr_max-0.01` | 0.01 | 2 | finished | 2.1500 ± 0.0707 |" in text
+    assert "| `lr_max-0.03` | 0.03 | 2 | 1 finished, 1 diverged | 2.4000 ± 0.0000 |" in text
+    assert "+1.2000 (beyond noise)" in text  # 1e-3: 3.35 vs 2.15
+    assert "- `lr_max-0.03__seed-1` diverged: train/loss 9.000 at step 2" in text
+    assert "Edge of stability: best lr 0.01" in text and "published on one GPU" in text
+    assert "![lr: final val loss against the learning rate](lr_lr.png)" in text
+    assert (out.parent / "lr_lr.png").stat().st_size > 1000
