@@ -67,8 +67,15 @@ def test_a_run_that_learns_nothing_beyond_token_frequencies_diverges_once_past_w
     step, reason = first_reason(stuck)
     assert step == LEARNED_BY_MIN_STEPS  # not earlier: the run gets its chance to learn
     assert "no better than a unigram model of the training data (6.000)" in reason
+    assert "has stopped falling (+0.000 over the last 11 logs)" in reason
     no_unigram = DivergenceRules(factor=2.0, rise=1.0, warmup_steps=10, unigram_loss=None)
     assert first_reason(stuck, no_unigram) is None
+
+
+def test_a_slow_run_still_falling_past_the_unigram_loss_is_not_divergence() -> None:
+    """A small learning rate reaches the unigram loss late, on its way down: not stuck."""
+    slow = [8.0 - 0.01 * step for step in range(600)]  # 6.0 (the unigram loss) at step 200
+    assert first_reason(slow) is None
 
 
 def test_warmup_losses_set_no_best() -> None:

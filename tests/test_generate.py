@@ -142,3 +142,17 @@ def test_stream_decoding_prints_characters_split_across_tokens(shared_data):
 
 def test_stream_decoding_replaces_bytes_that_never_form_a_character():
     assert "".join(decode_stream([0, 1], {0: b"a\xe2\x82", 1: b"b"})) == "a\ufffdb"
+
+
+def test_logprobs_are_the_models_own_over_full_forward_passes(model):
+    """Each sampled token's log-probability under the model at temperature 1, whatever the
+    sampling; checked against log_softmax over one forward of the whole sequence."""
+    prompt = [1, 2, 3]
+    logprobs: list[float] = []
+    tokens = list(generate(model, prompt, 10, Sampling(temperature=1.3, top_p=0.8), seed=3,
+                           logprobs=logprobs))
+    assert len(logprobs) == len(tokens) == 10
+    with torch.no_grad():
+        full = torch.log_softmax(model(torch.tensor([prompt + tokens]))[0], dim=-1)
+    expected = [float(full[len(prompt) - 1 + i, token]) for i, token in enumerate(tokens)]
+    assert logprobs == pytest.approx(expected, abs=1e-6)  # attention probabilities are fp32

@@ -124,3 +124,26 @@ def test_a_run_whose_data_moved_asks_for_a_tokenizer(run_dir, tmp_path):
     config.data.train_path = tmp_path / "moved" / "train.bin"
     with pytest.raises(TokenizerError, match=r"cannot find the tokenizer .* pass --tokenizer DIR"):
         find_tokenizer(config)
+
+
+def test_the_generation_study_scores_every_setting(run_dir, capsys):
+    from lmlab.inference import STUDY_TEMPERATURES, STUDY_TOP_PS, generation_study
+
+    model, _, tokenizer = load_run(run_dir)
+    samples = generation_study(model, tokenizer, "Tom", max_new_tokens=12, seed=0)
+    assert [(s.sampling.temperature, s.sampling.top_p) for s in samples] == [
+        (t, p) for t in STUDY_TEMPERATURES for p in STUDY_TOP_PS]
+    for sample in samples:
+        logprobs: list[float] = []
+        text = "".join(complete(model, tokenizer, "Tom", 12, sample.sampling, 0, logprobs))
+        assert (sample.text, sample.num_tokens) == (text, len(logprobs))
+        assert sample.mean_logprob == pytest.approx(sum(logprobs) / len(logprobs))
+        assert sample.mean_logprob < 0
+    code, out, err = cli(capsys, "generate", run_dir, "--prompt", "Tom", "--max-new-tokens", 12,
+                         "--study")
+    assert code == 0, err
+    first = samples[0]
+    assert out.startswith(f"### temperature 0.7, top-p 0.9: {first.num_tokens} tokens, mean "
+                          f"log-prob {first.mean_logprob:.3f} nats/token\n\n```text\nTom"
+                          f"{first.text}\n```\n")
+    assert out.count("### temperature") == 6

@@ -91,12 +91,16 @@ def generate(
     stop_ids: Iterable[int] = (),
     seed: int | None = None,
     use_cache: bool = True,
+    logprobs: list[float] | None = None,
 ) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` token ids that continue ``prompt``, one at a time.
 
     Stops early after drawing any id in ``stop_ids`` (e.g. ``<|endoftext|>``), which is not
-    yielded. ``seed`` seeds the sampling generator (None: a random seed). ``use_cache=False``
-    recomputes the whole window every step: the same tokens, slower; it exists to test the cache.
+    yielded. ``logprobs``, when given, receives for each yielded token the log-probability
+    (nats) the model itself gave it: temperature 1, no top-k or top-p, so samples drawn with
+    different settings are scored alike. ``seed`` seeds the sampling generator (None: a random
+    seed). ``use_cache=False`` recomputes the whole window every step: the same tokens, slower;
+    it exists to test the cache.
     Runs on the model's device; the model should be in ``eval()`` mode.
 
     The arguments are checked at the call, before the first token is asked for: a
@@ -117,12 +121,13 @@ def generate(
     else:
         generator.manual_seed(seed)
     return _decode(model, list(prompt), max_new_tokens, sampling, set(stop_ids), generator,
-                   use_cache)
+                   use_cache, logprobs)
 
 
 @torch.no_grad()
 def _decode(model: TransformerLM, window: list[int], max_new_tokens: int, sampling: Sampling,
-            stop: set[int], generator: torch.Generator, use_cache: bool) -> Iterator[int]:
+            stop: set[int], generator: torch.Generator, use_cache: bool,
+            logprobs: list[float] | None) -> Iterator[int]:
     """The decoding loop of :func:`generate`. ``window`` holds the tokens the model sees, at
     positions ``0 .. len(window) - 1``; ``pending`` is the part of it not yet in the cache."""
     context = model.config.context_length
@@ -134,6 +139,10 @@ def _decode(model: TransformerLM, window: list[int], max_new_tokens: int, sampli
         token = int(next_token(logits, sampling, generator).item())  # logits: (1, vocab)
         if token in stop:
             return
+        if logprobs is not None:
+            logits = logits[0].to(torch.promote_types(logits.dtype, torch.float32))
+            peak = logits.max()
+            logprobs.append(float(logits[token] - peak - (logits - peak).exp().sum().log()))
         yield token
         if len(window) == context:  # no room for the new token: keep the last half only
             window = window[len(window) - context // 2:]

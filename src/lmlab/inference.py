@@ -9,7 +9,10 @@ error rather than garbled text.
 # TODO(tokenizer): if `lmlab tokenize` recorded the tokenizer directory in the sidecar, this
 # lookup could read it instead of relying on the folder convention.
 
-from collections.abc import Iterator
+import math
+import statistics
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -79,13 +82,15 @@ def _check_fits(tokenizer: Tokenizer, where: str | Path, config: Config, expecte
 
 
 def complete(model: TransformerLM, tokenizer: Tokenizer, prompt: str, max_new_tokens: int,
-             sampling: Sampling, seed: int | None = None) -> Iterator[str]:
+             sampling: Sampling, seed: int | None = None,
+             logprobs: list[float] | None = None) -> Iterator[str]:
     """Stream the text that continues ``prompt``, piece by piece, until ``<|endoftext|>`` (when
     the tokenizer has it) or ``max_new_tokens`` tokens.
 
     An empty prompt starts a fresh document: the model is conditioned on ``<|endoftext|>``, the
     token it saw before every document in training. Argument errors (a prompt longer than the
-    context, bad sampling values) are raised here, before the first piece.
+    context, bad sampling values) are raised here, before the first piece. ``logprobs`` receives
+    the model's own log-probability of each sampled token (see :func:`generate`).
     """
     stop = tokenizer.special_ids.get(END_OF_TEXT)
     ids = tokenizer.encode(prompt)
@@ -95,5 +100,43 @@ def complete(model: TransformerLM, tokenizer: Tokenizer, prompt: str, max_new_to
                                  f"from: give a prompt")
         ids = [stop]
     tokens = generate(model, ids, max_new_tokens, sampling, seed=seed,
-                      stop_ids=[stop] if stop is not None else [])
+                      stop_ids=[stop] if stop is not None else [], logprobs=logprobs)
     return decode_stream(tokens, tokenizer.vocab)
+
+
+STUDY_TEMPERATURES = (0.7, 1.0, 1.2)
+STUDY_TOP_PS = (0.9, 1.0)
+"""The grid of the CS336 ``generate`` problem: fluency against diversity."""
+
+
+@dataclass(frozen=True)
+class StudySample:
+    """One sample of :func:`generation_study`."""
+
+    sampling: Sampling
+    text: str
+    """The continuation (without the prompt)."""
+    num_tokens: int
+    mean_logprob: float
+    """Mean log-probability per token (nats) that the model itself (temperature 1, no
+    truncation) gave the sample: near 0 is what the model finds most likely, lower is more
+    surprising to it. NaN for an empty sample."""
+
+
+def generation_study(model: TransformerLM, tokenizer: Tokenizer, prompt: str,
+                     max_new_tokens: int = 256, seed: int = 0,
+                     temperatures: Sequence[float] = STUDY_TEMPERATURES,
+                     top_ps: Sequence[float] = STUDY_TOP_PS) -> list[StudySample]:
+    """One sample per temperature x top-p (the same seed for each), up to ``max_new_tokens``
+    or the first ``<|endoftext|>``, each with the mean log-probability the model gave it, so the
+    trade-off between fluency and diversity reads from numbers as well as from the text."""
+    samples = []
+    for temperature in temperatures:
+        for top_p in top_ps:
+            sampling = Sampling(temperature=temperature, top_p=top_p)
+            logprobs: list[float] = []
+            text = "".join(complete(model, tokenizer, prompt, max_new_tokens, sampling, seed,
+                                    logprobs))
+            mean = statistics.fmean(logprobs) if logprobs else math.nan
+            samples.append(StudySample(sampling, text, len(logprobs), mean))
+    return samples

@@ -41,6 +41,11 @@ def generate_command(
         ".bin, checked against its sidecar).", show_default=False)] = None,
     device: Annotated[str, typer.Option(
         help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
+    study: Annotated[bool, typer.Option(
+        "--study", help="The generation study instead of one sample: one sample at each "
+        "temperature 0.7, 1.0, 1.2 x top-p 0.9, 1.0 (same seed, default 0), each with the mean "
+        "log-probability per token the model gave it, as Markdown (--temperature, --top-p and "
+        "--top-k are then not used).")] = False,
 ) -> None:
     """Continue a prompt with a trained model, streaming the text.
 
@@ -48,8 +53,15 @@ def generate_command(
     characters."""
     from lmlab.device import resolve_device
     from lmlab.generate import Sampling
-    from lmlab.inference import complete, load_run
+    from lmlab.inference import complete, generation_study, load_run
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
     model, _, tok = load_run(run, tokenizer, device=resolve_device(device))
+    if study:
+        for sample in generation_study(model, tok, prompt, max_new_tokens, seed or 0):
+            typer.echo(f"### temperature {sample.sampling.temperature:g}, top-p "
+                       f"{sample.sampling.top_p:g}: {sample.num_tokens} tokens, mean "
+                       f"log-prob {sample.mean_logprob:.3f} nats/token\n\n```text\n"
+                       f"{prompt}{sample.text}\n```\n")
+        return
     stream(complete(model, tok, prompt, max_new_tokens, sampling, seed), prompt)

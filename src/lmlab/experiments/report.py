@@ -181,9 +181,11 @@ def _seed_table(points: Sequence[Sequence[Run]], keys: Sequence[str]) -> str:
 
 
 def _spread(row: dict[str, Any], key: str) -> str:
+    """``mean ± std``, or the one finished seed's value marked as such (no spread to show)."""
     if row[key] is None:
         return ""
-    return f"{row[key]:.4f} ± {row[f'{key}_std']:.4f}"
+    std = row[f"{key}_std"]
+    return f"{row[key]:.4f} ± {std:.4f}" if std is not None else f"{row[key]:.4f} (1 seed)"
 
 
 def _versus(row: dict[str, Any], best: dict[str, Any] | None) -> str:

@@ -48,7 +48,8 @@ class Edge:
         if best is None:
             return f"Edge of stability{where}: no rate finished."
         lr, row = best
-        spread = f" ± {row['final_val_loss_std']:.3f}" if row.get("seeds", 1) > 1 else ""
+        std = row["final_val_loss_std"]
+        spread = f" ± {std:.3f}" if std is not None else ""
         text = (f"Edge of stability{where}: best lr {lr:g} (final val loss "
                 f"{row['final_val_loss']:.3f}{spread}); ")
         if self.diverging is None:

@@ -47,8 +47,8 @@ def _summary(point: Point) -> dict[str, Any]:
 def over_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The runs of one point over its seeds (each a :meth:`Run.summary`) as one row: how many
     seeds, their statuses, and per result the mean over the finished seeds with ``_std``
-    (sample standard deviation, 0 for one seed), ``_min`` and ``_max``; None where no seed
-    finished.
+    (sample standard deviation; None for a single finished seed, which shows no spread),
+    ``_min`` and ``_max``; None where no seed finished.
 
     >>> row = over_seeds([{"status": "finished", "final_val_loss": 2.0},
     ...                   {"status": "finished", "final_val_loss": 4.0},
@@ -66,8 +66,7 @@ def over_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for key in RESULTS:
         values = [s[key] for s in finished if s.get(key) is not None and math.isfinite(s[key])]
         row[key] = statistics.fmean(values) if values else None
-        row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else (
-            0.0 if values else None)
+        row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
         row[f"{key}_min"] = min(values) if values else None
         row[f"{key}_max"] = max(values) if values else None
     for key in COUNTS:

@@ -10,8 +10,11 @@ A run is ``diverged`` when its logged training loss (the mean since the last log
    high, does not move the median and passes; a climb that stays does not;
 4. from :data:`LEARNED_BY_WARMUPS` warmups (and :data:`LEARNED_BY_MIN_STEPS` steps) on, is still
    no better than a unigram model of the training data (smoothed loss above
-   :data:`UNIGRAM_FRACTION` of the data's unigram entropy): the model has learned nothing beyond
-   token frequencies, as runs at absurd learning rates end.
+   :data:`UNIGRAM_FRACTION` of the data's unigram entropy) *and no longer falling* (the smoothed
+   loss fell by less than :data:`STALL_FRACTION` of the unigram loss over the last window of
+   logs): the model has learned nothing beyond token frequencies and has stopped learning, as
+   runs at absurd learning rates end. A run at a small rate that is still on its way down past
+   the unigram loss (every model passes it) does not count.
 
 What the rules remember (first loss, the recent logged losses, the best smoothed loss) is part
 of the run's progress, saved in every checkpoint, so a resumed run judges exactly as an
@@ -30,6 +33,8 @@ LEARNED_BY_MIN_STEPS = 100
 UNIGRAM_FRACTION = 0.95
 """A run whose smoothed loss stays above this fraction of the unigram loss has learned (almost)
 nothing but token frequencies."""
+STALL_FRACTION = 0.01
+"""Falling by less than this fraction of the unigram loss over a window of logs is a stall."""
 
 
 class LossHistory(Protocol):
@@ -39,7 +44,7 @@ class LossHistory(Protocol):
     first_loss: float | None
     """The first step's loss."""
     recent_losses: list[float]
-    """The last :data:`WINDOW` logged losses."""
+    """The last two :data:`WINDOW` s of logged losses."""
     best_smoothed_loss: float | None
     """The lowest smoothed loss since warmup."""
 
@@ -65,8 +70,8 @@ class DivergenceRules:
         if first is not None and loss > self.factor * first:
             return (f"train/loss {loss:.3f} at step {step} is over {self.factor:g}x the first "
                     f"step's {first:.3f} (train.diverge_factor)")
-        history.recent_losses[:] = [*history.recent_losses, loss][-WINDOW:]
-        smoothed = statistics.median(history.recent_losses)
+        recent = history.recent_losses[:] = [*history.recent_losses, loss][-2 * WINDOW:]
+        smoothed = statistics.median(recent[-WINDOW:])
         if step <= self.warmup_steps:
             return None
         best = history.best_smoothed_loss
@@ -76,9 +81,14 @@ class DivergenceRules:
                     f"{smoothed - best:.2f} nats above its best {best:.3f} "
                     f"(train.diverge_rise {self.rise:g})")
         learned_by = max(LEARNED_BY_WARMUPS * self.warmup_steps, LEARNED_BY_MIN_STEPS)
-        if (self.unigram_loss is not None and step >= learned_by
-                and smoothed > UNIGRAM_FRACTION * self.unigram_loss):
+        unigram = self.unigram_loss
+        if (unigram is None or step < learned_by or smoothed <= UNIGRAM_FRACTION * unigram
+                or len(recent) < 2 * WINDOW):
+            return None
+        fallen = statistics.median(recent[:WINDOW]) - smoothed
+        if fallen < STALL_FRACTION * unigram:
             return (f"smoothed train/loss {smoothed:.3f} at step {step} is no better than a "
-                    f"unigram model of the training data ({self.unigram_loss:.3f}): it has "
-                    f"learned only token frequencies")
+                    f"unigram model of the training data ({unigram:.3f}) and has stopped "
+                    f"falling ({fallen:+.3f} over the last {WINDOW} logs): it has learned only "
+                    f"token frequencies")
         return None
