@@ -54,6 +54,13 @@ def test_preset_specifics(tmp_path: Path) -> None:
     lrs = [p.config.optim.lr_max for p in plan(_tiny(
         Sweep.from_file(EXPERIMENTS / "lr_sweep.toml", "cpu"), tmp_path)).points]
     assert max(lrs) >= 30 * min(lrs)  # wide enough to reach divergence
+    batch = plan(_tiny(Sweep.from_file(EXPERIMENTS / "batch_size.toml", "cpu"), tmp_path))
+    sizes = sorted({p.config.train.batch_size for p in batch.points})
+    assert sizes[0] == 1 and {64, 128} <= set(sizes)  # from 1 up to 128
+    for size in sizes:  # the rate re-tuned at every batch size: a grid of three
+        rates = sorted(p.config.optim.lr_max for p in batch.points
+                       if p.config.train.batch_size == size)
+        assert len(rates) == 3 and rates[2] == pytest.approx(10 * rates[0])
     assert [c.model.norm for c in _configs("no_rmsnorm")] == ["rms", "none", "none"]
     models = {c.model.ffn: c.model for c in _configs("silu_ffn")}
     swiglu_params = 3 * models["swiglu"].d_model * models["swiglu"].ffn_width

@@ -150,3 +150,28 @@ def test_the_report_gives_spreads_noise_and_the_edge(tmp_path: Path,
     assert "Edge of stability: best lr 0.01" in text and "published on one GPU" in text
     assert "![lr: final val loss against the learning rate](lr_lr.png)" in text
     assert (out.parent / "lr_lr.png").stat().st_size > 1000
+
+
+def test_an_lr_grid_per_batch_size_gives_each_its_best_rate_and_curves(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The batch-size experiment: an lr grid at each batch size, the best rate of each shown."""
+    root = tmp_path / "runs" / "batch"
+    for batch, best_lr in ((4, 1e-2), (64, 3e-2)):
+        for lr in (1e-2, 3e-2):
+            final = 2.0 if lr == best_lr else 2.5
+            path = fake_run(root, f"batch-{batch}__lr-{lr:g}", "finished", [5.0, 4.0, 3.0, final],
+                            lr_max=lr)
+            config = {**json.loads((path / "config.json").read_text()),
+                      "train": {"batch_size": batch}}
+            (path / "config.json").write_text(json.dumps(config))
+    (edge4, edge64) = edges(by_point(load_runs([root])), ["optim.lr_max", "train.batch_size"])
+    assert (edge4.series, edge4.best[0]) == ("batch_size=4", 1e-2)
+    assert (edge64.series, edge64.best[0]) == ("batch_size=64", 3e-2)
+    out = tmp_path / "report" / "EXPERIMENTS.md"
+    code, _, err = cli(capsys, "report", str(tmp_path / "runs"), "--out", str(out), "--no-samples")
+    assert code == 0, err
+    text = out.read_text()
+    assert "Edge of stability (batch_size=4): best lr 0.01" in text
+    assert "Edge of stability (batch_size=64): best lr 0.03" in text
+    for figure in ("batch_best_steps.png", "batch_best_time.png"):
+        assert f"({figure})" in text and (out.parent / figure).stat().st_size > 1000

@@ -118,6 +118,9 @@ def test_fixed_tokens_and_lr_scaling_follow_the_batch_size(tmp_path: Path) -> No
     assert [p.config.max_steps for p in points] == [60, 8]
     assert [p.config.train.max_tokens for p in points] == [30 * 8 * CONTEXT] * 2
     assert [p.config.optim.lr_max for p in points] == pytest.approx([1e-2 * 0.5 ** 0.5, 2e-2])
+    # evaluations and checkpoints stay at the same token counts (base: every 10 steps of 8)
+    assert [p.config.train.eval_interval for p in points] == [20, 2]
+    assert [p.config.train.ckpt_interval for p in points] == [20, 2]
     linear = plan(tiny_sweep(tmp_path, grid={"train.batch_size": ["4"]}, lr_scaling="linear"))
     assert linear.points[0].config.optim.lr_max == pytest.approx(5e-3)
     assert linear.varied == []  # one point: nothing differs

@@ -119,7 +119,11 @@ def plan(sweep: Sweep) -> Plan:
 
 
 def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
-    """The overrides that keep the token budget and rescale the learning rate."""
+    """The overrides that keep the token budget and rescale the learning rate.
+
+    Keeping the token budget also keeps the evaluations and checkpoints at the same token
+    counts: their step intervals scale with the tokens per step (batch 1 evaluates 16 times less
+    often in steps than batch 16, so it is not evaluated 16 times as often in tokens)."""
     words = []
     if sweep.fixed_tokens:
         budget = base.train.max_tokens or (
@@ -128,6 +132,11 @@ def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
             raise ConfigError("--fixed-tokens needs train.max_tokens or train.max_steps in the "
                               "base config (a token budget to keep)")
         words += ["train.max_steps=none", f"train.max_tokens={budget}"]
+        ratio = base.tokens_per_step / config.tokens_per_step
+        for key in ("eval_interval", "ckpt_interval"):
+            interval = getattr(config.train, key)
+            if interval:
+                words.append(f"train.{key}={max(1, round(interval * ratio))}")
     if sweep.lr_scaling is not None:
         ratio = config.tokens_per_step / base.tokens_per_step
         power = 0.5 if sweep.lr_scaling == "sqrt" else 1.0

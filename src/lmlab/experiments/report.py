@@ -101,6 +101,16 @@ def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: boo
         lr_figure = figure.replace(".png", "_lr.png")
         save_figure(plot_learning_rates(lr_edges, title=name), folder_out / lr_figure)
         lines.append(f"![{name}: final val loss against the learning rate]({lr_figure})\n")
+        best = [run for edge in lr_edges if edge.best for run in edge.runs[edge.best[0]]]
+        if len(lr_edges) > 1 and best:  # e.g. the best rate of each batch size
+            lines.append("The best rate of each series, against steps and against wall-clock "
+                         "time:\n")
+            for x, suffix in (("step", "_best_steps.png"), ("wall_time", "_best_time.png")):
+                best_figure = figure.replace(".png", suffix)
+                save_figure(plot_runs(best, x=x, metrics=["val/loss"], title=name),
+                            folder_out / best_figure)
+                lines.append(f"![{name}: the best rate of each series against {x}]"
+                             f"({best_figure})\n")
     best = _best(runs)
     if samples and best is not None:
         text = _sample(best)

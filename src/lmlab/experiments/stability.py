@@ -29,6 +29,8 @@ class Edge:
     """The other varied values, e.g. ``norm=none`` (empty when only the rate varies)."""
     rates: list[tuple[float, dict[str, Any]]]
     """``(lr, row)`` in increasing lr."""
+    runs: dict[float, list[Run]]
+    """Each rate's runs (its seeds)."""
 
     @property
     def best(self) -> tuple[float, dict[str, Any]] | None:
@@ -65,9 +67,12 @@ def edges(points: Sequence[Sequence[Run]], varied: Sequence[str]) -> list[Edge]:
         return []
     others = [key for key in varied if key != LR]
     series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    runs: dict[str, dict[float, list[Run]]] = {}
     for point in points:
         config = point[0].config
         row = over_seeds([run.summary() for run in point])
-        series.setdefault(label(config, others), []).append((config[LR], row))
-    return [Edge(name, sorted(rates, key=lambda item: item[0]))
+        name = label(config, others)
+        series.setdefault(name, []).append((config[LR], row))
+        runs.setdefault(name, {})[config[LR]] = list(point)
+    return [Edge(name, sorted(rates, key=lambda item: item[0]), runs[name])
             for name, rates in series.items()]
