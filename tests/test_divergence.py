@@ -22,12 +22,13 @@ class History:
     best_smoothed_loss: float | None = None
 
 
-def first_reason(trace: list[float], rules: DivergenceRules = RULES) -> tuple[int, str] | None:
-    """Feed a loss per step (logged every step) and return (step, reason) of the first rule that
-    fires, or None."""
+def first_reason(trace: list[float], rules: DivergenceRules = RULES,
+                 max_steps: int | None = None) -> tuple[int, str] | None:
+    """Feed a loss per step (logged every step) of a run of ``max_steps`` (default: the trace's
+    length) and return (step, reason) of the first rule that fires, or None."""
     history = History(first_loss=trace[0])
     for step, loss in enumerate(trace, start=1):
-        reason = rules.check(loss, step, history)
+        reason = rules.check(loss, step, history, step / (max_steps or len(trace)))
         if reason is not None:
             return step, reason
     return None
@@ -66,6 +67,7 @@ def test_a_run_that_learns_nothing_beyond_token_frequencies_diverges_once_past_w
     stuck = [6.2] * 300  # at the unigram loss from the start: not a blow-up, no climb
     step, reason = first_reason(stuck)
     assert step == LEARNED_BY_MIN_STEPS  # not earlier: the run gets its chance to learn
+    assert first_reason(stuck * 10)[0] == 1000  # nor before a third of a longer run
     assert "no better than a unigram model of the training data (6.000)" in reason
     assert "has stopped falling (+0.000 over the last 11 logs)" in reason
     no_unigram = DivergenceRules(factor=2.0, rise=1.0, warmup_steps=10, unigram_loss=None)
@@ -76,6 +78,12 @@ def test_a_slow_run_still_falling_past_the_unigram_loss_is_not_divergence() -> N
     """A small learning rate reaches the unigram loss late, on its way down: not stuck."""
     slow = [8.0 - 0.01 * step for step in range(600)]  # 6.0 (the unigram loss) at step 200
     assert first_reason(slow) is None
+
+
+def test_the_plateau_at_the_unigram_loss_early_in_a_long_run_is_not_divergence() -> None:
+    """Batch-1 runs rest at the unigram loss for hundreds of steps before they learn more."""
+    plateau = [8.0 - 0.02 * step for step in range(100)] + [6.05] * 400 + learning(1500)
+    assert first_reason(plateau, max_steps=2000) is None
 
 
 def test_warmup_losses_set_no_best() -> None:

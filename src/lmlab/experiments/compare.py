@@ -3,7 +3,7 @@
 The sweep summary, the plots and the report all need to say *what differs* between runs (the
 columns of a table, the legend of a plot): configs are flattened to dotted keys
 (:func:`lmlab.config.flatten`) and compared key by key; the ``run.*`` keys, which name or place a
-run rather than change what it learns, never count.
+run rather than change what it learns, never count, nor how often a run is evaluated.
 """
 
 import json
@@ -14,8 +14,9 @@ from typing import Any
 from lmlab.config import format_value
 from lmlab.training.rundir import Run
 
-IGNORED_SECTIONS = ("run.",)
-"""Config keys that name or place a run rather than change what it learns."""
+IGNORED = ("run.", "train.eval_interval", "train.ckpt_interval", "train.log_interval")
+"""Config keys that name, place or watch a run rather than change what it learns (how often it
+is evaluated, checkpointed or logged: a fixed-token sweep scales these with the batch size)."""
 SEED = "train.seed"
 
 
@@ -26,7 +27,7 @@ def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
     ['optim.lr_max']
     """
     keys = sorted({key for config in configs for key in config})
-    return [key for key in keys if not key.startswith(IGNORED_SECTIONS)
+    return [key for key in keys if not key.startswith(IGNORED)
             and len({json.dumps(config.get(key)) for config in configs}) > 1]
 
 
@@ -34,7 +35,7 @@ def differences(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """The keys where ``config`` differs from ``base`` (``run.*`` aside), with ``config``'s
     values."""
     return {key: value for key, value in config.items()
-            if not key.startswith(IGNORED_SECTIONS) and base.get(key) != value}
+            if not key.startswith(IGNORED) and base.get(key) != value}
 
 
 def short_names(keys: Sequence[str]) -> dict[str, str]:
@@ -51,7 +52,17 @@ def short_names(keys: Sequence[str]) -> dict[str, str]:
 def label(config: dict[str, Any], keys: Sequence[str]) -> str:
     """``"lr_max=0.001 norm=none"``: a run described by its values of ``keys``."""
     names = short_names(keys)
-    return " ".join(f"{names[key]}={format_value(config.get(key))}" for key in keys)
+    return " ".join(f"{names[key]}={shown(config.get(key))}" for key in keys)
+
+
+def shown(value: Any) -> str:
+    """A config value for a table or a legend: a float to four significant digits (a swept rate
+    rescaled by the batch size is 0.0035355339...), anything else as an override would say it.
+
+    >>> shown(0.003535533905932738), shown(0.001), shown("rms")
+    ('0.003536', '0.001', 'rms')
+    """
+    return f"{value:.4g}" if isinstance(value, float) else format_value(value)
 
 
 def by_point(runs: Sequence[Run]) -> list[list[Run]]:
@@ -61,7 +72,7 @@ def by_point(runs: Sequence[Run]) -> list[list[Run]]:
     groups: dict[str, list[Run]] = {}
     for run in runs:
         rest = {key: value for key, value in run.config.items()
-                if key != SEED and not key.startswith(IGNORED_SECTIONS)}
+                if key != SEED and not key.startswith(IGNORED)}
         groups.setdefault(json.dumps(rest, sort_keys=True), []).append(run)
     points: list[list[Run]] = []
     for group in groups.values():

@@ -1,9 +1,11 @@
 """The experiment log: every run under a folder, as Markdown tables, figures and samples.
 
 Runs are grouped by the folder that holds them (a sweep's ``runs/<sweep>/``, or the top folder
-for single runs). Each group gets a table of what varied and how each run ended, the config
-changes from the sweep's base, a learning-curve figure written next to the report, and a sample
-from its best run. The report says what was run; what it *means* is for a person to write.
+for single runs). Each group gets a table of what varied and how each run ended (per point over
+its seeds, with spreads and what is within noise, when it has several), the config changes from
+the sweep's base, a learning-curve figure written next to the report, the edge of stability of
+an lr sweep, and a sample from its best run. The report says what was run; what it *means* is
+for a person to write.
 """
 
 import json
@@ -21,10 +23,11 @@ from lmlab.experiments.compare import (
     differences,
     point_label,
     short_names,
+    shown,
     varied_keys,
 )
 from lmlab.experiments.plot import plot_learning_rates, plot_runs, save_figure
-from lmlab.experiments.stability import edges
+from lmlab.experiments.stability import Edge, edges
 from lmlab.experiments.summary import over_seeds, within_noise
 from lmlab.generate import Sampling
 from lmlab.inference import complete, load_run
@@ -95,22 +98,7 @@ def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: boo
     lines.append(_hardware(runs[0]))
     lines.append(_seed_table(points, keys) if seeded else _table(runs, keys))
     lines.append(f"![{name} learning curves]({figure})\n")
-    lr_edges = edges(points, keys)
-    if lr_edges:
-        lines += [edge.describe() + "\n" for edge in lr_edges]
-        lr_figure = figure.replace(".png", "_lr.png")
-        save_figure(plot_learning_rates(lr_edges, title=name), folder_out / lr_figure)
-        lines.append(f"![{name}: final val loss against the learning rate]({lr_figure})\n")
-        best = [run for edge in lr_edges if edge.best for run in edge.runs[edge.best[0]]]
-        if len(lr_edges) > 1 and best:  # e.g. the best rate of each batch size
-            lines.append("The best rate of each series, against steps and against wall-clock "
-                         "time:\n")
-            for x, suffix in (("step", "_best_steps.png"), ("wall_time", "_best_time.png")):
-                best_figure = figure.replace(".png", suffix)
-                save_figure(plot_runs(best, x=x, metrics=["val/loss"], title=name),
-                            folder_out / best_figure)
-                lines.append(f"![{name}: the best rate of each series against {x}]"
-                             f"({best_figure})\n")
+    lines += _learning_rates(name, edges(points, keys), figure, folder_out)
     best = _best(runs)
     if samples and best is not None:
         text = _sample(best)
@@ -119,6 +107,28 @@ def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: boo
                          f"\"{SAMPLE_PROMPT}\", temperature {SAMPLING.temperature}, top-k "
                          f"{SAMPLING.top_k}):\n\n```text\n{text.strip()}\n```\n")
     return "\n".join(lines)
+
+
+def _learning_rates(name: str, lr_edges: Sequence[Edge], figure: str, folder_out: Path
+                    ) -> list[str]:
+    """For a sweep over ``optim.lr_max``: the edge of stability of each series with a figure of
+    final loss against the rate and, when there are several series (batch sizes, say), the
+    best rate of each against steps and against wall-clock time. Nothing for other sweeps."""
+    if not lr_edges:
+        return []
+    lines = [edge.describe() + "\n" for edge in lr_edges]
+    lr_figure = figure.replace(".png", "_lr.png")
+    save_figure(plot_learning_rates(lr_edges, title=name), folder_out / lr_figure)
+    lines.append(f"![{name}: final val loss against the learning rate]({lr_figure})\n")
+    best = [run for edge in lr_edges if edge.best for run in edge.runs[edge.best[0]]]
+    if len(lr_edges) > 1 and best:
+        lines.append("The best rate of each series, against steps and against wall-clock time:\n")
+        for x, suffix in (("step", "_best_steps.png"), ("wall_time", "_best_time.png")):
+            best_figure = figure.replace(".png", suffix)
+            save_figure(plot_runs(best, x=x, metrics=["val/loss"], title=name),
+                        folder_out / best_figure)
+            lines.append(f"![{name}: the best rate of each series against {x}]({best_figure})\n")
+    return lines
 
 
 def _sweep_file(folder: Path) -> dict[str, Any]:
@@ -158,7 +168,7 @@ def _table(runs: Sequence[Run], keys: Sequence[str]) -> str:
         cells = [s["status"], _number(s["final_val_loss"]), _number(s["best_val_loss"]),
                  _number(s["val_bpb"]), f"{s['steps']:,}", f"{s['tokens']:,}",
                  f"{s['wall_time_s']:.0f}"]
-        values = [format_value(run.config.get(key)) for key in keys]
+        values = [shown(run.config.get(key)) for key in keys]
         rows.append([f"`{run.name}`", *values, *cells])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -179,7 +189,7 @@ def _seed_table(points: Sequence[Sequence[Run]], keys: Sequence[str]) -> str:
     best = min(scored, key=lambda row: row["final_val_loss"]) if scored else None
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for point, row in zip(points, rows, strict=True):
-        values = [format_value(point[0].config.get(key)) for key in keys]
+        values = [shown(point[0].config.get(key)) for key in keys]
         cells = [str(row["seeds"]), row["status"],
                  *(_spread(row, key) for key in ("final_val_loss", "best_val_loss", "val_bpb")),
                  _versus(row, best)]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lmlab.experiments.compare import label
+from lmlab.experiments.compare import label, shown
 from lmlab.experiments.summary import over_seeds
 from lmlab.training.rundir import Run
 
@@ -52,11 +52,11 @@ class Edge:
         lr, row = best
         std = row["final_val_loss_std"]
         spread = f" ± {std:.3f}" if std is not None else ""
-        text = (f"Edge of stability{where}: best lr {lr:g} (final val loss "
+        text = (f"Edge of stability{where}: best lr {shown(lr)} (final val loss "
                 f"{row['final_val_loss']:.3f}{spread}); ")
         if self.diverging is None:
-            return text + f"no rate up to {self.rates[-1][0]:g} diverged."
-        return (text + f"smallest diverging lr {self.diverging:g}: {self.diverging / lr:.3g}x "
+            return text + f"no rate up to {shown(self.rates[-1][0])} diverged."
+        return (text + f"smallest diverging lr {shown(self.diverging)}: {self.diverging / lr:.3g}x "
                 f"the best ({PUBLISHED}).")
 
 

@@ -8,13 +8,16 @@ A run is ``diverged`` when its logged training loss (the mean since the last log
    the last :data:`WINDOW` logged losses) rises more than ``train.diverge_rise`` nats above the
    lowest smoothed loss seen since warmup. A spike of fewer than half a window of logs, however
    high, does not move the median and passes; a climb that stays does not;
-4. from :data:`LEARNED_BY_WARMUPS` warmups (and :data:`LEARNED_BY_MIN_STEPS` steps) on, is still
-   no better than a unigram model of the training data (smoothed loss above
+4. from :data:`LEARNED_BY_WARMUPS` warmups, :data:`LEARNED_BY_MIN_STEPS` steps and
+   :data:`LEARNED_BY_FRACTION` of the run on, is still no better than a unigram model of the
+   training data (smoothed loss above
    :data:`UNIGRAM_FRACTION` of the data's unigram entropy) *and no longer falling* (the smoothed
    loss fell by less than :data:`STALL_FRACTION` of the unigram loss over the last window of
    logs): the model has learned nothing beyond token frequencies and has stopped learning, as
-   runs at absurd learning rates end. A run at a small rate that is still on its way down past
-   the unigram loss (every model passes it) does not count.
+   runs at absurd learning rates end. Every model passes the unigram loss, and many rest there a
+   while before they learn how tokens follow each other (so a run at batch 1 sat at it for
+   hundreds of steps), hence the wait for a third of the run, and a run at a small rate still on
+   its way down past it does not count.
 
 What the rules remember (first loss, the recent logged losses, the best smoothed loss) is part
 of the run's progress, saved in every checkpoint, so a resumed run judges exactly as an
@@ -30,6 +33,9 @@ WINDOW = 11
 """Logged losses whose median is the smoothed loss: a spike of up to five logs leaves it."""
 LEARNED_BY_WARMUPS = 3
 LEARNED_BY_MIN_STEPS = 100
+LEARNED_BY_FRACTION = 1 / 3
+"""Of the run's step or time budget: before it, a run at the unigram loss may still be resting on
+the plateau that every model crosses."""
 UNIGRAM_FRACTION = 0.95
 """A run whose smoothed loss stays above this fraction of the unigram loss has learned (almost)
 nothing but token frequencies."""
@@ -61,9 +67,11 @@ class DivergenceRules:
     unigram_loss: float | None
     """Cross-entropy (nats per token) of the training tokens' own frequencies; None: rule 4 off."""
 
-    def check(self, loss: float, step: int, history: LossHistory) -> str | None:
-        """Update ``history`` with the loss logged at ``step``; return why the run diverged
-        (one line naming the rule and the step), or None while it trains."""
+    def check(self, loss: float, step: int, history: LossHistory,
+              fraction_done: float = 1.0) -> str | None:
+        """Update ``history`` with the loss logged at ``step`` (``fraction_done`` of the run's
+        budget spent); return why the run diverged (one line naming the rule and the step), or
+        None while it trains."""
         if not math.isfinite(loss):
             return f"train/loss is {loss} at step {step}"
         first = history.first_loss
@@ -82,8 +90,8 @@ class DivergenceRules:
                     f"(train.diverge_rise {self.rise:g})")
         learned_by = max(LEARNED_BY_WARMUPS * self.warmup_steps, LEARNED_BY_MIN_STEPS)
         unigram = self.unigram_loss
-        if (unigram is None or step < learned_by or smoothed <= UNIGRAM_FRACTION * unigram
-                or len(recent) < 2 * WINDOW):
+        if (unigram is None or step < learned_by or fraction_done < LEARNED_BY_FRACTION
+                or smoothed <= UNIGRAM_FRACTION * unigram or len(recent) < 2 * WINDOW):
             return None
         fallen = statistics.median(recent[:WINDOW]) - smoothed
         if fallen < STALL_FRACTION * unigram:

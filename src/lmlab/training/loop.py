@@ -197,6 +197,12 @@ class Session:
         out_of_time = budget is not None and self.progress.train_time_s >= budget
         return out_of_steps or out_of_time
 
+    def fraction_done(self) -> float:
+        """How much of its step or time budget the run has spent (the larger, when both)."""
+        max_steps, budget = self.config.max_steps, self.config.train.time_budget_s
+        return max(self.step / max_steps if max_steps else 0.0,
+                   self.progress.train_time_s / budget if budget else 0.0)
+
     def loop(self, show_progress: bool) -> RunResult:
         """Train until done, diverged or stopped by a signal; evaluate and save at the end."""
         tcfg, world = self.config.train, self.world
@@ -217,7 +223,8 @@ class Session:
                     if self.step % tcfg.log_interval == 0 or self.done():
                         train_loss, tokens_per_s = self.log_training()
                         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-                        self.reason = self.divergence.check(train_loss, self.step, self.progress)
+                        self.reason = self.divergence.check(train_loss, self.step, self.progress,
+                                                            self.fraction_done())
                         if self.reason is not None:
                             status = "diverged"
                             break
