@@ -121,6 +121,8 @@ def parse_points(items: Sequence[str]) -> list[list[str]]:
 
 def _list_runs(the_plan: "Plan") -> None:
     """``--dry-run``: every planned run with its budget, and the cost of them all."""
+    from lmlab.experiments.runner import DONE
+
     groups = the_plan.groups()
     typer.echo(f"sweep {the_plan.root}: {len(the_plan.points)} runs ({len(groups)} points x "
                f"{the_plan.sweep.seeds} seed{'s' if the_plan.sweep.seeds > 1 else ''})")
@@ -136,7 +138,7 @@ def _list_runs(the_plan: "Plan") -> None:
             total_seconds += config.train.time_budget_s
             budget.append(f"{config.train.time_budget_s:g} s of training")
         status = point.run_dir.status or "pending"
-        plan_word = "skip" if status in ("finished", "diverged") else (
+        plan_word = "skip" if status in DONE else (
             "resume" if point.run_dir.checkpoint.exists() else "run")
         typer.echo(f"  {point.name}: {' or '.join(budget)}  [{status}: {plan_word}]")
     cost = [f"{total_tokens:,} tokens"] if total_tokens else []

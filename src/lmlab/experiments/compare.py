@@ -21,7 +21,7 @@ SEED = "train.seed"
 
 
 def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """The flattened keys whose values are not the same in every config (``run.*`` aside).
+    """The flattened keys whose values are not the same in every config (:data:`IGNORED` aside).
 
     >>> varied_keys([{"optim.lr_max": 1, "run.name": "a"}, {"optim.lr_max": 2, "run.name": "b"}])
     ['optim.lr_max']
@@ -32,8 +32,8 @@ def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def differences(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """The keys where ``config`` differs from ``base`` (``run.*`` aside), with ``config``'s
-    values."""
+    """The keys where ``config`` differs from ``base`` (:data:`IGNORED` aside), with
+    ``config``'s values."""
     return {key: value for key, value in config.items()
             if not key.startswith(IGNORED) and base.get(key) != value}
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from lmlab.config import Config, flatten, format_value, load_config
 from lmlab.errors import ConfigError
-from lmlab.experiments.compare import differences, varied_keys
+from lmlab.experiments.compare import SEED, differences, varied_keys
 from lmlab.experiments.sweep import Sweep, point_name
 from lmlab.tokens import load_tokens
-from lmlab.training.rundir import Run, RunDir
+from lmlab.training.rundir import RunDir
 
 RESERVED = ("run.name", "run.runs_dir", "run.resume")
 """Keys the sweep sets itself for each point."""
@@ -50,7 +50,7 @@ class Plan:
         """The config keys that differ between points (a run's seed aside): the columns of the
         summary."""
         keys = varied_keys([flatten(p.config.model_dump(mode="json")) for p in self.points])
-        return [key for key in keys if not (self.sweep.seeds > 1 and key == "train.seed")]
+        return [key for key in keys if not (self.sweep.seeds > 1 and key == SEED)]
 
     def groups(self) -> dict[str, list[Point]]:
         """The runs of each point, over its seeds, in the order planned."""
@@ -95,14 +95,14 @@ def plan(sweep: Sweep) -> Plan:
                 raise ConfigError(f"{key} cannot be swept: the sweep names each run")
             if sweep.fixed_tokens and key in ("train.max_steps", "train.max_tokens"):
                 raise ConfigError(f"--fixed-tokens keeps the token budget, so {key} cannot vary")
-            if sweep.seeds > 1 and key == "train.seed":
-                raise ConfigError("train.seed cannot vary in a sweep with --seeds: the sweep "
+            if sweep.seeds > 1 and key == SEED:
+                raise ConfigError(f"{SEED} cannot vary in a sweep with --seeds: the sweep "
                                   "sets each run's seed")
     points = []
     for words in varied:
         group = point_name(words)
         for offset in range(sweep.seeds):
-            seed_words = [f"train.seed={base.train.seed + offset}"] if sweep.seeds > 1 else []
+            seed_words = [f"{SEED}={base.train.seed + offset}"] if sweep.seeds > 1 else []
             name = f"{group}__seed-{base.train.seed + offset}" if seed_words else group
             run_words = [f"run.runs_dir={root}", f"run.name={name}", "run.resume=auto"]
             point_words = [*sweep.overrides, *words, *seed_words]
@@ -157,7 +157,7 @@ def _check_same_config(point: Point) -> None:
     """A run directory left by a sweep with other settings must not be resumed as this one."""
     if not point.run_dir.config.is_file():
         return
-    saved = Run.load(point.run_dir.root).config
+    saved = flatten(point.run_dir.read_config())
     changed = differences(flatten(point.config.model_dump(mode="json")), saved)
     if changed:
         described = "; ".join(f"{key}={format_value(saved.get(key))} (now {format_value(value)})"

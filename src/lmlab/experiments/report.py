@@ -172,8 +172,7 @@ def _table(runs: Sequence[Run], keys: Sequence[str]) -> str:
         rows.append([f"`{run.name}`", *values, *cells])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    reasons = [f"- `{run.name}` diverged: {run.reason}." for run in runs if run.reason]
-    lines += ["", *reasons] if reasons else []
+    lines += _reasons(runs)
     return "\n".join(lines) + "\n"
 
 
@@ -194,10 +193,14 @@ def _seed_table(points: Sequence[Sequence[Run]], keys: Sequence[str]) -> str:
                  *(_spread(row, key) for key in ("final_val_loss", "best_val_loss", "val_bpb")),
                  _versus(row, best)]
         lines.append("| " + " | ".join([f"`{point_label(point)}`", *values, *cells]) + " |")
-    reasons = [f"- `{run.name}` diverged: {run.reason}." for point in points for run in point
-               if run.reason]
-    lines += ["", *reasons] if reasons else []
+    lines += _reasons([run for point in points for run in point])
     return "\n".join(lines) + "\n"
+
+
+def _reasons(runs: Sequence[Run]) -> list[str]:
+    """The lines below a table that say why each diverged run diverged (none when none did)."""
+    reasons = [f"- `{run.name}` diverged: {run.reason}." for run in runs if run.reason]
+    return ["", *reasons] if reasons else []
 
 
 def _spread(row: dict[str, Any], key: str) -> str:
