@@ -177,7 +177,8 @@ class TrainConfig(_Section):
     )
     schedule_over_time: bool = Field(
         False, description="Run the cosine decay over time_budget_s instead of steps: the "
-        "learning rate reaches optim.lr_min when the budget ends (warmup stays in steps)."
+        "learning rate reaches optim.lr_min when the budget ends, or at the last step when a "
+        "step or token limit ends the run first (warmup stays in steps)."
     )
     diverge_factor: float = Field(
         2.0, gt=1, description="Stop as diverged when the training loss exceeds this multiple "

@@ -16,6 +16,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def flush_denormals(device: torch.device) -> None:
+    """On a CPU, compute float32 values below ~1e-38 as zero (process-wide).
+
+    Why: as training goes on, attention probabilities and gradients far below 1e-38 appear, and x86
+    CPUs compute such subnormal floats up to ~100x slower. Measured on the 2-core VM (2026-12-02,
+    ``configs/experiments/cpu-base.toml`` at lr 3e-2, 150 steps, one thread): 49 s -> 36 s, the
+    late steps 5,300 -> 8,100 tokens/s, with the same losses to the printed digit. GPUs flush
+    subnormals in their fast paths already, so nothing changes there.
+    """
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``train.dtype`` on ``device``, or None for plain float32.
 

@@ -221,17 +221,37 @@ def unigram_loss(ids: np.ndarray) -> float:
     return float(-(frequencies * np.log(frequencies)).sum())
 
 
+def check_same_tokenizer(path: str | Path, info: TokenFileInfo, reference: str | Path,
+                         reference_info: TokenFileInfo) -> None:
+    """Raise :class:`DataError` unless the token files ``path`` and ``reference`` were written by
+    the same tokenizer (by the fingerprints of their sidecars).
+
+    Why: ids of another tokenizer are valid ids to the model, so a loss on them is a plausible,
+    meaningless number; only the fingerprint tells the two apart.
+    """
+    if info.tokenizer_hash != reference_info.tokenizer_hash:
+        raise DataError(
+            f"{path} was made by another tokenizer than {reference} (a {info.vocab_size:,}-token "
+            f"tokenizer {info.tokenizer_hash[:12]} against a {reference_info.vocab_size:,}-token "
+            f"tokenizer {reference_info.tokenizer_hash[:12]}): tokenize it with the tokenizer "
+            f"that made {reference}")
+
+
 def load_tokens(bin_path: str | Path, *, vocab_size: int | None = None,
-                context_length: int | None = None) -> TokenFile:
+                context_length: int | None = None,
+                tokenizer_of: str | Path | None = None) -> TokenFile:
     """Memory-map a token file, checked against its sidecar and, when given, against the model
-    it is to feed.
+    it is to feed and the token file whose tokenizer it must share (``tokenizer_of``: the
+    training data, for a validation file).
 
     Raises :class:`DataError` when the file or its sidecar is missing or malformed, when the file
-    holds an id ``>= vocab_size``, or has fewer than ``context_length + 1`` tokens (one input
-    window plus its last target).
+    holds an id ``>= vocab_size``, has fewer than ``context_length + 1`` tokens (one input
+    window plus its last target), or was made by another tokenizer than ``tokenizer_of``.
     """
     path = Path(bin_path)
     info = read_token_info(path)
+    if tokenizer_of is not None:
+        check_same_tokenizer(path, info, tokenizer_of, read_token_info(tokenizer_of))
     if context_length is not None and info.count < context_length + 1:
         raise DataError(f"{path} has {info.count} tokens, fewer than one context of "
                         f"{context_length} + 1 (model.context_length)")

@@ -76,11 +76,13 @@ def train_command(
         raise typer.Exit(launch(nproc, ["train", str(config), *(overrides or []), *flags,
                                         progress_flag]))
     words = [*(overrides or []), *(["run.resume=must"] if resume else [])]
-    result = train(load_config(config, words), show_progress=progress)
+    result = train(load_config(config, words), show_progress=progress,
+                   say=lambda line: _say(line, err=True))
     summary = ", ".join(f"{key} {value:.4g}" for key, value in result.metrics.items()
-                        if key.startswith("val/"))
+                        if key.startswith("val/")) or "no validation metrics logged"
+    before = "had already " if result.already_done else ""
     if result.status == "finished":
-        _say(f"finished {result.run_dir} at step {result.step} "
+        _say(f"{before}finished {result.run_dir} at step {result.step} "
              f"({result.tokens:,} tokens): {summary}")
     elif result.status == "interrupted":
         world = world_from_env()
@@ -108,14 +110,20 @@ def eval_command(
 
     Every token of the file is scored once, in windows of the model's context length."""
     from lmlab.device import resolve_device, resolve_dtype
-    from lmlab.tokens import load_tokens
+    from lmlab.tokens import load_tokens, sidecar_path
     from lmlab.training.checkpoint import load_model
     from lmlab.training.evaluate import evaluate
 
     torch_device = resolve_device(device)
     model, config = load_model(run, device=torch_device)
+    train_path = config.data.train_path
+    if not sidecar_path(train_path).is_file():
+        typer.echo(f"warning: the run's training data {train_path} is gone, so {data} cannot be "
+                   f"checked to come from the same tokenizer (only the vocabulary size is)",
+                   err=True)
+        train_path = None
     tokens = load_tokens(data, vocab_size=config.model.vocab_size,
-                         context_length=config.model.context_length)
+                         context_length=config.model.context_length, tokenizer_of=train_path)
     metrics = evaluate(model, tokens, batch_size=batch_size,
                        context_length=config.model.context_length, device=torch_device,
                        autocast_dtype=resolve_dtype(config.train.dtype, torch_device))

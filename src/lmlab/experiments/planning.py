@@ -167,13 +167,14 @@ def _check_same_config(point: Point) -> None:
 
 
 def _check_data(points: Sequence[Point]) -> None:
-    """Every token file opens and fits its point's vocabulary and context."""
+    """Every token file opens, fits its point's vocabulary and context, and (for the validation
+    file) shares the training data's tokenizer."""
     checked: set[tuple] = set()
     for point in points:
         model, data = point.config.model, point.config.data
-        for path in (data.train_path, data.valid_path):
-            key = (str(path), model.vocab_size, model.context_length)
+        for path, tokenizer_of in ((data.train_path, None), (data.valid_path, data.train_path)):
+            key = (str(path), model.vocab_size, model.context_length, str(tokenizer_of))
             if key not in checked:
                 load_tokens(path, vocab_size=model.vocab_size,
-                            context_length=model.context_length)
+                            context_length=model.context_length, tokenizer_of=tokenizer_of)
                 checked.add(key)

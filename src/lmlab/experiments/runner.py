@@ -67,7 +67,8 @@ def _run_here(points: Sequence[Point], on_event: Callable[[str], None]) -> None:
     for point in points:
         on_event(f"{point.name}: starting")
         try:
-            status = train(point.config).status
+            status = train(point.config,
+                           say=lambda line, name=point.name: on_event(f"{name}: {line}")).status
             outcome = _outcome(status, point)
         except Exception as exc:  # one failing point (say, out of memory) is a row, not the end
             status = outcome = f"failed ({type(exc).__name__}: {exc})"

@@ -1,9 +1,10 @@
 """``python -m lmlab.training < config.json``: train one resolved config, read as JSON on stdin.
 
 The entry point a sweep's subprocesses run (:mod:`lmlab.experiments.runner`): the config is the
-point's, already resolved and validated, so no command line is composed. It prints one line on
-how the run ended and exits 0 (finished), 1 (diverged, or an ``error:`` line for bad input) or
-130 (interrupted at a checkpoint).
+point's, already resolved and validated, so no command line is composed. It prints the run's
+notes and progress lines (its ``train.log``), one line on how the run ended, and exits 0
+(finished), 1 (diverged, or an ``error:`` line for bad input) or 130 (interrupted at a
+checkpoint).
 """
 
 import json
@@ -20,7 +21,8 @@ def main() -> int:
             raw = json.loads(sys.stdin.read())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"stdin holds no JSON config ({exc})") from None
-        result = train(config_from_dict(raw, source="stdin"))
+        result = train(config_from_dict(raw, source="stdin"),
+                       say=lambda line: print(line, file=sys.stderr, flush=True))
     except LmlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -6,8 +6,11 @@ steps of gradient accumulation -> clipping -> optimizer step under the cosine sc
 periodic logging, evaluation and checkpointing, until ``max_steps`` / ``max_tokens`` or the time
 budget is spent.
 Everything that makes a resumed run continue exactly (model, optimizer, step, RNG, the sampler's
-position, running loss sums) is in the checkpoint. The library prints nothing: metrics go to the
-trackers, and ``show_progress`` draws a progress bar on stderr.
+position, running loss sums) is in the checkpoint. The library prints nothing itself: metrics go
+to the trackers, ``show_progress`` draws a progress bar on stderr, and ``say`` (when given)
+receives one-line notes: what a resume changes (:mod:`lmlab.training.resume`) and, whenever no
+bar is drawn (a log file, ``--no-progress``, a sweep), a progress line every
+:data:`PROGRESS_LINE_S` seconds.
 
 Under ``torchrun`` every process runs this same loop on its own slice of each global batch (see
 :mod:`lmlab.training.distributed`); rank 0 alone writes the run directory, logs and saves
@@ -17,7 +20,7 @@ checkpoints.
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,19 +29,25 @@ import torch
 from tqdm import tqdm
 
 from lmlab.config import Config
-from lmlab.device import autocast, resolve_device, resolve_dtype
+from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtype
 from lmlab.errors import ConfigError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import AdamW, Muon, clip_grad_norm, cosine_schedule
+from lmlab.progress import bar_disabled
 from lmlab.tokens import load_tokens, unigram_loss
 from lmlab.training.batches import RandomBatches
 from lmlab.training.checkpoint import load_training_state, restore_model, save_training_state
 from lmlab.training.distributed import World, distributed, world_from_env
 from lmlab.training.divergence import DivergenceRules
 from lmlab.training.evaluate import evaluate
+from lmlab.training.resume import resume_notes, resume_wanted
 from lmlab.training.rundir import RunDir
 from lmlab.training.tracking import Trackers
+
+PROGRESS_LINE_S = 30.0
+"""Seconds between progress lines when no bar is drawn: often enough to show a run is alive,
+rarely enough that a sweep's log stays readable."""
 
 
 @dataclass
@@ -74,6 +83,9 @@ class RunResult:
     """The last logged value of each metric."""
     reason: str | None = None
     """Why the run diverged (which rule, at which step); None otherwise."""
+    already_done: bool = False
+    """The run had ended before this call (a resume of a finished run): nothing was trained, and
+    ``metrics`` are the last ones it logged."""
 
 
 def learning_rate(config: Config, step: int, train_time_s: float) -> float:
@@ -81,11 +93,16 @@ def learning_rate(config: Config, step: int, train_time_s: float) -> float:
 
     Linear warmup over ``optim.warmup_iters`` steps, then a cosine down to ``optim.lr_min`` at
     ``cosine_cycle_iters`` (default: the last step) or, with ``train.schedule_over_time``, at the
-    end of the time budget; constant ``lr_max`` when neither end is known.
+    end of the time budget or at the last step, whichever comes first (so a time-budget preset
+    cut short by ``train.max_steps`` still ends annealed); constant ``lr_max`` when neither end
+    is known.
     """
     optim = config.optim
     if config.train.schedule_over_time and step >= optim.warmup_iters:
         fraction = train_time_s / config.train.time_budget_s  # type: ignore[operator]
+        max_steps = config.max_steps
+        if max_steps is not None and max_steps > optim.warmup_iters:
+            fraction = max(fraction, (step - optim.warmup_iters) / (max_steps - optim.warmup_iters))
         return cosine_schedule(fraction, optim.lr_max, optim.lr_min, 0, 1)
     cycle = config.cosine_cycle_iters
     return cosine_schedule(step, optim.lr_max, optim.lr_min, optim.warmup_iters,
@@ -122,8 +139,9 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-def train(config: Config, *, show_progress: bool = False) -> RunResult:
-    """Train ``config`` in ``<runs_dir>/<name>``; see the module docstring.
+def train(config: Config, *, show_progress: bool = False,
+          say: Callable[[str], None] | None = None) -> RunResult:
+    """Train ``config`` in ``<runs_dir>/<name>``; see the module docstring for ``say``.
 
     Raises :class:`~lmlab.errors.ConfigError`, :class:`~lmlab.errors.DataError` or
     :class:`~lmlab.errors.CheckpointError` before writing anything when the inputs are bad.
@@ -131,10 +149,11 @@ def train(config: Config, *, show_progress: bool = False) -> RunResult:
     world = world_from_env()
     config = _for_world(config, world)
     device = world.device(resolve_device(config.train.device))  # this rank's device, chosen once
+    flush_denormals(device)
     with distributed(world, device, config.train.dist_backend, config.train.dist_timeout_s):
-        session = Session(config, world, device)
-        if session.resumed and session.done():
-            return session.result(session.run.status or "finished")
+        session = Session(config, world, device, say)
+        if session.resumed and session.done() and session.run.status == "finished":
+            return session.recorded_result()
         return session.loop(show_progress)
 
 
@@ -146,17 +165,21 @@ class Session:
     loop's steps: :meth:`train_step`, :meth:`log_training`, :meth:`evaluate`, :meth:`save`.
     """
 
-    def __init__(self, config: Config, world: World, device: torch.device) -> None:
+    def __init__(self, config: Config, world: World, device: torch.device,
+                 say: Callable[[str], None] | None = None) -> None:
         self.config, self.world, self.device = config, world, device
+        self.say = say if say is not None and world.is_main else _silent
+        """Where one-line notes go (rank 0 alone speaks)."""
         self.run = RunDir(config.run_dir)
-        self.resumed = _resume_wanted(config, self.run)
+        self.resumed = resume_wanted(config, self.run, self.say, may_write=world.is_main)
         world.barrier()  # every rank has looked at the run directory before rank 0 writes to it
         self.amp_dtype = resolve_dtype(config.train.dtype, device)
         model_config, tcfg = config.model, config.train
         train_data = load_tokens(config.data.train_path, vocab_size=model_config.vocab_size,
                                  context_length=model_config.context_length)
         self.valid_data = load_tokens(config.data.valid_path, vocab_size=model_config.vocab_size,
-                                      context_length=model_config.context_length)
+                                      context_length=model_config.context_length,
+                                      tokenizer_of=config.data.train_path)
 
         torch.manual_seed(tcfg.seed)
         self.model = TransformerLM(model_config, device=device)
@@ -171,6 +194,8 @@ class Session:
         self.step, self.progress = 0, Progress()
         if self.resumed:
             state = load_training_state(self.run.checkpoint, config)
+            for note in resume_notes(state["config"], config):
+                self.say(note)
             restore_model(state, self.model, self.optimizer, self.run.checkpoint)
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
@@ -214,6 +239,7 @@ class Session:
             self.run.set_status("running")
         bar = _progress_bar(self.config, self.step, self.progress.train_time_s,
                             show_progress and world.is_main)
+        last_line = time.perf_counter()
         status = "finished"
         try:
             with bar, _stop_on_signals() as stop_requested:
@@ -223,6 +249,9 @@ class Session:
                     if self.step % tcfg.log_interval == 0 or self.done():
                         train_loss, tokens_per_s = self.log_training()
                         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+                        if bar.disable and time.perf_counter() - last_line >= PROGRESS_LINE_S:
+                            self.say(self.progress_line(train_loss, tokens_per_s))
+                            last_line = time.perf_counter()
                         self.reason = self.divergence.check(train_loss, self.step, self.progress,
                                                             self.fraction_done())
                         if self.reason is not None:
@@ -323,6 +352,26 @@ class Session:
         return RunResult(self.run.root, status, self.step, self.progress.tokens, self.metrics,
                          self.reason)
 
+    def recorded_result(self) -> RunResult:
+        """A finished run's last metrics, from its log: a resume with nothing left to train."""
+        metrics: dict[str, float] = {}
+        for record in self.run.read_metrics():
+            metrics.update({k: v for k, v in record.items() if "/" in k})
+        return RunResult(self.run.root, "finished", self.step, self.progress.tokens, metrics,
+                         already_done=True)
+
+    def progress_line(self, train_loss: float, tokens_per_s: float) -> str:
+        """``step 1,200/4,000 (30%)  loss 3.412  lr 2.9e-03  12,345 tok/s  ETA 3m12s``: what a
+        progress bar shows, as one line for a log."""
+        fraction = self.fraction_done()
+        of = f"/{self.config.max_steps:,}" if self.config.max_steps is not None else ""
+        eta = ""
+        if fraction > 0:
+            left = round(self.progress.train_time_s * (1 - fraction) / fraction)
+            eta = f"  ETA {left // 60}m{left % 60:02d}s"
+        return (f"step {self.step:,}{of} ({fraction:.0%})  loss {train_loss:.3f}  "
+                f"lr {self.lr:.2e}  {tokens_per_s:,.0f} tok/s{eta}")
+
     def _log(self, metrics: dict[str, float]) -> None:
         self.progress.wall_time_s = time.perf_counter() - self.session_start
         self.trackers.log({"tokens": self.progress.tokens,
@@ -343,17 +392,6 @@ def _for_world(config: Config, world: World) -> Config:
     return config
 
 
-def _resume_wanted(config: Config, run: RunDir) -> bool:
-    """Whether to continue from the run's checkpoint, per ``run.resume``."""
-    has_checkpoint = run.checkpoint.exists()
-    if config.run.resume == "must" and not has_checkpoint:
-        raise ConfigError(f"cannot resume: {run.checkpoint} does not exist")
-    if config.run.resume == "never" and run.exists():
-        raise ConfigError(f"run directory {run.root} already exists: resume it with --resume "
-                          f"(or run.resume=auto), or choose another run.name")
-    return has_checkpoint and config.run.resume != "never"
-
-
 def _rng_state() -> dict:
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     return {"torch": torch.get_rng_state(), "cuda": cuda}
@@ -365,13 +403,18 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _silent(_: str) -> None:
+    """The ``say`` of a caller that wants no notes."""
+
+
 def _progress_bar(config: Config, step: int, train_time_s: float, enabled: bool) -> tqdm:
-    """Steps done of max_steps or, for a time-budget-only run, seconds of the budget."""
+    """Steps done of max_steps or, for a time-budget-only run, seconds of the budget (drawn only
+    when ``enabled`` and stderr is a terminal: its ``disable`` says whether it is)."""
     if config.max_steps is not None:
-        return tqdm(total=config.max_steps, initial=step, unit="step", disable=not enabled,
-                    dynamic_ncols=True)
+        return tqdm(total=config.max_steps, initial=step, unit="step",
+                    disable=bar_disabled(enabled), dynamic_ncols=True)
     return tqdm(total=config.train.time_budget_s, initial=train_time_s, unit="s",
-                disable=not enabled, dynamic_ncols=True,
+                disable=bar_disabled(enabled), dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s [{elapsed}<{remaining}{postfix}]")
 
 
