@@ -129,3 +129,26 @@ def test_progress_lines_when_no_bar_is_drawn(tmp_path: Path, capsys, monkeypatch
     assert lines[1].startswith("step 2/4 (50%)  loss ")
     assert "  lr 6.67e-03  " in lines[2]  # still warming up: 2/3 of 1e-2
     assert re.search(r" tok/s  ETA \d+m\d\ds$", lines[0]) and "\r" not in err
+
+
+def test_a_sweep_reads_at_80_columns_and_shows_progress(tmp_path: Path, capsys,
+                                                        monkeypatch) -> None:
+    """In a log file (no terminal: rich draws 80 columns) every run name shows in full, and a
+    sequential sweep tells how each run is going before the end."""
+    monkeypatch.setattr("lmlab.training.loop.PROGRESS_LINE_S", 0.0)
+    words = tiny_run(tmp_path, "train.max_steps=3")
+    words = [w for w in words if not w.startswith("run.name=")]
+    code, out, err = cli(capsys, "sweep", _empty_config(tmp_path), *words,
+                         "--grid", "optim.lr_max=1e-2,3e-3", "--grid", "train.batch_size=4",
+                         "--grid", "model.norm_position=pre",
+                         "--grid", "optim.weight_decay=0.05")
+    assert code == 0 and "…" not in out
+    name = "lr_max-0.01__batch_size-4__norm_position-pre__weight_decay-0.05"
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("run "))
+    width = lines[header].index("status")
+    run_column = "".join(line[:width].strip() for line in lines[header + 2:])
+    assert run_column == name + name.replace("0.01", "0.003")  # wrapped, never cut
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert f"{name}: step 2/3 (67%)  loss " in err
+    assert "bits/byte" in out and re.search(r" \d\.\d{3} ", out)  # numbers whole

@@ -44,10 +44,30 @@ def test_the_preset_plans_and_its_cpu_variant_trains(preset: Path, tmp_path: Pat
     assert rows[0]["status"] == "finished" and rows[0]["steps"] >= 1
 
 
-def _configs(name: str) -> list[Config]:
-    """A preset's (GPU) point configs, without checking that its data exists."""
-    sweep = Sweep.from_file(EXPERIMENTS / f"{name}.toml")
-    return [load_config(sweep.config, [*sweep.overrides, *point]) for point in sweep.points]
+def _configs(name: str, variant: str | None = None) -> list[Config]:
+    """A preset's point configs, without checking that its data exists."""
+    sweep = Sweep.from_file(EXPERIMENTS / f"{name}.toml", variant)
+    return [load_config(sweep.config, [*sweep.overrides, *point])
+            for point in sweep.combinations()]
+
+
+ABLATIONS = {"no_rmsnorm": ("model", "norm"), "post_norm": ("model", "norm_position"),
+             "nope": ("model", "position"), "silu_ffn": ("model", "ffn")}
+"""Each ablation preset and the switch it flips."""
+
+
+@pytest.mark.parametrize("variant", [None, "cpu"])
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_each_ablation_arm_runs_at_the_same_rates(name: str, variant: str | None) -> None:
+    """Both arms at one shared grid of three rates: the usable ceiling of each, and each at its
+    own best rate, are then read off the same sweep."""
+    section, key = ABLATIONS[name]
+    rates: dict[str, set[float]] = {}
+    for config in _configs(name, variant):
+        arm = getattr(getattr(config, section), key)
+        rates.setdefault(arm, set()).add(config.optim.lr_max)
+    (arm_rates, *others) = rates.values()
+    assert len(rates) == 2 and len(arm_rates) == 3 and all(o == arm_rates for o in others)
 
 
 def test_preset_specifics(tmp_path: Path) -> None:
@@ -61,12 +81,12 @@ def test_preset_specifics(tmp_path: Path) -> None:
         rates = sorted(p.config.optim.lr_max for p in batch.points
                        if p.config.train.batch_size == size)
         assert len(rates) == 3 and rates[2] == pytest.approx(10 * rates[0])
-    assert [c.model.norm for c in _configs("no_rmsnorm")] == ["rms", "none", "none"]
-    models = {c.model.ffn: c.model for c in _configs("silu_ffn")}
-    swiglu_params = 3 * models["swiglu"].d_model * models["swiglu"].ffn_width
-    silu_params = 2 * models["silu"].d_model * models["silu"].ffn_width
-    assert models["silu"].ffn_width == 4 * models["silu"].d_model
-    assert abs(silu_params - swiglu_params) / swiglu_params < 0.05
+    for variant in (None, "cpu"):
+        models = {c.model.ffn: c.model for c in _configs("silu_ffn", variant)}
+        swiglu_params = 3 * models["swiglu"].d_model * models["swiglu"].ffn_width
+        silu_params = 2 * models["silu"].d_model * models["silu"].ffn_width
+        assert models["silu"].ffn_width == 4 * models["silu"].d_model
+        assert abs(silu_params - swiglu_params) / swiglu_params < 0.05
     (board,) = plan(_tiny(Sweep.from_file(EXPERIMENTS / "leaderboard.toml"), tmp_path)).points
     assert board.config.model.tie_embeddings and board.config.train.schedule_over_time
     assert "train.time_budget_s=5400" in Sweep.from_file(EXPERIMENTS / "leaderboard.toml").overrides

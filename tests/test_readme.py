@@ -96,3 +96,34 @@ def test_every_readme_command_parses(words):
     while hasattr(command, "resolve_command"):  # a group: descend into the named subcommand
         name, command, args = command.resolve_command(context, args)
         context = command.make_context(name, args, parent=context)
+
+
+TINY = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.context_length=32",
+        "train.batch_size=4", "train.eval_batches=2", "train.eval_interval=0",
+        "train.ckpt_interval=0", "train.time_budget_s=1", "train.schedule_over_time=false",
+        "train.max_steps=4", "model.fused_attention=false"]
+"""Appended to each `lmlab train` and `lmlab sweep` of the flow: a few steps of a tiny model."""
+
+
+def test_the_training_and_experiments_flow_runs_as_written(shared_data, tmp_path):
+    """tokenize -> train -> eval -> sweep -> plot -> report, as the README's Training and
+    Experiments sections write them, in a fresh folder whose data/tinystories holds the shared
+    TinyStories sample (what `lmlab data download tinystories` would put there)."""
+    text = tmp_path / "data" / "tinystories"
+    text.mkdir(parents=True)
+    for split in ("train", "valid"):
+        (text / f"{split}.txt").write_bytes((shared_data / "tinystories" / f"{split}.txt")
+                                            .read_bytes()[:300_000])
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    flow = [words for section in ("Training", "Experiments")
+            for words in commands(bash_blocks(section)[0])]
+    assert [w[1] for w in flow].count("sweep") >= 3 and flow[-1][1] == "report"
+    for words in flow:
+        if words[1] in ("train", "sweep") and "--dry-run" not in words:
+            words = [*words, *TINY]
+        out = run(words, tmp_path)
+        if words[1] == "train" and "--resume" in words:
+            assert out.startswith("had already finished")  # the preset run resumed, finished
+    assert (tmp_path / "lr.png").stat().st_size > 0 and (tmp_path / "a.svg").stat().st_size > 0
+    report = (tmp_path / "EXPERIMENTS.md").read_text()
+    assert "lr_sweep" in report and "lr_max-0.001" in report

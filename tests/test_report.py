@@ -69,8 +69,8 @@ def test_a_sweep_report_names_its_base_and_generates_a_sample(tmp_path: Path) ->
     assert "Base config: `" in report and "tinystories-cpu.toml" in report
     assert "Every run changes from the base" not in report  # overrides are the base
     assert "Varied: `optim.lr_max`." in report
-    assert "| `lr_max-1e-3` | 0.001 | finished |" in report
-    assert re.search(r"Sample from the best run, `lr_max-1e-\d`.*\n\n```text\nOnce upon a time",
+    assert "| `lr_max-0.001` | 0.001 | finished |" in report
+    assert re.search(r"Sample from the best run, `lr_max-0.0\d+`.*\n\n```text\nOnce upon a time",
                      report)
     no_samples = write_report(tmp_path / "runs", tmp_path / "out" / "plain.md", samples=False)
     assert "Sample" not in no_samples.read_text()

@@ -35,13 +35,13 @@ def test_every_point_runs_with_each_seed_and_the_summary_gives_the_spread(
                        grid={"optim.lr_max": ["1e-3", "1e-2"]})
     rows = run_sweep(plan(sweep))
     root = tmp_path / "runs" / "s"
-    names = [f"lr_max-{lr}__seed-{seed}" for lr in ("1e-3", "1e-2") for seed in (0, 1)]
+    names = [f"lr_max-{lr}__seed-{seed}" for lr in ("0.001", "0.01") for seed in (0, 1)]
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(names)
     runs = [Run.load(root / name) for name in names]
     assert [run.config["train.seed"] for run in runs] == [0, 1, 0, 1]
     finals = [run.summary()["final_val_loss"] for run in runs]
     assert finals[0] != finals[1]  # the seeds really differ
-    assert [row["run"] for row in rows] == ["lr_max-1e-3", "lr_max-1e-2"]
+    assert [row["run"] for row in rows] == ["lr_max-0.001", "lr_max-0.01"]
     first = rows[0]
     assert (first["seeds"], first["status"], first["steps"]) == (2, "finished", 12)
     assert first["final_val_loss"] == pytest.approx(statistics.fmean(finals[:2]))
@@ -63,7 +63,7 @@ def test_dry_run_lists_the_planned_runs_with_their_budget_and_trains_nothing(
                        "optim.lr_max=1e-3,1e-2", "--seeds", "3", "--dry-run")
     assert code == 0, out
     assert "sweep " in out and "6 runs (2 points x 3 seeds)" in out
-    assert "lr_max-1e-2__seed-2: 12 steps, 1,536 tokens  [pending: run]" in out
+    assert "lr_max-0.01__seed-2: 12 steps, 1,536 tokens  [pending: run]" in out
     assert "at most 9,216 tokens in all" in out
     assert not (tmp_path / "runs" / "s").exists()
 
@@ -89,15 +89,15 @@ def test_spread_over_seeds_counts_finished_seeds_only() -> None:
 
 def test_the_plot_draws_a_seeds_mean_in_a_band(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    seeded_run(root, "lr_max-1e-3__seed-0", "finished", [5.0, 4.0, 3.0, 2.0], 0)
-    seeded_run(root, "lr_max-1e-3__seed-1", "finished", [5.0, 4.4, 3.4, 2.4], 1)
-    seeded_run(root, "lr_max-1e-1__seed-0", "finished", [5.0, 4.8, 4.6, 4.4], 0, lr_max=1e-1)
+    seeded_run(root, "lr_max-0.001__seed-0", "finished", [5.0, 4.0, 3.0, 2.0], 0)
+    seeded_run(root, "lr_max-0.001__seed-1", "finished", [5.0, 4.4, 3.4, 2.4], 1)
+    seeded_run(root, "lr_max-0.1__seed-0", "finished", [5.0, 4.8, 4.6, 4.4], 0, lr_max=1e-1)
     runs = load_runs([root])
-    assert [len(point) for point in by_point(runs)] == [1, 2]  # runs in name order
+    assert [len(point) for point in by_point(runs)] == [2, 1]  # runs in name order
     (ax,) = plot_runs(runs, metrics=["train/loss"]).axes
     labels = [line.get_label() for line in ax.get_lines()]
-    assert labels == ["lr_max=0.1", "lr_max=0.001 (2 seeds)"]
-    assert list(ax.get_lines()[1].get_ydata()) == pytest.approx([5.0, 4.2, 3.2, 2.2])
+    assert labels == ["lr_max=0.001 (2 seeds)", "lr_max=0.1"]
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([5.0, 4.2, 3.2, 2.2])
     (band,) = ax.collections  # the min-max band of the two seeds
     low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
     assert (low, high) == pytest.approx((2.0, 5.0))

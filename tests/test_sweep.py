@@ -36,8 +36,8 @@ def test_a_2x2_grid_makes_four_runs_and_a_summary(tmp_path: Path) -> None:
     events: list[str] = []
     rows = run_sweep(plan(sweep), on_event=events.append)
     root = tmp_path / "runs" / "s"
-    names = ["lr_max-1e-3__batch_size-4", "lr_max-1e-3__batch_size-8",
-             "lr_max-1e-2__batch_size-4", "lr_max-1e-2__batch_size-8"]
+    names = ["lr_max-0.001__batch_size-4", "lr_max-0.001__batch_size-8",
+             "lr_max-0.01__batch_size-4", "lr_max-0.01__batch_size-8"]
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(names)
     assert [row["run"] for row in rows] == names
     with open(root / "summary.csv") as f:
@@ -78,8 +78,8 @@ def test_a_restarted_sweep_skips_finished_runs_and_resumes_a_killed_one(tmp_path
     proc = subprocess.Popen([sys.executable, "-m", "lmlab", "sweep", str(PRESET), *words,
                              "--grid", grid, "--name", "s"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    first, second = RunDir(tmp_path / "runs" / "s" / "lr_max-1e-2"), \
-        RunDir(tmp_path / "runs" / "s" / "lr_max-3e-3")
+    first, second = RunDir(tmp_path / "runs" / "s" / "lr_max-0.01"), \
+        RunDir(tmp_path / "runs" / "s" / "lr_max-0.003")
     _wait_for(lambda: len(second.read_metrics()) >= 14, proc, "the second run to pass step 10")
     proc.kill()
     proc.wait()
@@ -91,7 +91,7 @@ def test_a_restarted_sweep_skips_finished_runs_and_resumes_a_killed_one(tmp_path
     sweep = Sweep(config=PRESET, name="s", overrides=words,
                   grid={"optim.lr_max": ["1e-2", "3e-3"]})
     rows = run_sweep(plan(sweep), on_event=events.append)
-    assert events[0] == "lr_max-1e-2: finished, skipped"
+    assert events[0] == "lr_max-0.01: finished, skipped"
     assert first.metrics.read_text() == first_metrics
     assert [row["status"] for row in rows] == ["finished", "finished"]
     resumed = second.read_metrics()
@@ -106,7 +106,7 @@ def test_a_diverging_point_is_recorded_and_the_sweep_completes(tmp_path: Path) -
                        "train.max_steps=200", grid={"optim.lr_max": ["1e-2", "10"]})
     rows = run_sweep(plan(sweep), parallel=2)  # subprocesses
     assert [(row["run"], row["status"]) for row in rows] == [
-        ("lr_max-1e-2", "finished"), ("lr_max-10", "diverged")]
+        ("lr_max-0.01", "finished"), ("lr_max-10", "diverged")]
     assert rows[0]["steps"] == 200 and 0 < rows[1]["steps"] < 200
     assert "diverged" in (tmp_path / "runs" / "s" / "lr_max-10" / "train.log").read_text()
 
@@ -134,7 +134,7 @@ def test_fixed_tokens_and_lr_scaling_follow_the_batch_size(tmp_path: Path) -> No
     (["--grid", "optim.lr_max=1e-3,"], "is not of the form"),
     (["--grid", "optim.lr_mx=1e-3,1e-2"], "unknown config key 'optim.lr_mx'"),
     (["--grid", "optim.lr_max=1e-3,-1"], "optim.lr_max: Input should be greater than 0"),
-    (["--grid", "optim.lr_max=1e-3,1e-3"], "are both named 'lr_max-1e-3'"),
+    (["--grid", "optim.lr_max=1e-3,1e-3"], "are both named 'lr_max-0.001'"),
     (["--grid", "run.name=a,b"], "run.name cannot be swept"),
     (["--list", "model.norm"], "--list 'model.norm' is not a list of section.key=value"),
     (["--list", "model.nrm=none"], "unknown config key 'model.nrm'"),

@@ -309,16 +309,17 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     table = raw.setdefault(section, {})
     if not isinstance(table, dict):
         raise ConfigError(f"config section {section!r} must be a table")
-    value = _parse_value(text.strip())
-    if value is None and "none" in get_args(sections[section][name]):
-        value = "none"  # a choice named "none" (model.norm=none), not an unset key
+    value = parse_value(text.strip())
+    annotation = sections[section][name]
+    if value is None and ("none" in get_args(annotation) or annotation is str):
+        value = "none"  # a choice named "none" (model.norm=none) or a name, not an unset key
     table[name] = value
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """An override value as TOML would read it, else the raw string; ``none`` is None.
 
-    >>> _parse_value("3e-3"), _parse_value("true"), _parse_value("my-run"), _parse_value("none")
+    >>> parse_value("3e-3"), parse_value("true"), parse_value("my-run"), parse_value("none")
     (0.003, True, 'my-run', None)
     """
     if text.lower() in ("none", "null"):

@@ -262,5 +262,8 @@ def load_tokens(bin_path: str | Path, *, vocab_size: int | None = None,
                       for i in range(0, info.count, _SCAN_CHUNK))
         if largest >= vocab_size:
             raise DataError(f"{path} holds token id {largest}, beyond the model's vocabulary of "
-                            f"{vocab_size} (model.vocab_size)")
+                            f"{vocab_size} (model.vocab_size): a {info.vocab_size:,}-token "
+                            f"tokenizer made it, so tokenize the text with a {vocab_size:,}-token "
+                            f"tokenizer into another folder (each preset names its vocabulary "
+                            f"in its data path), or set model.vocab_size={info.vocab_size}")
     return TokenFile(path, info, tokens)

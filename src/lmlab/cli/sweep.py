@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -146,19 +147,32 @@ def _list_runs(the_plan: "Plan") -> None:
     typer.echo(f"at most {' and '.join(cost)} in all")
 
 
-def _table(rows: list[dict[str, Any]], root: Path) -> Table:
-    """The summary rows as a rich table, numbers shortened for reading; over seeds, a result is
-    its mean ± standard deviation (min and max are in summary.csv and summary.json)."""
-    from lmlab.experiments.summary import RESULTS
+SHOWN = {"run": "run", "status": "status", "final_val_loss": "val loss", "val_bpb": "bits/byte",
+         "steps": "steps"}
+"""The summary columns printed, with their headers: what fits 80 columns. The run's name already
+holds its varied values; those, the best loss, token counts, wall time and the min/max over
+seeds are in summary.csv and summary.json."""
 
-    table = Table(title=f"{root} (summary.csv, summary.json)")
-    spread = {f"{key}_{stat}" for key in RESULTS for stat in ("std", "min", "max")}
-    columns = [key for key in dict.fromkeys(key for row in rows for key in row)
-               if key not in spread]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("run", "status") else "right")
-    for row in rows:
-        table.add_row(*(_cell(row.get(column), row.get(f"{column}_std")) for column in columns))
+
+def _table(rows: list[dict[str, Any]], root: Path) -> Table:
+    """The summary rows as a rich table that reads at 80 columns and in a log file: numbers are
+    never cut, a long run name or status wraps instead; over seeds, a result is mean±std."""
+    seeds = max((row.get("seeds", 1) for row in rows), default=1)
+    per_point = f", {seeds} seeds per point" if seeds > 1 else ""
+    table = Table(title=f"{root}{per_point} (all columns: summary.csv, summary.json)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    present = {key for row in rows for key in row}
+    columns = [key for key in SHOWN if key in present]
+    cells = [[_cell(row.get(column), row.get(f"{column}_std")) for column in columns]
+             for row in rows]
+    for i, column in enumerate(columns):
+        widest = max([len(SHOWN[column]), *(len(line[i]) for line in cells)])
+        if column in ("run", "status"):
+            table.add_column(SHOWN[column], overflow="fold", min_width=min(widest, 24))
+        else:
+            table.add_column(SHOWN[column], justify="right", no_wrap=True, min_width=widest)
+    for line in cells:
+        table.add_row(*line)
     return table
 
 
@@ -166,7 +180,7 @@ def _cell(value: Any, std: float | None = None) -> str:
     from lmlab.config import format_value
 
     if isinstance(value, float) and std is not None:
-        return f"{value:.4g} ± {std:.2g}"
+        return f"{value:.4g}±{std:.2g}"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int) and not isinstance(value, bool):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from lmlab.config import format_value, read_toml
+from lmlab.config import format_value, parse_value, read_toml
 from lmlab.errors import ConfigError
 from lmlab.experiments.compare import short_names
 
@@ -111,14 +111,15 @@ def is_sweep_file(path: str | Path) -> bool:
 
 
 def point_name(words: Sequence[str]) -> str:
-    """A run name from a point's varied values.
+    """A run name from a point's varied values, each written as :func:`format_value` writes it,
+    so ``--grid optim.lr_max=1e-3`` and a sweep file's ``1e-3`` name the same run.
 
-    >>> point_name(["optim.lr_max=1e-3", "train.batch_size=32"])
-    'lr_max-1e-3__batch_size-32'
+    >>> point_name(["optim.lr_max=1e-3", "train.batch_size=32", "model.norm=none"])
+    'lr_max-0.001__batch_size-32__norm-none'
     """
     keys = [word.partition("=")[0].strip() for word in words]
     names = short_names(keys)
-    parts = [f"{names[key]}-{word.partition('=')[2].strip()}"
+    parts = [f"{names[key]}-{format_value(parse_value(word.partition('=')[2].strip()))}"
              for key, word in zip(keys, words, strict=True)]
     return re.sub(r"[^\w.\-]", "_", "__".join(parts))
 
