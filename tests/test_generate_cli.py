@@ -62,6 +62,28 @@ def test_an_exported_safetensors_file_generates_the_same_text(run_dir, capsys):
     assert cli(capsys, "generate", weights, *args)[1] == from_run
 
 
+def test_an_export_copied_elsewhere_carries_its_tokenizer(run_dir, tmp_path, capsys):
+    """One file is the whole model: weights, config and tokenizer; readable like any other
+    run file (0644 under the usual umask 022)."""
+    out = tmp_path / "elsewhere" / "model.safetensors"
+    code, said, err = cli(capsys, "export", run_dir, "--out", out)
+    assert code == 0 and "with its 300-token tokenizer" in said, err
+    assert out.stat().st_mode & 0o777 == (run_dir / "config.json").stat().st_mode & 0o777
+    copied = tmp_path / "far" / "away.safetensors"
+    copied.parent.mkdir()
+    copied.write_bytes(out.read_bytes())
+    (run_dir / "model.safetensors").unlink(missing_ok=True)
+    data = run_dir.parent.parent / "data"
+    data.rename(data.with_name("moved"))  # neither the data nor its tokenizer are findable
+    try:
+        args = ("--prompt", "Tom", "--max-new-tokens", 15, "--temperature", 0)
+        code, text, err = cli(capsys, "generate", copied, *args)
+    finally:
+        data.with_name("moved").rename(data)
+    assert code == 0, err
+    assert text == cli(capsys, "generate", run_dir, *args)[1]
+
+
 def test_export_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
     code, out, err = cli(capsys, "export", tmp_path / "nothing")
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1

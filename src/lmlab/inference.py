@@ -24,7 +24,7 @@ from lmlab.nn import TransformerLM
 from lmlab.tokenizer import Tokenizer
 from lmlab.tokenizer.tokenizer import VOCAB_FILE
 from lmlab.tokens import read_token_info
-from lmlab.training.checkpoint import load_model
+from lmlab.training.checkpoint import bundled_tokenizer, load_model
 
 END_OF_TEXT = "<|endoftext|>"
 """The document separator: generation stops at it, and an empty prompt starts from it."""
@@ -32,12 +32,16 @@ END_OF_TEXT = "<|endoftext|>"
 
 def load_run(path: str | Path, tokenizer_dir: str | Path | None = None,
              device: torch.device | str = "cpu") -> tuple[TransformerLM, Config, Tokenizer]:
-    """The model (in ``eval()`` mode, on ``device``), config and tokenizer of a run directory or
-    checkpoint file; ``tokenizer_dir`` overrides the lookup of :func:`find_tokenizer`."""
+    """The model (in ``eval()`` mode, on ``device``), config and tokenizer of a run directory,
+    checkpoint file or exported weights file; ``tokenizer_dir`` overrides the tokenizer an
+    export carries and the lookup of :func:`find_tokenizer`."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint file")
     model, config = load_model(path, device=device)
+    bundled = bundled_tokenizer(path) if tokenizer_dir is None else None
+    if bundled is not None:
+        return model, config, Tokenizer.from_texts(bundled)
     return model, config, find_tokenizer(config, tokenizer_dir)
 
 

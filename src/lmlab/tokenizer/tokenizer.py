@@ -5,6 +5,7 @@ into ids by replaying the merges in rank order; :mod:`.encoder` does that fast, 
 """
 
 import hashlib
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import count, starmap
@@ -203,6 +204,21 @@ class Tokenizer:
         write_vocab(directory / VOCAB_FILE, self.vocab)
         write_merges(directory / MERGES_FILE, self.merges)
         write_special_tokens(directory / SPECIALS_FILE, self.special_tokens)
+
+    def to_texts(self) -> dict[str, str]:
+        """The files :meth:`save` writes, as ``{file name: text}``: a tokenizer to carry inside
+        another file (``lmlab export`` puts it in the weights' metadata)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save(tmp)
+            return {path.name: path.read_text(encoding="utf-8") for path in Path(tmp).iterdir()}
+
+    @classmethod
+    def from_texts(cls, texts: dict[str, str]) -> "Tokenizer":
+        """The tokenizer :meth:`to_texts` described."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in texts.items():
+                (Path(tmp) / Path(name).name).write_text(text, encoding="utf-8")
+            return cls.load(tmp)
 
     @classmethod
     def load(cls, directory: str | Path) -> "Tokenizer":

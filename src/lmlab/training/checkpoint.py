@@ -120,15 +120,39 @@ def load_model(path: str | Path, device: torch.device | str | None = None
     return model.eval(), config
 
 
-def export_weights(model: nn.Module, config: Config, out: str | Path) -> None:
-    """Write ``model``'s weights to ``out`` as safetensors (atomically), ``config`` in its metadata.
+def export_weights(model: nn.Module, config: Config, out: str | Path,
+                   tokenizer_files: dict[str, str] | None = None) -> None:
+    """Write ``model``'s weights to ``out`` as safetensors (atomically), ``config`` and, when
+    given, the tokenizer's files (:meth:`Tokenizer.to_texts`) in its metadata, so the one file
+    is all ``lmlab generate`` needs wherever it is copied.
 
-    Tensor names are the model's parameter names; a tied embedding is stored once (safetensors
-    holds no shared tensors) and tied again on load.
+    Tensor names are the model's state-dict names, each present: a tied embedding is stored
+    under both of its names (safetensors holds no shared tensors, so the second is a copy, one
+    vocab x d_model matrix more), and a plain ``load_file`` + ``load_state_dict`` finds every key.
     """
     metadata = {"format": WEIGHTS_FORMAT, "config": json.dumps(config.model_dump(mode="json"))}
+    if tokenizer_files is not None:
+        metadata["tokenizer"] = json.dumps(tokenizer_files)
+    stored: dict[int, str] = {}
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        first = stored.setdefault(tensor.data_ptr(), name)
+        tensors[name] = tensor.detach().contiguous() if first == name else tensor.detach().clone()
     with atomic_path(out) as tmp:
-        safetensors.torch.save_model(model, str(tmp), metadata)
+        safetensors.torch.save_file(tensors, str(tmp), metadata)
+
+
+def bundled_tokenizer(path: str | Path) -> dict[str, str] | None:
+    """The tokenizer files :func:`export_weights` put in a weights file, or None."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    try:
+        with safetensors.safe_open(path, "pt") as weights:
+            bundled = (weights.metadata() or {}).get("tokenizer")
+    except (SafetensorError, OSError):
+        return None  # load_model says what is wrong with the file
+    return json.loads(bundled) if bundled else None
 
 
 def _load_weights(path: Path, device: torch.device | str | None) -> tuple[nn.Module, Config]:
@@ -148,7 +172,7 @@ def _load_weights(path: Path, device: torch.device | str | None) -> tuple[nn.Mod
     config = _config(json.loads(metadata["config"]), path)
     model = TransformerLM(config.model, device=device)
     try:
-        safetensors.torch.load_model(model, path, device=str(device or "cpu"))
+        model.load_state_dict(safetensors.torch.load_file(path, device=str(device or "cpu")))
     except (RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path} does not fit its own config: "
                               f"{first_line(exc)[:300]}") from None
