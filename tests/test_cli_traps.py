@@ -152,3 +152,24 @@ def test_a_sweep_reads_at_80_columns_and_shows_progress(tmp_path: Path, capsys,
     assert max(len(line) for line in out.splitlines()) <= 80
     assert f"{name}: step 2/3 (67%)  loss " in err
     assert "bits/byte" in out and re.search(r" \d\.\d{3} ", out)  # numbers whole
+
+
+def test_a_bad_run_name_is_explained_not_shown_as_a_regex(tmp_path: Path, capsys) -> None:
+    code, _, err = cli(capsys, "train", _empty_config(tmp_path), *tiny_run(tmp_path),
+                       "run.name=my run")
+    assert code == 1
+    assert "run.name 'my run' is not valid: " in err and "letters, digits, _ . - and /" in err
+    assert "pattern" not in err and "^[" not in err
+
+
+def test_none_is_a_run_name_not_an_unset_key(tmp_path: Path, capsys) -> None:
+    words = [*tiny_run(tmp_path, "train.max_steps=2"), "run.name=none"]
+    assert load_config(None, words).run.name == "none"
+    assert load_config(None, [*words, "train.max_steps=none",
+                              "train.time_budget_s=5"]).train.max_steps is None
+
+
+def test_version(capsys) -> None:
+    from importlib.metadata import version
+
+    assert cli(capsys, "--version") == (0, f"lmlab {version('lmlab')}\n", "")

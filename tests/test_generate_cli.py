@@ -112,10 +112,10 @@ def test_the_tokenizer_is_found_next_to_the_data_and_checked(run_dir, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--temperature", "-1"], "error: temperature must be >= 0"),
-        (["--top-p", "0"], r"error: top_p must be in (0, 1]"),
-        (["--top-p", "1.5"], r"error: top_p must be in (0, 1]"),
-        (["--top-k", "0"], "error: top_k must be >= 1"),
+        (["--temperature", "-1"], "error: --temperature must be >= 0"),
+        (["--top-p", "0"], r"error: --top-p must be in (0, 1]"),
+        (["--top-p", "1.5"], r"error: --top-p must be in (0, 1]"),
+        (["--top-k", "0"], "error: --top-k must be >= 1"),
         (["--prompt", "a" * 40], "error: the prompt is 40 tokens, longer than the model's "
                                  "context of 32"),
         (["--tokenizer", "/nonexistent/tok"], "error: /nonexistent/tok: no such tokenizer"),

@@ -100,3 +100,20 @@ def test_bad_input_is_one_line_and_writes_nothing(sweep: Path, tmp_path: Path,
     code, _, err = cli(capsys, "plot", *args, *default_out)
     assert code == 1 and err.startswith("error: ") and message in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_an_unknown_metric_is_an_error_that_lists_the_logged_ones(sweep: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    out = tmp_path / "acc.png"
+    code, _, err = cli(capsys, "plot", sweep, "--metric", "val/acc", "--out", out)
+    assert code == 1 and not out.exists()
+    assert err == "error: no run logged val/acc: the runs have train/loss, val/loss\n"
+
+
+def test_the_y_axis_is_labelled_and_the_legend_sits_beside_the_curves(sweep: Path) -> None:
+    figure = plot_runs(load_runs([sweep]))
+    figure.canvas.draw()  # the constrained layout places the legend
+    (ax,) = figure.axes
+    assert ax.get_ylabel() == "loss (nats per token)"
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # right of the axes: it covers no curve

@@ -46,13 +46,15 @@ def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
     monkeypatch.setattr(tokens, "WORKER_MIN_BYTES", 700)  # and every worker used
     source = FIXTURES / "tinystories_sample.txt"
     out = tmp_path / "data" / "train.bin"
-    code, _, err = cli(
+    code, said, err = cli(
         capsys, "tokenize", "--tokenizer", trained, "--input", source,
         "--out", out, "--workers", workers,
     )  # fmt: skip
     assert code == 0, err
     tok = Tokenizer.load(trained)
     expected = tok.encode(source.read_text(encoding="utf-8"))
+    ratio = source.stat().st_size / len(expected)  # the compression CS336 asks to report
+    assert said.endswith(f": {ratio:.2f} bytes per token (the compression ratio)\n")
     assert load_tokens(out).tokens.tolist() == expected
     info = read_token_info(out)
     assert info.dtype == "uint16" and info.count == len(expected) and info.vocab_size == 400
@@ -197,9 +199,10 @@ def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
     for words in commands(bash_blocks("Tokenizer")[0]):
         code, _, err = cli(capsys, *words[1:])
         assert code == 0, err
-    tokenizer = Tokenizer.load(data / "tokenizer")
+    tokens_dir = tmp_path / "data" / "tinystories-10k"  # named by its vocabulary
+    tokenizer = Tokenizer.load(tokens_dir / "tokenizer")
     text = (data / "train.txt").read_text(encoding="utf-8")
-    assert load_tokens(data / "train.bin").tokens.tolist() == tokenizer.encode(text)
+    assert load_tokens(tokens_dir / "train.bin").tokens.tolist() == tokenizer.encode(text)
 
 
 def test_docstring_examples():

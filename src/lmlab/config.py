@@ -387,6 +387,9 @@ def _describe(exc: ValidationError) -> str:
             problems.append(f"missing key '{key}'")
         elif err["type"] == "value_error":  # our own validators name their keys
             problems.append(err["msg"].removeprefix("Value error, "))
+        elif err["type"] == "string_pattern_mismatch" and len(loc) == 2:  # say it, not a regex
+            field = Config.model_fields[loc[0]].annotation.model_fields[loc[1]]  # type: ignore
+            problems.append(f"{key} {err.get('input')!r} is not valid: {field.description}")
         else:
             problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
     return "; ".join(problems)

@@ -22,33 +22,13 @@ with or without the cache (the cache changes the cost, not the distribution).
 
 import codecs
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from lmlab.errors import ConfigError
 from lmlab.nn import TransformerLM, softmax
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How to pick each next token; invalid values are a :class:`~lmlab.errors.ConfigError`."""
-
-    temperature: float = 1.0
-    """Divides the logits; 0 picks the most likely token (greedy)."""
-    top_k: int | None = None
-    """Keep only the k most likely tokens (None: all)."""
-    top_p: float = 1.0
-    """Keep the smallest set of most likely tokens whose probability reaches p (1: all)."""
-
-    def __post_init__(self) -> None:
-        if not self.temperature >= 0:  # also rejects NaN
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
+from lmlab.sampling import Sampling
 
 
 def filter_probs(probs: Tensor, top_k: int | None = None, top_p: float = 1.0) -> Tensor:

@@ -1,5 +1,6 @@
 """`lmlab generate`: stream a completion from a trained run to the terminal."""
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -7,6 +8,8 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import TRAINED_MODEL_HELP, app
+from lmlab.errors import ConfigError
+from lmlab.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLING, Sampling
 
 
 def stream(pieces: Iterable[str], prompt: str) -> None:
@@ -17,6 +20,17 @@ def stream(pieces: Iterable[str], prompt: str) -> None:
     typer.echo()
 
 
+def _sampling(temperature: float, top_k: int | None, top_p: float) -> Sampling:
+    """The sampling options, checked by :class:`Sampling`, with errors naming the flags as typed
+    (``--top-k must be >= 1``)."""
+    try:
+        return Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    except ConfigError as exc:
+        flag = re.sub(r"^(temperature|top_p|top_k)\b",
+                      lambda match: "--" + match.group(1).replace("_", "-"), str(exc))
+        raise ConfigError(flag) from None
+
+
 @app.command("generate")
 def generate_command(
     run: Annotated[Path, typer.Argument(
@@ -24,12 +38,14 @@ def generate_command(
     prompt: Annotated[str, typer.Option(
         help="Text to continue; empty: start a new document.")] = "",
     max_new_tokens: Annotated[int, typer.Option(
-        min=0, help="Most tokens to generate (fewer when <|endoftext|> comes first).")] = 256,
+        min=0, help="Most tokens to generate (fewer when <|endoftext|> comes first).")
+    ] = DEFAULT_MAX_NEW_TOKENS,
     temperature: Annotated[float, typer.Option(
-        help="Divide the logits by this; 0 = greedy (always the most likely token).")] = 0.8,
+        help="Divide the logits by this; 0 = greedy (always the most likely token).")
+    ] = DEFAULT_SAMPLING.temperature,
     top_p: Annotated[float, typer.Option(
         help="Nucleus sampling: draw from the smallest set of tokens holding this much "
-        "probability (1 = all).")] = 0.95,
+        "probability (1 = all).")] = DEFAULT_SAMPLING.top_p,
     top_k: Annotated[int | None, typer.Option(
         help="Draw from the k most likely tokens only (default: all).", show_default=False)
     ] = None,
@@ -52,10 +68,9 @@ def generate_command(
     Each piece of text is printed as soon as its tokens are sampled and decode to whole
     characters."""
     from lmlab.device import resolve_device
-    from lmlab.generate import Sampling
     from lmlab.inference import complete, generation_study, load_run
 
-    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    sampling = _sampling(temperature, top_k, top_p)
     model, _, tok = load_run(run, tokenizer, device=resolve_device(device))
     if study:
         for sample in generation_study(model, tok, prompt, max_new_tokens, seed or 0):

@@ -68,6 +68,12 @@ def plot_runs(
         raise ConfigError(f"smooth must be >= 1, got {smooth}")
     if not metrics:
         raise ConfigError("give at least one metric, e.g. val/loss")
+    logged = sorted({key for run in runs for record in run.records for key in record
+                     if "/" in key})
+    missing = [metric for metric in metrics if metric not in logged]
+    if logged and missing:  # (runs that have logged nothing yet still plot, empty)
+        raise ConfigError(f"no run logged {', '.join(missing)}: the runs have "
+                          f"{', '.join(logged)}")
     points = by_point(runs)
     keys = [key for key in varied_keys([run.config for run in runs])
             if not (key == SEED and any(len(point) > 1 for point in points))]
@@ -111,7 +117,7 @@ def plot_learning_rates(edges: Sequence[Edge], title: str | None = None) -> Figu
     ax.set_ylabel("final val loss")
     ax.set_title("best rate ringed, diverged rates crossed (top)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_beside(ax)
     if title:
         figure.suptitle(title)
     return figure
@@ -198,6 +204,7 @@ def _finish(ax: Axes, runs: Sequence[Run], metrics: Sequence[str], x: str, log: 
     styles = " (dashed), ".join(metrics) if len(metrics) > 1 else metrics[0]
     ax.set_title(styles, fontsize=10)
     ax.set_xlabel(X_LABELS[x])
+    ax.set_ylabel(_y_label(metrics))
     ax.grid(alpha=0.3)
     if log:
         ax.set_yscale("log")
@@ -207,4 +214,19 @@ def _finish(ax: Axes, runs: Sequence[Run], metrics: Sequence[str], x: str, log: 
         if starts:
             ax.set_ylim(top=max(starts) * 1.05)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        _legend_beside(ax)
+
+
+def _y_label(metrics: Sequence[str]) -> str:
+    """``loss (nats per token)`` for losses, else the metric names."""
+    if all(metric.endswith("/loss") for metric in metrics):
+        return "loss (nats per token)"
+    if all(metric.endswith("/bpb") for metric in metrics):
+        return "bits per byte"
+    return ", ".join(metrics)
+
+
+def _legend_beside(ax: Axes) -> None:
+    """The legend to the right of the axes, where it never covers a curve (the constrained
+    layout makes room for it)."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)

@@ -29,12 +29,11 @@ from lmlab.experiments.compare import (
 from lmlab.experiments.plot import plot_learning_rates, plot_runs, save_figure
 from lmlab.experiments.stability import Edge, edges
 from lmlab.experiments.summary import over_seeds, within_noise
-from lmlab.generate import Sampling
 from lmlab.inference import complete, load_run
+from lmlab.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLING
 from lmlab.training.rundir import Run, RunDir, find_runs
 
 SAMPLE_PROMPT = "Once upon a time"
-SAMPLING = Sampling(temperature=0.8, top_k=50)
 COLUMNS = ("status", "final val loss", "best val loss", "val bpb", "steps", "tokens",
            "wall time (s)")
 
@@ -104,8 +103,9 @@ def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: boo
         text = _sample(best)
         if text:
             lines.append(f"Sample from the best run, `{best.name}` (prompt "
-                         f"\"{SAMPLE_PROMPT}\", temperature {SAMPLING.temperature}, top-k "
-                         f"{SAMPLING.top_k}):\n\n```text\n{text.strip()}\n```\n")
+                         f"\"{SAMPLE_PROMPT}\", `lmlab generate`'s defaults: temperature "
+                         f"{DEFAULT_SAMPLING.temperature:g}, top-p {DEFAULT_SAMPLING.top_p:g}, "
+                         f"seed 0):\n\n```text\n{text.strip()}\n```\n")
     return "\n".join(lines)
 
 
@@ -232,7 +232,7 @@ def _best(runs: Sequence[Run]) -> Run | None:
     return min(scored, key=lambda item: item[0])[1] if scored else None
 
 
-def _sample(run: Run, max_new_tokens: int = 80) -> str | None:
+def _sample(run: Run, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> str | None:
     """The run's ``samples.txt``, or a short completion from its checkpoint (None when the run
     has no checkpoint or tokenizer to make one)."""
     saved = RunDir(run.path).samples
@@ -242,5 +242,5 @@ def _sample(run: Run, max_new_tokens: int = 80) -> str | None:
         model, _, tokenizer = load_run(run.path)
     except LmlabError:
         return None
-    pieces = complete(model, tokenizer, SAMPLE_PROMPT, max_new_tokens, SAMPLING, seed=0)
+    pieces = complete(model, tokenizer, SAMPLE_PROMPT, max_new_tokens, DEFAULT_SAMPLING, seed=0)
     return SAMPLE_PROMPT + "".join(pieces)
