@@ -173,3 +173,14 @@ def test_version(capsys) -> None:
     from importlib.metadata import version
 
     assert cli(capsys, "--version") == (0, f"lmlab {version('lmlab')}\n", "")
+
+
+def test_ids_beyond_the_vocabulary_name_the_fix(tmp_path: Path, capsys) -> None:
+    """Data of a larger vocabulary (the 2,048-token set-up under a 1,024-token variant): the
+    error says what to do."""
+    words = tiny_run(tmp_path, "model.vocab_size=32")
+    code, _, err = cli(capsys, "train", _empty_config(tmp_path), *words)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "vocabulary of 32 (model.vocab_size): a 64-token tokenizer made it" in err
+    assert "tokenize the text with a 32-token tokenizer" in err
+    assert "or set model.vocab_size=64" in err
