@@ -3,6 +3,7 @@
 import doctest
 import io
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import safetensors.torch
@@ -63,8 +64,8 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path: Path,
     path = tmp_path / "c.pt"
     save_checkpoint(model, optimizer, 1, path)
 
-    def crash(obj: object, f: Path) -> None:
-        Path(f).write_bytes(b"half a checkpoint")
+    def crash(obj: object, f: BinaryIO) -> None:
+        f.write(b"half a checkpoint")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", crash)

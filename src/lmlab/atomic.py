@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lmlab import jsonio
+from lmlab.errors import StorageError
 
 
 @contextmanager
@@ -25,20 +26,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     'hello'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    with storage_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        # mkstemp makes 0600, and a writer may re-create the file (safetensors does): give the
-        # result what open() would have given
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with storage_errors(path):
+            yield tmp
+            # mkstemp makes 0600, and a writer may re-create the file (safetensors does): give
+            # the result what open() would have given
+            os.chmod(tmp, 0o666 & ~_umask())
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def storage_errors(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` into a one-line :class:`StorageError`
+    that names the file and the cause: ``no space left on device writing runs/x/metrics.jsonl``.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        cause = (exc.strerror or type(exc).__name__).lower()
+        raise StorageError(f"{cause} writing {path}") from None
 
 
 def _umask() -> int:

@@ -36,5 +36,14 @@ class CheckpointError(LmlabError):
     """A checkpoint is missing, truncated or does not match the model/config it is loaded into."""
 
 
+class StorageError(LmlabError, OSError):
+    """A file could not be written: no space left on the device, permission denied, a read-only
+    folder. The message names the file and the cause; nothing half-written is left behind."""
+
+
+class RunInUseError(LmlabError):
+    """Another live process is writing the run directory (it holds the run's lock)."""
+
+
 class DistributedError(LmlabError):
     """Another process of a distributed job failed or stopped answering."""

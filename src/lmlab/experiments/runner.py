@@ -3,7 +3,8 @@ subprocesses (one per GPU when several are visible, else a share of the CPU thre
 
 Either way a point's run directory is exactly what ``lmlab train`` writes, and a point that
 fails or diverges is a row in the summary, not the end of the sweep. Sweeps are restartable
-because runs are: a finished or diverged point is skipped, any other starts with
+because runs are: a finished or diverged point is skipped, and so is a point another live
+process is training (a second sweep on the same folder); any other starts with
 ``run.resume=auto`` (from its checkpoint when it has one). A subprocess runs the documented
 entry point ``python -m lmlab.training`` on the point's resolved config, not a composed command
 line.
@@ -20,8 +21,10 @@ from typing import Any
 import torch
 
 from lmlab.atomic import atomic_write_json
+from lmlab.errors import RunInUseError
 from lmlab.experiments.planning import Plan, Point
 from lmlab.experiments.summary import summarize, write_summary
+from lmlab.training.lock import held_by
 from lmlab.training.loop import train
 
 DONE = ("finished", "diverged")
@@ -65,11 +68,15 @@ def _run_here(points: Sequence[Point], on_event: Callable[[str], None]) -> None:
     """One run after another in this process (no interpreter start per run); Ctrl-C stops the
     current run at a checkpoint and the sweep with it."""
     for point in points:
+        if _in_use(point, on_event):
+            continue
         on_event(f"{point.name}: starting")
         try:
             status = train(point.config,
                            say=lambda line, name=point.name: on_event(f"{name}: {line}")).status
             outcome = _outcome(status, point)
+        except RunInUseError as exc:  # taken by another sweep since _in_use looked
+            status, outcome = "in use", f"{exc}: skipped"
         except Exception as exc:  # one failing point (say, out of memory) is a row, not the end
             status = outcome = f"failed ({type(exc).__name__}: {exc})"
         on_event(f"{point.name}: {outcome}")
@@ -85,6 +92,8 @@ def _run_subprocesses(points: Sequence[Point], parallel: int,
         slots.put(env)
 
     def work(point: Point) -> None:
+        if _in_use(point, on_event):
+            return
         env = slots.get()
         try:
             on_event(f"{point.name}: starting")
@@ -98,6 +107,15 @@ def _run_subprocesses(points: Sequence[Point], parallel: int,
             future.result()
     finally:  # on Ctrl-C the runs got the signal too and stop at a checkpoint: start no more
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_use(point: Point, on_event: Callable[[str], None]) -> bool:
+    """Whether another live process (a second sweep on this folder, an `lmlab train`) trains
+    the point's run now; if so the sweep skips it, and says so."""
+    holder = held_by(point.run_dir.root)
+    if holder is not None:
+        on_event(f"{point.name}: in use by {holder}, skipped (run the sweep again when it ends)")
+    return holder is not None
 
 
 def _train_subprocess(point: Point, env: Mapping[str, str]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmlab.atomic import storage_errors
 from lmlab.errors import TokenizerError
 from lmlab.tokenizer.bpe import Pair, split_at
 from lmlab.tokenizer.encoder import UnitEncoder, cycle_collector_paused
@@ -200,7 +201,8 @@ class Tokenizer:
     def save(self, directory: str | Path) -> None:
         """Write ``vocab.json``, ``merges.txt`` and ``special_tokens.json`` into ``directory``."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        with storage_errors(directory):
+            directory.mkdir(parents=True, exist_ok=True)
         write_vocab(directory / VOCAB_FILE, self.vocab)
         write_merges(directory / MERGES_FILE, self.merges)
         write_special_tokens(directory / SPECIALS_FILE, self.special_tokens)

@@ -188,8 +188,13 @@ def _config(saved: dict[str, Any], path: Path) -> Config:
 
 def _save(obj: dict[str, Any], out: PathOrFile) -> None:
     if isinstance(out, str | os.PathLike):
-        with atomic_path(out) as tmp:
-            torch.save(obj, tmp)
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            try:  # through a Python file: a full disk is an OSError...
+                torch.save(obj, f)
+            except RuntimeError as exc:  # ...which torch's zip writer masks as it closes
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
     else:
         torch.save(obj, out)
 

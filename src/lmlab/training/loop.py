@@ -17,11 +17,12 @@ Under ``torchrun`` every process runs this same loop on its own slice of each gl
 checkpoints.
 """
 
+import contextlib
 import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from lmlab.config import Config
 from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtype
-from lmlab.errors import ConfigError
+from lmlab.errors import ConfigError, StorageError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import AdamW, Muon, clip_grad_norm, cosine_schedule
@@ -41,6 +42,7 @@ from lmlab.training.checkpoint import load_training_state, restore_model, save_t
 from lmlab.training.distributed import World, distributed, world_from_env
 from lmlab.training.divergence import DivergenceRules
 from lmlab.training.evaluate import evaluate
+from lmlab.training.lock import run_lock
 from lmlab.training.resume import resume_notes, resume_wanted
 from lmlab.training.rundir import RunDir
 from lmlab.training.tracking import Trackers
@@ -150,7 +152,8 @@ def train(config: Config, *, show_progress: bool = False,
     config = _for_world(config, world)
     device = world.device(resolve_device(config.train.device))  # this rank's device, chosen once
     flush_denormals(device)
-    with distributed(world, device, config.train.dist_backend, config.train.dist_timeout_s):
+    with (distributed(world, device, config.train.dist_backend, config.train.dist_timeout_s),
+          run_lock(config.run_dir) if world.is_main else nullcontext()):
         session = Session(config, world, device, say)
         if session.resumed and session.done() and session.run.status == "finished":
             return session.recorded_result()
@@ -192,6 +195,8 @@ class Session:
                                           config.optim.warmup_iters,
                                           unigram_loss(train_data.tokens))
         self.step, self.progress = 0, Progress()
+        self.saved_step: int | None = None
+        """The step of the last checkpoint on disk (the one a resume continues from)."""
         if self.resumed:
             state = load_training_state(self.run.checkpoint, config)
             for note in resume_notes(state["config"], config):
@@ -200,6 +205,7 @@ class Session:
             self.sampler.load_state_dict(state["sampler"])
             _set_rng_state(state["rng"])
             self.step, self.progress = state["iteration"], Progress(**state["progress"])
+            self.saved_step = self.step
         self.forward = world.wrap(torch.compile(self.model) if tcfg.compile else self.model,
                                   device)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -268,9 +274,12 @@ class Session:
             if status == "finished":
                 self.evaluate()
                 self.save()
+        except StorageError as exc:  # a full disk, a read-only folder: say what is safe
+            self._mark_failed()
+            raise StorageError(f"{exc} (last good checkpoint: {self._last_good()}; free the "
+                               f"space or fix the folder, then resume)") from None
         except BaseException:
-            if world.is_main:
-                self.run.set_status("failed")
+            self._mark_failed()
             raise
         finally:
             self.trackers.close()
@@ -342,11 +351,24 @@ class Session:
                 "optimizer": self.optimizer.state_dict(),
                 "config": self.config.model_dump(mode="json"), "rng": _rng_state(),
                 "sampler": self.sampler.state_dict(), "progress": asdict(self.progress)})
+            self.saved_step = self.step
 
     def _due(self, interval: int) -> bool:
         """Whether a periodic evaluation or checkpoint falls on this step (0: only at the end,
         which the loop's end does anyway)."""
         return interval > 0 and self.step % interval == 0 and not self.done()
+
+    def _mark_failed(self) -> None:
+        """Write the ``failed`` status when the disk still takes it (it may be full)."""
+        if self.world.is_main:
+            with contextlib.suppress(StorageError):
+                self.run.set_status("failed")
+
+    def _last_good(self) -> str:
+        """The checkpoint a resume would continue from, in words."""
+        if self.saved_step is None:
+            return "none yet"
+        return f"step {self.saved_step}, {self.run.checkpoint}"
 
     def result(self, status: str) -> RunResult:
         return RunResult(self.run.root, status, self.step, self.progress.tokens, self.metrics,

@@ -6,13 +6,14 @@ TensorBoard are optional extras that get the same numbers. A tracker is anything
 ``log(metrics, step)`` and ``close()``, so tests and sweeps can pass their own.
 """
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from lmlab import jsonio
-from lmlab.atomic import atomic_write_text
+from lmlab.atomic import atomic_write_text, storage_errors
 from lmlab.config import Config
 from lmlab.errors import ConfigError
 from lmlab.training.rundir import RunDir, read_metrics
@@ -34,19 +35,22 @@ class JsonlTracker:
     """
 
     def __init__(self, path: str | Path, keep_until: int | None = None) -> None:
-        path = Path(path)
+        self.path = path = Path(path)
         if keep_until is not None:
             kept = [r for r in read_metrics(path) if r.get("step", 0) <= keep_until]
             atomic_write_text(path, "".join(jsonio.dumps(r) + "\n" for r in kept))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a" if keep_until is not None else "w", encoding="utf-8")
+        with storage_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a" if keep_until is not None else "w", encoding="utf-8")
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        self._file.write(jsonio.dumps({"step": step, **metrics}) + "\n")
-        self._file.flush()
+        with storage_errors(self.path):  # a line cut short is skipped on reading
+            self._file.write(jsonio.dumps({"step": step, **metrics}) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a write that failed already said why
+            self._file.close()
 
 
 class WandbTracker:
