@@ -16,7 +16,7 @@ LAYERS = [  # the layer table of docs/architecture.md, first layer first
     ("tokens.py",),
     ("nn/", "loss.py", "optim/"),
     ("training/",),
-    ("sampling.py", "generate.py", "inference.py"),
+    ("sampling.py", "generate.py", "inference.py", "hf.py"),
     ("experiments/", "quickstart.py"),
     ("cli/", "__main__.py", "__init__.py"),
 ]

@@ -83,8 +83,10 @@ def as_lmlab(words: list[str]) -> list[str]:
 
 @pytest.mark.parametrize(
     "words",
-    [as_lmlab(words) for section in ("Quickstart", "Multiple GPUs", "Generation")
-     for block in bash_blocks(section) for words in commands(block)],
+    [as_lmlab(words) for section in ("Quickstart", "Multiple GPUs", "Generation",
+                                    "Use your model elsewhere")
+     for block in bash_blocks(section) for words in commands(block)
+     if words[0] in ("lmlab", "torchrun")],  # (not the pip install lines)
     ids=shlex.join,
 )
 def test_every_readme_command_parses(words):

@@ -154,6 +154,11 @@ class TrainConfig(_Section):
         1000, ge=0, description="Save a checkpoint every this many steps (0: only at the end)."
     )
     seed: int = Field(0, description="Seeds model initialisation and batch sampling.")
+    init_from: Path | None = Field(
+        None, description="Start from the weights of a run directory, checkpoint or weights "
+        "file (e.g. the output of `lmlab import`): fine-tuning; the optimizer starts fresh, and "
+        "the model section must describe the same model."
+    )
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
         description="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.",

@@ -23,8 +23,8 @@ from lmlab.generate import Sampling, decode_stream, generate
 from lmlab.nn import TransformerLM
 from lmlab.tokenizer import Tokenizer
 from lmlab.tokenizer.tokenizer import VOCAB_FILE
-from lmlab.tokens import read_token_info
-from lmlab.training.checkpoint import bundled_tokenizer, load_model
+from lmlab.tokens import TokenFile, TokenFileInfo, read_token_info
+from lmlab.training.checkpoint import bundled_tokenizer, load_model, model_file
 
 END_OF_TEXT = "<|endoftext|>"
 """The document separator: generation stops at it, and an empty prompt starts from it."""
@@ -39,7 +39,7 @@ def load_run(path: str | Path, tokenizer_dir: str | Path | None = None,
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint file")
     model, config = load_model(path, device=device)
-    bundled = bundled_tokenizer(path) if tokenizer_dir is None else None
+    bundled = bundled_tokenizer(model_file(path)) if tokenizer_dir is None else None
     if bundled is not None:
         return model, config, Tokenizer.from_texts(bundled)
     return model, config, find_tokenizer(config, tokenizer_dir)
@@ -83,6 +83,25 @@ def _check_fits(tokenizer: Tokenizer, where: str | Path, config: Config, expecte
     if tokenizer.vocab_size > config.model.vocab_size:
         raise TokenizerError(f"tokenizer {where} has {tokenizer.vocab_size} tokens, more than the "
                              f"model's {config.model.vocab_size} (model.vocab_size)")
+
+
+def text_tokens(tokenizer: Tokenizer, path: str | Path, context_length: int) -> TokenFile:
+    """A UTF-8 text file encoded with ``tokenizer``, in memory, as a :class:`TokenFile` (its
+    ``source_bytes`` the file's size, for bits per byte): evaluation on any text, no ``.bin``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read it as UTF-8 text ({exc})") from None
+    ids = tokenizer.encode_to_numpy(text)
+    if len(ids) < context_length + 1:
+        raise DataError(f"{path} has {len(ids)} tokens, fewer than one context of "
+                        f"{context_length} + 1 (model.context_length)")
+    info = TokenFileInfo(dtype=ids.dtype.name, count=len(ids), vocab_size=tokenizer.vocab_size,
+                         tokenizer_hash=tokenizer.fingerprint(),
+                         special_tokens=tokenizer.special_ids, source_path=str(path.resolve()),
+                         source_bytes=len(text.encode("utf-8")))
+    return TokenFile(path, info, ids)
 
 
 def complete(model: TransformerLM, tokenizer: Tokenizer, prompt: str, max_new_tokens: int,

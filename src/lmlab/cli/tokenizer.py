@@ -9,7 +9,8 @@ from lmlab.cli.app import app
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokens import sidecar_path, tokenize_file
 
-tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers, and export them.",
+                            no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
 
 Workers = Annotated[
@@ -45,6 +46,30 @@ def train(
     tokenizer = Tokenizer(vocab, merges, special_token)
     tokenizer.save(out)
     typer.echo(f"wrote {len(vocab)} tokens ({len(merges)} merges) to {out}")
+
+
+@tokenizer_app.command("export")
+def export(
+    tokenizer: Annotated[Path, typer.Argument(
+        help="Tokenizer directory written by `lmlab tokenizer train`.", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Folder to write tokenizer.json into.")],
+    format: Annotated[str, typer.Option(
+        help="hf: tokenizer.json of the Hugging Face tokenizers library.")] = "hf",
+) -> None:
+    """Write a tokenizer as Hugging Face's tokenizer.json, with the same ids as lmlab's.
+
+    `tokenizers.Tokenizer.from_file(OUT/tokenizer.json)` or, with the tokenizer_config.json
+    beside it, `AutoTokenizer.from_pretrained(OUT)` loads it."""
+    from lmlab.atomic import atomic_write_json, atomic_write_text
+    from lmlab.errors import ConfigError
+    from lmlab.hf import hf_tokenizer_json, tokenizer_config
+
+    if format != "hf":
+        raise ConfigError(f"--format must be hf, got {format!r}")
+    loaded = Tokenizer.load(tokenizer)
+    atomic_write_text(out / "tokenizer.json", hf_tokenizer_json(loaded) + "\n")
+    atomic_write_json(out / "tokenizer_config.json", tokenizer_config(loaded, None))
+    typer.echo(f"wrote {out / 'tokenizer.json'} ({loaded.vocab_size:,} tokens)")
 
 
 @app.command("tokenize")

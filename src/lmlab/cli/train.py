@@ -99,33 +99,52 @@ def train_command(
 def eval_command(
     run: Annotated[Path, typer.Argument(
         help=TRAINED_MODEL_HELP, show_default=False)],
-    data: Annotated[Path, typer.Option(
+    data: Annotated[Path | None, typer.Option(
         help="Token file (.bin with its sidecar) to evaluate on, every token once.",
-        show_default=False)],
+        show_default=False)] = None,
+    text: Annotated[Path | None, typer.Option(
+        help="A UTF-8 text file instead: tokenized with the run's tokenizer first (no .bin "
+        "needed).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")] = 32,
     device: Annotated[str, typer.Option(
         help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Loss, perplexity and bits per byte of a model on a token file.
+    """Loss, perplexity and bits per byte of a model on a token file or a text file.
 
-    Every token of the file is scored once, in windows of the model's context length."""
+    Every token is scored once, in windows of the model's context length."""
     from lmlab.device import resolve_device, resolve_dtype
-    from lmlab.tokens import load_tokens, sidecar_path
-    from lmlab.training.checkpoint import load_model
+    from lmlab.errors import ConfigError
     from lmlab.training.evaluate import evaluate
 
+    if (data is None) == (text is None):
+        raise ConfigError("give one of --data FILE.bin or --text FILE.txt")
     torch_device = resolve_device(device)
-    model, config = load_model(run, device=torch_device)
+    if text is not None:
+        from lmlab.inference import load_run, text_tokens
+
+        model, config, tokenizer = load_run(run, device=torch_device)
+        tokens, source = text_tokens(tokenizer, text, config.model.context_length), text
+    else:
+        from lmlab.training.checkpoint import load_model
+
+        model, config = load_model(run, device=torch_device)
+        tokens, source = _checked_tokens(data, config), data
+    metrics = evaluate(model, tokens, batch_size=batch_size,
+                       context_length=config.model.context_length, device=torch_device,
+                       autocast_dtype=resolve_dtype(config.train.dtype, torch_device))
+    typer.echo(f"loss {metrics['val/loss']:.4f}  ppl {metrics['val/ppl']:.3f}  "
+               f"bpb {metrics['val/bpb']:.4f}  ({len(tokens):,} tokens of {source})")
+
+
+def _checked_tokens(data: Path, config):
+    """The token file, checked against the model and against the run's training data."""
+    from lmlab.tokens import load_tokens, sidecar_path
+
     train_path = config.data.train_path
     if not sidecar_path(train_path).is_file():
         typer.echo(f"warning: the run's training data {train_path} is gone, so {data} cannot be "
                    f"checked to come from the same tokenizer (only the vocabulary size is)",
                    err=True)
         train_path = None
-    tokens = load_tokens(data, vocab_size=config.model.vocab_size,
-                         context_length=config.model.context_length, tokenizer_of=train_path)
-    metrics = evaluate(model, tokens, batch_size=batch_size,
-                       context_length=config.model.context_length, device=torch_device,
-                       autocast_dtype=resolve_dtype(config.train.dtype, torch_device))
-    typer.echo(f"loss {metrics['val/loss']:.4f}  ppl {metrics['val/ppl']:.3f}  "
-               f"bpb {metrics['val/bpb']:.4f}  ({len(tokens):,} tokens of {data})")
+    return load_tokens(data, vocab_size=config.model.vocab_size,
+                       context_length=config.model.context_length, tokenizer_of=train_path)

@@ -106,9 +106,7 @@ def load_model(path: str | Path, device: torch.device | str | None = None
     """
     from lmlab.nn import TransformerLM  # the model depends on config, not on checkpoints
 
-    path = Path(path)
-    if path.is_dir():
-        path = RunDir(path).checkpoint
+    path = model_file(path)
     if path.suffix == ".safetensors":
         return _load_weights(path, device)
     state = _load(path)
@@ -118,6 +116,16 @@ def load_model(path: str | Path, device: torch.device | str | None = None
     model = TransformerLM(config.model, device=device)
     restore_model(state, model, None, path)
     return model.eval(), config
+
+
+def model_file(path: str | Path) -> Path:
+    """The file that holds a run's model: ``path`` itself, or in a run directory its
+    ``checkpoints/last.pt``, else its ``model.safetensors`` (an export or an import)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    checkpoint, weights = RunDir(path).checkpoint, path / "model.safetensors"
+    return weights if not checkpoint.exists() and weights.exists() else checkpoint
 
 
 def export_weights(model: nn.Module, config: Config, out: str | Path,

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lmlab.config import Config
+from lmlab.config import Config, ModelConfig
 from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtype
 from lmlab.errors import ConfigError, StorageError
 from lmlab.loss import cross_entropy
@@ -38,7 +38,12 @@ from lmlab.optim import AdamW, Muon, clip_grad_norm, cosine_schedule
 from lmlab.progress import bar_disabled
 from lmlab.tokens import load_tokens, unigram_loss
 from lmlab.training.batches import RandomBatches
-from lmlab.training.checkpoint import load_training_state, restore_model, save_training_state
+from lmlab.training.checkpoint import (
+    load_model,
+    load_training_state,
+    restore_model,
+    save_training_state,
+)
 from lmlab.training.distributed import World, distributed, world_from_env
 from lmlab.training.divergence import DivergenceRules
 from lmlab.training.evaluate import evaluate
@@ -197,6 +202,8 @@ class Session:
         self.step, self.progress = 0, Progress()
         self.saved_step: int | None = None
         """The step of the last checkpoint on disk (the one a resume continues from)."""
+        if tcfg.init_from is not None and not self.resumed:
+            self.model.load_state_dict(_initial_weights(tcfg.init_from, model_config))
         if self.resumed:
             state = load_training_state(self.run.checkpoint, config)
             for note in resume_notes(state["config"], config):
@@ -423,6 +430,23 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _initial_weights(source: Path, wanted: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights of ``train.init_from``, checked to be of the configured model (dropout and
+    the attention kernel aside, which change no weight)."""
+    model, config = load_model(source)
+
+    def shape(model_config: ModelConfig) -> dict:  # d_ff as used, given or by default
+        fields = model_config.model_dump(exclude={"dropout", "fused_attention"})
+        return {**fields, "d_ff": model_config.ffn_width}
+
+    theirs, ours = shape(config.model), shape(wanted)
+    differ = [f"model.{key} {value!r} there, {ours[key]!r} here"
+              for key, value in theirs.items() if ours[key] != value]
+    if differ:
+        raise ConfigError(f"train.init_from={source} holds another model: {'; '.join(differ)}")
+    return model.state_dict()
 
 
 def _silent(_: str) -> None:

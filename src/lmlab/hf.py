@@ -1,0 +1,253 @@
+"""Hugging Face interop: an lmlab model as a Llama checkpoint, its tokenizer as ``tokenizer.json``,
+and back.
+
+::
+
+    run ─► export_hf ─► DIR/{config.json, model.safetensors, generation_config.json,
+                             tokenizer.json, tokenizer_config.json}   (AutoModelForCausalLM)
+    DIR ─► import_hf ─► run directory (checkpoints/last.pt, tokenizer/)  (lmlab generate, eval)
+
+lmlab's pre-norm RMSNorm + RoPE + SwiGLU model *is* Llama, with other names and one difference
+that renaming cannot fix: lmlab's RoPE rotates adjacent pairs of each head's dimensions
+``(0, 1), (2, 3), ...``, Llama's rotates halves ``(0, d/2), (1, d/2 + 1), ...``, at the same
+frequencies. Reordering the rows of each head's query and key projections (even dimensions
+first, then odd) turns one into the other: the rotated dot products are the same numbers.
+The tokenizer is the same byte-level BPE (GPT-2 pre-tokenization, merges by rank), built with the
+``tokenizers`` library; ``<|endoftext|>`` is the bos and eos token.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+from torch import Tensor
+
+from lmlab.atomic import atomic_path, atomic_write_json, atomic_write_text, storage_errors
+from lmlab.config import Config, ModelConfig, load_config
+from lmlab.errors import CheckpointError, ConfigError
+from lmlab.inference import END_OF_TEXT
+from lmlab.nn import TransformerLM
+from lmlab.tokenizer import Tokenizer
+from lmlab.tokenizer.files import str_to_token, token_to_str
+
+LLAMA_ONLY = {"norm": "rms", "norm_position": "pre", "position": "rope", "ffn": "swiglu"}
+"""The architecture switches Llama has one setting of (dropout is not a switch: it is dropped)."""
+RMS_NORM_EPS = 1e-5
+"""lmlab's RMSNorm epsilon (``nn.layers.RMSNorm``)."""
+
+
+def check_llama(model: ModelConfig) -> None:
+    """A :class:`ConfigError` naming the first key that Llama cannot express."""
+    for key, value in LLAMA_ONLY.items():
+        if getattr(model, key) != value:
+            raise ConfigError(f"model.{key}={getattr(model, key)} has no Hugging Face Llama "
+                              f"equivalent (Llama is model.{key}={value}): only a run with "
+                              f"Llama's architecture exports to --format hf")
+
+
+def rope_to_halves(weight: Tensor, num_heads: int) -> Tensor:
+    """Reorder a query/key projection ``(num_heads * d_head, d_model)`` from lmlab's adjacent
+    RoPE pairs to Llama's halves: within each head, rows 0, 2, 4, ... then 1, 3, 5, ..."""
+    d_head = weight.shape[0] // num_heads
+    heads = weight.reshape(num_heads, d_head // 2, 2, -1)
+    return heads.transpose(1, 2).reshape(weight.shape)
+
+
+def rope_to_pairs(weight: Tensor, num_heads: int) -> Tensor:
+    """The inverse of :func:`rope_to_halves`."""
+    d_head = weight.shape[0] // num_heads
+    heads = weight.reshape(num_heads, 2, d_head // 2, -1)
+    return heads.transpose(1, 2).reshape(weight.shape)
+
+
+_LAYER_NAMES = {"ln1.weight": "input_layernorm.weight",
+                "attn.q_proj.weight": "self_attn.q_proj.weight",
+                "attn.k_proj.weight": "self_attn.k_proj.weight",
+                "attn.v_proj.weight": "self_attn.v_proj.weight",
+                "attn.output_proj.weight": "self_attn.o_proj.weight",
+                "ln2.weight": "post_attention_layernorm.weight",
+                "ffn.w1.weight": "mlp.gate_proj.weight",
+                "ffn.w3.weight": "mlp.up_proj.weight",
+                "ffn.w2.weight": "mlp.down_proj.weight"}
+"""lmlab's names within a block -> Llama's (SwiGLU: w1 is the gate, w3 the up projection)."""
+
+
+def hf_state_dict(model: TransformerLM) -> dict[str, Tensor]:
+    """The model's weights under Llama's names, query/key rows reordered for its RoPE; a tied
+    head is left to ``tie_word_embeddings``."""
+    config = model.config
+    state = {"model.embed_tokens.weight": model.token_embeddings.weight,
+             "model.norm.weight": model.ln_final.weight}
+    if not config.tie_embeddings:
+        state["lm_head.weight"] = model.lm_head.weight
+    for i, layer in enumerate(model.layers):
+        for name, tensor in layer.state_dict().items():
+            if name in ("attn.q_proj.weight", "attn.k_proj.weight"):
+                tensor = rope_to_halves(tensor, config.num_heads)
+            state[f"model.layers.{i}.{_LAYER_NAMES[name]}"] = tensor
+    return {name: tensor.detach().contiguous().clone() for name, tensor in state.items()}
+
+
+def hf_config(config: ModelConfig, eos_id: int | None) -> dict[str, Any]:
+    """Llama's ``config.json`` for ``config``."""
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": config.vocab_size, "hidden_size": config.d_model,
+        "intermediate_size": config.ffn_width, "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads, "num_key_value_heads": config.num_heads,
+        "head_dim": config.d_head, "hidden_act": "silu",
+        "max_position_embeddings": config.context_length, "rope_theta": config.rope_theta,
+        "rms_norm_eps": RMS_NORM_EPS, "tie_word_embeddings": config.tie_embeddings,
+        "attention_bias": False, "mlp_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": eos_id, "eos_token_id": eos_id, "torch_dtype": "float32",
+    }
+
+
+def hf_tokenizer_json(tokenizer: Tokenizer) -> str:
+    """``tokenizer.json`` (the ``tokenizers`` library's format) with the same ids as lmlab's."""
+    try:
+        from tokenizers import AddedToken, decoders, models, pre_tokenizers
+        from tokenizers import Tokenizer as HFTokenizer
+    except ImportError:
+        raise ConfigError("writing tokenizer.json needs the tokenizers library: "
+                          "pip install \"lmlab[hf]\"") from None
+
+    specials = set(tokenizer.special_tokens)
+    vocab = {token_to_str(token): i for i, token in tokenizer.vocab.items()}
+    merges = [(token_to_str(a), token_to_str(b)) for a, b in tokenizer.merges]
+    hf = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = decoders.ByteLevel()
+    hf.add_special_tokens([AddedToken(token, special=True, normalized=False)
+                           for token in tokenizer.special_tokens])
+    ids = {hf.token_to_id(token): tokenizer.special_ids[token] for token in specials}
+    if any(got != want for got, want in ids.items()):
+        raise ConfigError(f"special tokens {sorted(specials)} would get other ids in "
+                          f"tokenizer.json ({ids})")
+    return hf.to_str(pretty=True)
+
+
+def tokenizer_from_hf(path: Path) -> Tokenizer:
+    """An lmlab tokenizer from a byte-level BPE ``tokenizer.json``."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable tokenizer.json ({exc})") from None
+    model = raw.get("model", {})
+    if model.get("type") != "BPE":
+        raise CheckpointError(f"{path}: a {model.get('type')} tokenizer, lmlab reads byte-level "
+                              f"BPE only")
+    specials = [t["content"] for t in raw.get("added_tokens", []) if t.get("special")]
+    vocab = {i: str_to_token(text, str(path)) for text, i in model["vocab"].items()}
+    vocab.update({t["id"]: t["content"].encode("utf-8") for t in raw.get("added_tokens", [])})
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return Tokenizer(vocab, [(str_to_token(a, str(path)), str_to_token(b, str(path)))
+                             for a, b in merges], specials)
+
+
+def export_hf(model: TransformerLM, tokenizer: Tokenizer, out: str | Path) -> Path:
+    """Write a Llama checkpoint of ``model`` and its tokenizer to the folder ``out`` (each file
+    atomically), loadable offline by ``AutoModelForCausalLM`` and ``AutoTokenizer``."""
+    config = model.config
+    check_llama(config)
+    out = Path(out)
+    eos = tokenizer.special_ids.get(END_OF_TEXT)
+    with storage_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", hf_config(config, eos))
+    atomic_write_json(out / "generation_config.json",
+                      {"bos_token_id": eos, "eos_token_id": eos, "max_length":
+                       config.context_length})
+    with atomic_path(out / "model.safetensors") as tmp:
+        safetensors.torch.save_file(hf_state_dict(model), str(tmp), {"format": "pt"})
+    atomic_write_text(out / "tokenizer.json", hf_tokenizer_json(tokenizer) + "\n")
+    atomic_write_json(out / "tokenizer_config.json",
+                      tokenizer_config(tokenizer, config.context_length))
+    return out
+
+
+def tokenizer_config(tokenizer: Tokenizer, context_length: int | None) -> dict[str, Any]:
+    """``tokenizer_config.json``: what ``AutoTokenizer`` needs beside ``tokenizer.json``."""
+    eos = END_OF_TEXT if END_OF_TEXT in tokenizer.special_ids else None
+    config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": eos,
+                              "eos_token": eos, "clean_up_tokenization_spaces": False}
+    if context_length is not None:
+        config["model_max_length"] = context_length
+    return config
+
+
+def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, Config]:
+    """A Llama checkpoint folder as an lmlab model, written to the run directory ``out`` as
+    ``model.safetensors`` (weights, config and tokenizer, as ``lmlab export`` writes it):
+    ``lmlab generate`` and ``lmlab eval`` take the folder, ``train.init_from`` fine-tunes from
+    it. Architectures lmlab cannot represent are a one-line error."""
+    from lmlab.training.checkpoint import export_weights
+
+    folder, out = Path(folder), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists and is not empty: choose another --out")
+    hf = _read_json(folder / "config.json")
+    if hf.get("model_type") != "llama":
+        raise CheckpointError(f"{folder}: a {hf.get('model_type')!r} model; lmlab imports "
+                              f"Llama (model_type llama) only")
+    heads = hf["num_attention_heads"]
+    for key, expected in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False),
+                          ("rope_scaling", None), ("num_key_value_heads", heads),
+                          ("head_dim", hf["hidden_size"] // heads),
+                          ("rms_norm_eps", RMS_NORM_EPS)):
+        if hf.get(key, expected) != expected:
+            raise CheckpointError(f"{folder}/config.json: {key}={hf[key]!r} has no lmlab "
+                                  f"equivalent (lmlab needs {expected!r})")
+    tokenizer = tokenizer_from_hf(folder / "tokenizer.json")
+    config = load_config(None, [
+        f"model.vocab_size={hf['vocab_size']}", f"model.d_model={hf['hidden_size']}",
+        f"model.num_layers={hf['num_hidden_layers']}", f"model.num_heads={heads}",
+        f"model.d_ff={hf['intermediate_size']}",
+        f"model.context_length={hf['max_position_embeddings']}",
+        f"model.rope_theta={float(hf.get('rope_theta', 10_000.0))}",
+        f"model.tie_embeddings={str(hf.get('tie_word_embeddings', False)).lower()}",
+        f"data.train_path={out / 'data' / 'train.bin'}",
+        f"data.valid_path={out / 'data' / 'valid.bin'}", "train.max_steps=1000",
+        f"run.runs_dir={out.parent}", f"run.name={out.name}"])
+    model = TransformerLM(config.model)
+    weights: dict[str, Tensor] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        weights.update(safetensors.torch.load_file(path))
+    if not weights:
+        raise CheckpointError(f"{folder}: no .safetensors weights")
+    model.load_state_dict(_from_hf_names(weights, config.model))
+    export_weights(model, config, out / "model.safetensors", tokenizer.to_texts())
+    return model.eval(), config
+
+
+def _from_hf_names(weights: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
+    """Llama's state dict -> lmlab's (the inverse of :func:`hf_state_dict`)."""
+    lookup = {hf: ours for ours, hf in _LAYER_NAMES.items()}
+    state: dict[str, Tensor] = {}
+    try:
+        state["token_embeddings.weight"] = weights.pop("model.embed_tokens.weight")
+        state["ln_final.weight"] = weights.pop("model.norm.weight")
+        state["lm_head.weight"] = weights.pop("lm_head.weight", state["token_embeddings.weight"])
+        for i in range(config.num_layers):
+            for hf_name, ours in lookup.items():
+                tensor = weights.pop(f"model.layers.{i}.{hf_name}").float()
+                if ours in ("attn.q_proj.weight", "attn.k_proj.weight"):
+                    tensor = rope_to_pairs(tensor, config.num_heads)
+                state[f"layers.{i}.{ours}"] = tensor
+    except KeyError as exc:
+        raise CheckpointError(f"the Llama weights lack {exc.args[0]}") from None
+    extra = [name for name in weights if "rotary_emb" not in name]
+    if extra:
+        raise CheckpointError(f"the Llama weights hold tensors lmlab has no place for: "
+                              f"{', '.join(extra[:5])}")
+    return {name: tensor.float() for name, tensor in state.items()}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist: not a Hugging Face model folder") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
