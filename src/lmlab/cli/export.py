@@ -25,7 +25,7 @@ def export_command(
         "--tokenizer", help="Tokenizer directory to bundle (default: the one that made the "
         "run's data, found as `lmlab generate` finds it).", show_default=False)] = None,
 ) -> None:
-    """Save a trained model as one file, or as a Hugging Face Llama folder.
+    """Save a trained model as one file, or a Hugging Face folder.
 
     The run's config and its tokenizer go into the file's metadata: any safetensors reader opens
     it (no pickle, no code run on load), and `lmlab generate` and `lmlab eval` take it in place of

@@ -109,7 +109,7 @@ def eval_command(
     device: Annotated[str, typer.Option(
         help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Loss, perplexity and bits per byte of a model on a token file or a text file.
+    """Loss, perplexity and bits per byte on a token or text file.
 
     Every token is scored once, in windows of the model's context length."""
     from lmlab.device import resolve_device, resolve_dtype
