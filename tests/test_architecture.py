@@ -14,7 +14,7 @@ LAYERS = [  # the layer table of docs/architecture.md, first layer first
     ("errors.py", "jsonio.py", "atomic.py", "progress.py", "device.py", "config.py"),
     ("datasets.py", "tokenizer/"),
     ("tokens.py",),
-    ("nn/", "loss.py", "optim/"),
+    ("nn/", "loss.py", "optim/", "compute.py"),
     ("training/",),
     ("sampling.py", "generate.py", "inference.py", "hf.py"),
     ("experiments/", "quickstart.py"),

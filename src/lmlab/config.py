@@ -154,6 +154,10 @@ class TrainConfig(_Section):
         1000, ge=0, description="Save a checkpoint every this many steps (0: only at the end)."
     )
     seed: int = Field(0, description="Seeds model initialisation and batch sampling.")
+    peak_flops: float | None = Field(
+        None, gt=0, description="Peak FLOP/s of the device, for train/mfu (default: the GPU's "
+        "from lmlab/compute.py's table; on a CPU or MPS the only source, else no MFU)."
+    )
     init_from: Path | None = Field(
         None, description="Start from the weights of a run directory, checkpoint or weights "
         "file (e.g. the output of `lmlab import`): fine-tuning; the optimizer starts fresh, and "
@@ -273,6 +277,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     (0.003, 10)
     """
     raw = read_toml(path) if path is not None else {}
+    if isinstance(raw.get("config"), str):
+        raise ConfigError(f"{path} is a sweep file (it names a base config): run it with "
+                          f"`lmlab sweep {path}`, or give its base config")
     for item in overrides:
         _apply_override(raw, item)
     return config_from_dict(raw, source=str(path) if path is not None else "overrides")

@@ -13,6 +13,7 @@ import sys
 
 from lmlab.cli import (
     data,  # noqa: F401  (registers `data download`)
+    estimate,  # noqa: F401  (registers `estimate`)
     export,  # noqa: F401  (registers `export`)
     generate,  # noqa: F401  (registers `generate`)
     plot,  # noqa: F401  (registers `plot`)

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from lmlab.compute import peak_flops
 from lmlab.config import Config, ModelConfig
 from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtype
 from lmlab.errors import ConfigError, StorageError
@@ -221,6 +222,10 @@ class Session:
         """The last logged value of each metric."""
         self.reason: str | None = None
         """Why the run diverged, when it did."""
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+        peak = peak_flops(config, name, self.amp_dtype == torch.bfloat16)
+        self.flops_per_peak = (self.model.flops_per_token() / peak) if peak else None
+        """Training FLOPs per token over the device's peak FLOP/s: MFU = tokens/s x this."""
         self.lr, self.grad_norm = 0.0, torch.zeros(())
         """The last step's learning rate and gradient norm (before clipping)."""
         self.interval_tokens, self.interval_time = 0, 0.0
@@ -261,7 +266,8 @@ class Session:
                     bar.update(1 if self.config.max_steps is not None else elapsed)
                     if self.step % tcfg.log_interval == 0 or self.done():
                         train_loss, tokens_per_s = self.log_training()
-                        bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+                        bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}",
+                                        **_mfu_shown(self.metrics))
                         if bar.disable and time.perf_counter() - last_line >= PROGRESS_LINE_S:
                             self.say(self.progress_line(train_loss, tokens_per_s))
                             last_line = time.perf_counter()
@@ -331,8 +337,10 @@ class Session:
         """Log the mean loss and the throughput since the last log; return both."""
         train_loss = self.world.mean(self.interval_loss).item() / self.progress.loss_steps
         tokens_per_s = self.interval_tokens / self.interval_time
+        mfu = {"train/mfu": tokens_per_s * self.flops_per_peak} if self.flops_per_peak else {}
         self._log({"train/loss": train_loss, "train/lr": self.lr,
-                   "train/grad_norm": self.grad_norm.item(), "train/tokens_per_s": tokens_per_s})
+                   "train/grad_norm": self.grad_norm.item(), "train/tokens_per_s": tokens_per_s,
+                   **mfu})
         self.interval_loss.zero_()
         self.progress.loss_steps = 0
         self.interval_tokens, self.interval_time = 0, 0.0
@@ -398,8 +406,9 @@ class Session:
         if fraction > 0:
             left = round(self.progress.train_time_s * (1 - fraction) / fraction)
             eta = f"  ETA {left // 60}m{left % 60:02d}s"
+        mfu = f"  MFU {self.metrics['train/mfu']:.1%}" if "train/mfu" in self.metrics else ""
         return (f"step {self.step:,}{of} ({fraction:.0%})  loss {train_loss:.3f}  "
-                f"lr {self.lr:.2e}  {tokens_per_s:,.0f} tok/s{eta}")
+                f"lr {self.lr:.2e}  {tokens_per_s:,.0f} tok/s{mfu}{eta}")
 
     def _log(self, metrics: dict[str, float]) -> None:
         self.progress.wall_time_s = time.perf_counter() - self.session_start
@@ -447,6 +456,11 @@ def _initial_weights(source: Path, wanted: ModelConfig) -> dict[str, torch.Tenso
     if differ:
         raise ConfigError(f"train.init_from={source} holds another model: {'; '.join(differ)}")
     return model.state_dict()
+
+
+def _mfu_shown(metrics: dict[str, float]) -> dict[str, str]:
+    """The progress bar's MFU field, when the device's peak is known."""
+    return {"mfu": f"{metrics['train/mfu']:.1%}"} if "train/mfu" in metrics else {}
 
 
 def _silent(_: str) -> None:

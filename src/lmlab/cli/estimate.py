@@ -1,0 +1,61 @@
+"""`lmlab estimate`: what a config's run needs (parameters, FLOPs, memory, time) before it runs."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.cli.app import app
+
+
+@app.command("estimate")
+def estimate_command(
+    config: Annotated[Path, typer.Argument(
+        help="TOML config file, e.g. configs/tinystories-17m.toml.", show_default=False)],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Config overrides as section.key=value.", show_default=False)] = None,
+    gpu: Annotated[str, typer.Option(
+        help="The GPU to estimate for: H100, H200, B200, A100, L4 or 'RTX 4090'.")] = "H100",
+    mfu: Annotated[float, typer.Option(
+        min=0.01, max=1.0, help="Model FLOPs utilisation to assume (0.3-0.5 is typical for "
+        "small models in bf16).")] = 0.4,
+) -> None:
+    """Parameters, FLOPs, memory and wall time of a config's run, without running it.
+
+    Counts are exact; memory is an estimate (fp32 weights, gradients and optimizer state;
+    activations at the configured batch); time is the token budget at --mfu of the GPU's peak."""
+    from lmlab.compute import GPUS, estimate
+    from lmlab.config import load_config
+    from lmlab.errors import ConfigError
+
+    if gpu not in GPUS:
+        raise ConfigError(f"--gpu must be one of {', '.join(GPUS)}, got {gpu!r}")
+    cfg = load_config(config, overrides or [])
+    est = estimate(cfg)
+    card = GPUS[gpu]
+    bf16 = cfg.train.dtype != "float32"
+    peak = card["bfloat16" if bf16 else "float32"]
+    gb = 1e9
+    lines = [
+        f"parameters       {est.parameters:,} ({est.parameters - est.embedding_parameters:,} "
+        f"non-embedding, {est.embedding_parameters:,} embedding)",
+        f"FLOPs per token  {est.flops_per_token:.3g} (training: forward and backward)",
+        f"memory           {est.memory_bytes / gb:.2f} GB: weights {est.weights_bytes / gb:.2f}, "
+        f"gradients {est.gradients_bytes / gb:.2f}, optimizer {est.optimizer_bytes / gb:.2f}, "
+        f"activations {est.activations_bytes / gb:.2f} (batch {cfg.train.batch_size})",
+    ]
+    seconds = est.seconds(peak, mfu)
+    if seconds is not None:
+        lines.append(f"{'time on ' + gpu:<16} {seconds / 3600:.2f} h for {est.tokens:,} tokens at "
+                     f"{mfu:.0%} MFU of {peak / 1e12:,.0f} TFLOP/s "
+                     f"({'bf16' if bf16 else 'fp32'}): {peak * mfu / est.flops_per_token:,.0f} "
+                     f"tokens/s")
+    if cfg.train.time_budget_s is not None:
+        reachable = cfg.train.time_budget_s * peak * mfu / est.flops_per_token
+        lines.append(f"in the budget    {reachable:,.0f} tokens in {cfg.train.time_budget_s:g} s "
+                     f"on {gpu} at {mfu:.0%} MFU")
+    typer.echo("\n".join(lines))
+    if est.memory_bytes > card["memory"]:
+        typer.echo(f"warning: about {est.memory_bytes / gb:.1f} GB will not fit in the "
+                   f"{card['memory'] / gb:.0f} GB of one {gpu}: lower train.batch_size (raise "
+                   f"train.grad_accum to keep the batch)", err=True)
