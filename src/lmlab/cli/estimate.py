@@ -20,7 +20,7 @@ def estimate_command(
         min=0.01, max=1.0, help="Model FLOPs utilisation to assume (0.3-0.5 is typical for "
         "small models in bf16).")] = 0.4,
 ) -> None:
-    """Parameters, FLOPs, memory and time a run needs, before it runs.
+    """The parameters, FLOPs, memory and time of a run, up front.
 
     Counts are exact; memory is an estimate (fp32 weights, gradients and optimizer state;
     activations at the configured batch); time is the token budget at --mfu of the GPU's peak."""
