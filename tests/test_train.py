@@ -272,3 +272,21 @@ def test_help_explains_every_option_and_config_key(capsys: pytest.CaptureFixture
         assert key in text
     code, out, _ = cli(capsys, "eval", "--help")
     assert code == 0 and "--data" in out and "--batch-size" in out
+
+
+@pytest.mark.parametrize(("shape", "expected"), [
+    ("linear", [1e-2, 7.75e-3, 5.5e-3, 3.25e-3, 1e-3]),
+    ("wsd", [1e-2, 1e-2, 1e-2, 5.5e-3, 1e-3]),  # flat, then the last half decays linearly
+])
+def test_linear_and_warmup_stable_decay_schedules(tmp_path: Path, shape: str,
+                                                  expected: list[float]) -> None:
+    config = load_config(None, tiny_run(tmp_path, "train.max_steps=11", f"optim.schedule={shape}",
+                                        "optim.decay_fraction=0.5"))
+    got = [learning_rate(config, step, 0.0) for step in (3, 5, 7, 9, 11)]  # warmup is 3 steps
+    assert got == pytest.approx(expected)
+    over_time = load_config(None, tiny_run(tmp_path, "train.max_steps=none",
+                                           "train.time_budget_s=100",
+                                           "train.schedule_over_time=true",
+                                           f"optim.schedule={shape}", "optim.decay_fraction=0.5"))
+    assert [learning_rate(over_time, 50, t) for t in (0, 25, 50, 75, 100)] == pytest.approx(
+        expected)

@@ -102,7 +102,17 @@ class OptimConfig(_Section):
     lr_min: float = Field(1e-4, ge=0, description="Final learning rate of the cosine schedule.")
     warmup_iters: int = Field(100, ge=0, description="Steps of linear warmup from 0 to lr_max.")
     cosine_cycle_iters: int | None = Field(
-        None, ge=0, description="Step at which the cosine reaches lr_min (default: max_steps)."
+        None, ge=0, description="Step at which the decay reaches lr_min (default: max_steps)."
+    )
+    schedule: Literal["cosine", "linear", "wsd"] = Field(
+        "cosine", description="Shape of the decay from lr_max to lr_min after warmup: cosine, "
+        "linear, or wsd (warmup-stable-decay: flat at lr_max, then linear over the last "
+        "decay_fraction of the run); over steps, or over the time budget with "
+        "train.schedule_over_time."
+    )
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="With schedule=wsd, the last fraction of the run spent "
+        "decaying."
     )
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW first-moment decay.")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW second-moment decay.")

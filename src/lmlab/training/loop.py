@@ -35,7 +35,7 @@ from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtyp
 from lmlab.errors import ConfigError, StorageError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
-from lmlab.optim import AdamW, Muon, clip_grad_norm, cosine_schedule
+from lmlab.optim import AdamW, Muon, clip_grad_norm, decayed
 from lmlab.progress import bar_disabled
 from lmlab.tokens import load_tokens, unigram_loss
 from lmlab.training.batches import RandomBatches
@@ -99,22 +99,28 @@ class RunResult:
 def learning_rate(config: Config, step: int, train_time_s: float) -> float:
     """The learning rate for optimizer step ``step`` (0-based).
 
-    Linear warmup over ``optim.warmup_iters`` steps, then a cosine down to ``optim.lr_min`` at
-    ``cosine_cycle_iters`` (default: the last step) or, with ``train.schedule_over_time``, at the
+    Linear warmup over ``optim.warmup_iters`` steps, then ``optim.schedule``'s decay (cosine,
+    linear or warmup-stable-decay) down to ``optim.lr_min`` at ``cosine_cycle_iters`` (default:
+    the last step) or, with ``train.schedule_over_time``, at the
     end of the time budget or at the last step, whichever comes first (so a time-budget preset
     cut short by ``train.max_steps`` still ends annealed); constant ``lr_max`` when neither end
     is known.
     """
     optim = config.optim
-    if config.train.schedule_over_time and step >= optim.warmup_iters:
+    if step < optim.warmup_iters:
+        return optim.lr_max * step / optim.warmup_iters
+    if config.train.schedule_over_time:
         fraction = train_time_s / config.train.time_budget_s  # type: ignore[operator]
         max_steps = config.max_steps
         if max_steps is not None and max_steps > optim.warmup_iters:
             fraction = max(fraction, (step - optim.warmup_iters) / (max_steps - optim.warmup_iters))
-        return cosine_schedule(fraction, optim.lr_max, optim.lr_min, 0, 1)
-    cycle = config.cosine_cycle_iters
-    return cosine_schedule(step, optim.lr_max, optim.lr_min, optim.warmup_iters,
-                           cycle if cycle is not None else math.inf)  # type: ignore[arg-type]
+    else:
+        cycle = config.cosine_cycle_iters
+        if cycle is None:
+            return optim.lr_max  # no end known: flat
+        fraction = (step - optim.warmup_iters) / (cycle - optim.warmup_iters) if (
+            cycle > optim.warmup_iters) else 1.0
+    return decayed(fraction, optim.lr_max, optim.lr_min, optim.schedule, optim.decay_fraction)
 
 
 def build_optimizer(model: TransformerLM, config: Config) -> torch.optim.Optimizer:
