@@ -10,9 +10,9 @@ from torch.testing import assert_close
 from lmlab.nn import (
     Dropout,
     Embedding,
+    FeedForward,
     Linear,
     RMSNorm,
-    SiLUFeedForward,
     SwiGLU,
     silu,
     silu_gate,
@@ -117,7 +117,7 @@ def test_swiglu_matches_builtin_formula():
 
 
 def test_silu_feed_forward_matches_builtin_formula():
-    ffn = SiLUFeedForward(32, 128)
+    ffn = FeedForward(32, 128, "silu")
     x = torch.randn(2, 5, 32)
     assert_close(ffn(x), F.linear(F.silu(F.linear(x, ffn.w1.weight)), ffn.w2.weight))
 

@@ -32,7 +32,7 @@ def default_d_ff(d_model: int, ffn: str) -> int:
     """
     if ffn == "swiglu":
         return -(-(8 * d_model) // (3 * 64)) * 64
-    return 4 * d_model
+    return 4 * d_model  # silu and relu2: two matrices
 
 
 class ModelConfig(_Section):
@@ -55,7 +55,21 @@ class ModelConfig(_Section):
     position: Literal["rope", "nope"] = Field(
         "rope", description="Rotary position embedding, or no position information (NoPE)."
     )
-    ffn: Literal["swiglu", "silu"] = Field("swiglu", description="Gated SwiGLU or plain SiLU FFN.")
+    ffn: Literal["swiglu", "silu", "relu2"] = Field(
+        "swiglu", description="Gated SwiGLU, plain SiLU, or ReLU^2 (W2 ReLU(W1 x)^2) FFN."
+    )
+    qk_norm: bool = Field(
+        False, description="RMSNorm on each head's queries and keys before RoPE (QK-norm): "
+        "bounded attention logits, which tolerate higher learning rates."
+    )
+    zero_init_proj: bool = Field(
+        False, description="Start the attention and FFN output projections at zero: every "
+        "block begins as the identity on the residual stream."
+    )
+    logit_softcap: float | None = Field(
+        None, gt=0, description="Cap the output logits smoothly at +-c: c * tanh(logits / c) "
+        "(15-30 in the speedruns; none: off)."
+    )
     tie_embeddings: bool = Field(False, description="Share token embedding and output weights.")
     dropout: float = Field(
         0.0, ge=0, lt=1, description="Dropout probability on the embeddings and on each "

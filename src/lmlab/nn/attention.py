@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F  # only for the opt-in fused_attention fast path
 from torch import Tensor, nn
 
-from lmlab.nn.layers import Linear, softmax
+from lmlab.nn.layers import Linear, RMSNorm, softmax
 
 
 class RotaryPositionalEmbedding(nn.Module):
@@ -215,11 +215,14 @@ class CausalSelfAttention(nn.Module):
         device=None,
         dtype=None,
         fused: bool = False,
+        qk_norm: bool = False,
     ):
         super().__init__()
         if d_model % num_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
+        self.q_norm = RMSNorm(d_model // num_heads, device=device, dtype=dtype) if qk_norm else None
+        self.k_norm = RMSNorm(d_model // num_heads, device=device, dtype=dtype) if qk_norm else None
         self.q_proj = Linear(d_model, d_model, device, dtype)
         self.k_proj = Linear(d_model, d_model, device, dtype)
         self.v_proj = Linear(d_model, d_model, device, dtype)
@@ -249,6 +252,8 @@ class CausalSelfAttention(nn.Module):
         query, key, value = (
             self._split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj)
         )
+        if self.q_norm is not None:  # QK-norm: bounded logits, so higher rates stay stable
+            query, key = self.q_norm(query), self.k_norm(key)
         if self.rope is not None:
             positions = (
                 token_positions if token_positions.dim() == 1 else token_positions.unsqueeze(-2)

@@ -18,10 +18,10 @@ from lmlab.nn.attention import (
 from lmlab.nn.layers import (
     Dropout,
     Embedding,
+    FeedForward,
     Linear,
     NoNorm,
     RMSNorm,
-    SiLUFeedForward,
     SwiGLU,
 )
 
@@ -42,11 +42,14 @@ class TransformerBlock(nn.Module):
         self.pre_norm = config.norm_position == "pre"
         self.ln1 = _make_norm(config, device, dtype)
         self.attn = CausalSelfAttention(
-            config.d_model, config.num_heads, rope, device, dtype, fused=config.fused_attention
+            config.d_model, config.num_heads, rope, device, dtype, fused=config.fused_attention,
+            qk_norm=config.qk_norm,
         )
         self.ln2 = _make_norm(config, device, dtype)
-        ffn_class = SwiGLU if config.ffn == "swiglu" else SiLUFeedForward
-        self.ffn = ffn_class(config.d_model, config.ffn_width, device, dtype)
+        if config.ffn == "swiglu":
+            self.ffn = SwiGLU(config.d_model, config.ffn_width, device, dtype)
+        else:
+            self.ffn = FeedForward(config.d_model, config.ffn_width, config.ffn, device, dtype)
         self.dropout = Dropout(config.dropout)  # on each sublayer's output, before the residual add
 
     def forward(
@@ -89,6 +92,11 @@ class TransformerLM(nn.Module):
         self.lm_head = Linear(config.d_model, config.vocab_size, device, dtype)
         if config.tie_embeddings:
             self.token_embeddings.weight = self.lm_head.weight
+        if config.zero_init_proj:  # each block starts as the identity on the residual stream
+            with torch.no_grad():
+                for layer in self.layers:
+                    layer.attn.output_proj.weight.zero_()
+                    layer.ffn.w2.weight.zero_()
 
     def forward(self, token_ids: Tensor, kv_cache: KVCache | None = None) -> Tensor:
         """Logits for every position; with ``kv_cache``, ``token_ids`` follow the cached tokens."""
@@ -103,7 +111,9 @@ class TransformerLM(nn.Module):
         x = self.embedding_dropout(self.token_embeddings(token_ids))
         for i, layer in enumerate(self.layers):
             x = layer(x, positions, kv_cache.layers[i] if kv_cache is not None else None)
-        return self.lm_head(self.ln_final(x))
+        logits = self.lm_head(self.ln_final(x))
+        cap = self.config.logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def new_kv_cache(self) -> KVCache:
         """An empty cache for incremental decoding with this model."""
