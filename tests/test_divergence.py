@@ -113,3 +113,34 @@ def test_a_diverged_status_keeps_its_reason(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     run.set_status("diverged", "why")
     assert Run.load(tmp_path).reason == "why"
+
+
+def test_an_evaluation_far_above_the_start_is_divergence() -> None:
+    """A no-norm run logged 3.61 at its last step and scored 32.5 after its last update."""
+    history = History(first_loss=7.0)
+    assert RULES.check_evaluation(3.98, 300, history) is None
+    reason = RULES.check_evaluation(32.5, 400, history)
+    assert reason.startswith("val/loss 32.500 at step 400 is over 2x the first step's "
+                             "train/loss 7.000")
+    assert RULES.check_evaluation(math.inf, 400, history) == "val/loss is inf at step 400"
+
+
+def test_a_run_whose_final_evaluation_blows_up_ends_diverged(tmp_path: Path,
+                                                            monkeypatch) -> None:
+    from lmlab.config import load_config
+    from lmlab.training import loop
+    from tests.tiny_runs import tiny_run
+
+    real = loop.evaluate
+
+    def blown_up_at_the_end(model, data, **kwargs):
+        metrics = real(model, data, **kwargs)
+        return {**metrics, "val/loss": 1e3} if kwargs.get("num_batches") == 3 else metrics
+
+    monkeypatch.setattr(loop, "evaluate", blown_up_at_the_end)
+    result = loop.train(load_config(None, tiny_run(tmp_path, "train.max_steps=8",
+                                                   "train.eval_interval=0",
+                                                   "train.eval_batches=3")))
+    assert result.status == "diverged" and result.reason.startswith("val/loss 1000.000 at step 8")
+    assert RunDir(result.run_dir).status == "diverged"
+    assert RunDir(result.run_dir).checkpoint.is_file()  # kept, for a look at what broke

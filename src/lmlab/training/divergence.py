@@ -19,6 +19,11 @@ A run is ``diverged`` when its logged training loss (the mean since the last log
    hundreds of steps), hence the wait for a third of the run, and a run at a small rate still on
    its way down past it does not count.
 
+An evaluation is checked too (:meth:`DivergenceRules.check_evaluation`): a validation loss
+that is not finite or above ``train.diverge_factor`` times the first training loss means the
+model blew up after its last logged training loss (a no-norm model's last update can do that:
+it logged 3.61 at its last step and scored 32.5 on validation after it).
+
 What the rules remember (first loss, the recent logged losses, the best smoothed loss) is part
 of the run's progress, saved in every checkpoint, so a resumed run judges exactly as an
 uninterrupted one.
@@ -44,7 +49,12 @@ STALL_FRACTION = 0.01
 
 
 class LossHistory(Protocol):
-    """What the rules remember between logs: the run's :class:`~lmlab.training.loop.Progress`,
+    """An evaluation is checked too (:meth:`DivergenceRules.check_evaluation`): a validation loss
+that is not finite or above ``train.diverge_factor`` times the first training loss means the
+model blew up after its last logged training loss (a no-norm model's last update can do that:
+it logged 3.61 at its last step and scored 32.5 on validation after it).
+
+What the rules remember between logs: the run's :class:`~lmlab.training.loop.Progress`,
     saved in every checkpoint."""
 
     first_loss: float | None
@@ -99,4 +109,16 @@ class DivergenceRules:
                     f"unigram model of the training data ({unigram:.3f}) and has stopped "
                     f"falling ({fallen:+.3f} over the last {WINDOW} logs): it has learned only "
                     f"token frequencies")
+        return None
+
+    def check_evaluation(self, val_loss: float, step: int, history: LossHistory) -> str | None:
+        """Why the model evaluated at ``step`` has diverged, or None: its validation loss is not
+        finite or far above where training started."""
+        if not math.isfinite(val_loss):
+            return f"val/loss is {val_loss} at step {step}"
+        first = history.first_loss
+        if first is not None and val_loss > self.factor * first:
+            return (f"val/loss {val_loss:.3f} at step {step} is over {self.factor:g}x the first "
+                    f"step's train/loss {first:.3f} (train.diverge_factor): the model blew up "
+                    f"after its last logged step")
         return None

@@ -282,8 +282,9 @@ class Session:
                         if self.reason is not None:
                             status = "diverged"
                             break
-                    if self._due(tcfg.eval_interval):
-                        self.evaluate()
+                    if self._due(tcfg.eval_interval) and self.evaluate():
+                        status = "diverged"
+                        break
                     if self._due(tcfg.ckpt_interval):
                         self.save()
                     if stop:
@@ -291,7 +292,8 @@ class Session:
                         self.save()
                         break
             if status == "finished":
-                self.evaluate()
+                if self.evaluate():
+                    status = "diverged"
                 self.save()
         except StorageError as exc:  # a full disk, a read-only folder: say what is safe
             self._mark_failed()
@@ -352,13 +354,18 @@ class Session:
         self.interval_tokens, self.interval_time = 0, 0.0
         return train_loss, tokens_per_s
 
-    def evaluate(self) -> None:
-        """Score the validation file (every rank its share of the batches) and log it."""
+    def evaluate(self) -> bool:
+        """Score the validation file (every rank its share of the batches) and log it; whether
+        the score says the model diverged (then :attr:`reason` says why)."""
         tcfg = self.config.train
-        self._log(evaluate(self.model, self.valid_data, batch_size=tcfg.batch_size,
+        metrics = evaluate(self.model, self.valid_data, batch_size=tcfg.batch_size,
                            context_length=self.config.model.context_length, device=self.device,
                            num_batches=tcfg.eval_batches, seed=tcfg.seed,
-                           autocast_dtype=self.amp_dtype, world=self.world))
+                           autocast_dtype=self.amp_dtype, world=self.world)
+        self._log(metrics)
+        self.reason = self.divergence.check_evaluation(metrics["val/loss"], self.step,
+                                                       self.progress)
+        return self.reason is not None
 
     def save(self) -> None:
         """Write the checkpoint that a resume continues from exactly (rank 0 writes it)."""
