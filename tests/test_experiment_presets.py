@@ -88,7 +88,9 @@ def test_preset_specifics(tmp_path: Path) -> None:
         assert models["silu"].ffn_width == 4 * models["silu"].d_model
         assert abs(silu_params - swiglu_params) / swiglu_params < 0.05
     (board,) = plan(_tiny(Sweep.from_file(EXPERIMENTS / "leaderboard.toml"), tmp_path)).points
-    assert board.config.model.tie_embeddings and board.config.train.schedule_over_time
+    model = board.config.model
+    assert board.config.train.schedule_over_time and board.config.optim.optimizer == "muon"
+    assert model.ffn == "relu2" and model.qk_norm and model.zero_init_proj and model.logit_softcap
     assert "train.time_budget_s=5400" in Sweep.from_file(EXPERIMENTS / "leaderboard.toml").overrides
 
 
