@@ -59,15 +59,15 @@ ABLATIONS = {"no_rmsnorm": ("model", "norm"), "post_norm": ("model", "norm_posit
 @pytest.mark.parametrize("variant", [None, "cpu"])
 @pytest.mark.parametrize("name", ABLATIONS)
 def test_each_ablation_arm_runs_at_the_same_rates(name: str, variant: str | None) -> None:
-    """Both arms at one shared grid of three rates: the usable ceiling of each, and each at its
-    own best rate, are then read off the same sweep."""
+    """Both arms at one shared grid of (at least) three rates: the usable ceiling of each, and
+    each at its own best rate, are then read off the same sweep."""
     section, key = ABLATIONS[name]
     rates: dict[str, set[float]] = {}
     for config in _configs(name, variant):
         arm = getattr(getattr(config, section), key)
         rates.setdefault(arm, set()).add(config.optim.lr_max)
     (arm_rates, *others) = rates.values()
-    assert len(rates) == 2 and len(arm_rates) == 3 and all(o == arm_rates for o in others)
+    assert len(rates) == 2 and len(arm_rates) >= 3 and all(o == arm_rates for o in others)
 
 
 def test_preset_specifics(tmp_path: Path) -> None:
