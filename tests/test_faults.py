@@ -25,15 +25,12 @@ from lmlab.training import checkpoint
 from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
 from tests.lmlab_cli import cli
+from tests.test_train import _wait_for_step, losses
 from tests.tiny_runs import tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["train.max_steps=40", "optim.cosine_cycle_iters=40", "train.ckpt_interval=5",
          "train.eval_interval=0", "train.log_interval=1"]
-
-
-def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["train/loss"] for r in RunDir(run).read_metrics() if "train/loss" in r}
 
 
 def _start(words: list[str], *extra: str) -> subprocess.Popen:
@@ -47,14 +44,6 @@ def _start(words: list[str], *extra: str) -> subprocess.Popen:
 
 def _config(words: list[str]):
     return load_config(REPO / "configs" / "experiments" / "cpu-base.toml", words)
-
-
-def _wait_for_step(run: Path, step: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while max(losses(run), default=0) < step:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
 
 
 def _no_temporary_files(folder: Path) -> bool:
