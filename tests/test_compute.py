@@ -18,7 +18,10 @@ PLACEHOLDER = ["data.train_path=t.bin", "data.valid_path=v.bin"]
 
 @pytest.mark.parametrize("words", [
     [], ["model.tie_embeddings=true"], ["model.ffn=silu"], ["model.norm=none"],
-    ["optim.optimizer=muon"]], ids=str)
+    ["optim.optimizer=muon"],
+    ["model.ffn=relu2", "model.qk_norm=true", "model.unet_skips=true",
+     "model.value_residual=true"]],
+    ids=str)
 def test_the_estimate_counts_what_the_model_has(words: list[str]) -> None:
     config = load_config(REPO / "configs" / "tinystories-17m.toml", [*PLACEHOLDER, *words])
     model = TransformerLM(config.model, device="meta")

@@ -90,6 +90,7 @@ def test_zero_init_projections_start_every_block_as_the_identity() -> None:
 
 @pytest.mark.parametrize("switches", [
     {"ffn": "relu2", "qk_norm": True, "logit_softcap": 15.0, "zero_init_proj": True},
+    {"unet_skips": True, "value_residual": True, "qk_norm": True},
     {"qk_norm": True, "norm_position": "post"}, {"qk_norm": True, "position": "nope"},
     {"ffn": "relu2", "norm": "none"}], ids=str)
 def test_switches_decode_with_the_kv_cache_as_without(switches) -> None:
@@ -104,3 +105,50 @@ def test_switches_decode_with_the_kv_cache_as_without(switches) -> None:
     steps = [model(ids[:, :5], kv_cache=cache)]
     steps += [model(ids[:, i:i + 1], kv_cache=cache) for i in range(5, 12)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_unet_skips_add_the_first_half_s_outputs_with_learned_weights() -> None:
+    model = _model(unet_skips=True)  # 2 blocks: block 0's output joins block 1's input
+    with torch.no_grad():
+        model.skip_weights.fill_(0.7)
+    ids = torch.randint(0, 50, (2, 16))
+    h0 = model.layers[0](model.token_embeddings(ids), torch.arange(16))
+    h1 = model.layers[1](h0 + 0.7 * h0, torch.arange(16))
+    torch.testing.assert_close(model(ids), model.lm_head(model.ln_final(h1)))
+    model(ids).sum().backward()
+    assert model.skip_weights.grad.abs().sum() > 0
+
+
+def test_value_residual_mixes_the_first_block_s_values() -> None:
+    torch.manual_seed(0)
+    d, heads = 32, 4
+    first = CausalSelfAttention(d, heads, None)
+    later = CausalSelfAttention(d, heads, None, value_residual=True)
+    with torch.no_grad():
+        later.value_mix.fill_(0.25)
+    x0, x1 = torch.randn(2, 6, d), torch.randn(2, 6, d)
+    values: list[torch.Tensor] = []
+    first(x0, first_values=values)
+    v0 = F.linear(x0, first.v_proj.weight).unflatten(-1, (heads, -1)).transpose(1, 2)
+    torch.testing.assert_close(values[0], v0)
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        q, k, v = (F.linear(x, p.weight).unflatten(-1, (heads, -1)).transpose(1, 2)
+                   for p in (later.q_proj, later.k_proj, later.v_proj))
+        out = F.scaled_dot_product_attention(q, k, 0.25 * v + 0.75 * v0, is_causal=True)
+        return F.linear(out.transpose(1, 2).flatten(-2), later.output_proj.weight)
+
+    torch.testing.assert_close(later(x1, first_values=values), reference(x1),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_every_switch_at_once_trains_with_muon(tmp_path) -> None:
+    from lmlab.config import load_config
+    from lmlab.training.loop import train
+    from tests.tiny_runs import tiny_run
+
+    words = tiny_run(tmp_path, "train.max_steps=30", "optim.optimizer=muon", "model.ffn=relu2",
+                     "model.qk_norm=true", "model.zero_init_proj=true", "model.logit_softcap=15",
+                     "model.unet_skips=true", "model.value_residual=true", "model.num_layers=4")
+    result = train(load_config(None, words))
+    assert result.status == "finished" and result.metrics["val/loss"] < 0.6 * 4.16  # ln 64

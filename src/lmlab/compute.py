@@ -79,6 +79,8 @@ def estimate(config: Config) -> Estimate:
     block_matrices = 4 * d * d + ffn_matrices * d * model.ffn_width
     gains = (2 * layers + 1) * d if model.norm == "rms" else 0
     gains += 2 * layers * model.d_head if model.qk_norm else 0
+    gains += layers // 2 if model.unet_skips else 0
+    gains += layers - 1 if model.value_residual else 0
     embedding = vocab * d * (1 if model.tie_embeddings else 2)
     parameters = layers * block_matrices + gains + embedding
     flops = 6 * (layers * block_matrices + vocab * d) + 12 * layers * seq * d

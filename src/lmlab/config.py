@@ -66,6 +66,14 @@ class ModelConfig(_Section):
         False, description="Start the attention and FFN output projections at zero: every "
         "block begins as the identity on the residual stream."
     )
+    unet_skips: bool = Field(
+        False, description="U-net skips: block i's output is added, times a learned weight "
+        "(init 1), to the input of block num_layers-1-i, for the first half of the blocks."
+    )
+    value_residual: bool = Field(
+        False, description="Value residual: every block after the first mixes the first block's "
+        "attention values into its own, v = l*v + (1-l)*v_first, with a learned l (init 0.5)."
+    )
     logit_softcap: float | None = Field(
         None, gt=0, description="Cap the output logits smoothly at +-c: c * tanh(logits / c) "
         "(15-30 in the speedruns; none: off)."

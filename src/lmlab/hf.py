@@ -39,7 +39,8 @@ RMS_NORM_EPS = 1e-5
 
 def check_llama(model: ModelConfig) -> None:
     """A :class:`ConfigError` naming the first key that Llama cannot express."""
-    for key, value in {**LLAMA_ONLY, "qk_norm": False, "logit_softcap": None}.items():
+    for key, value in {**LLAMA_ONLY, "qk_norm": False, "logit_softcap": None,
+                       "unet_skips": False, "value_residual": False}.items():
         if getattr(model, key) != value:
             raise ConfigError(f"model.{key}={getattr(model, key)} has no Hugging Face Llama "
                               f"equivalent (Llama is model.{key}={value}): only a run with "

@@ -216,6 +216,7 @@ class CausalSelfAttention(nn.Module):
         dtype=None,
         fused: bool = False,
         qk_norm: bool = False,
+        value_residual: bool = False,
     ):
         super().__init__()
         if d_model % num_heads != 0:
@@ -223,6 +224,8 @@ class CausalSelfAttention(nn.Module):
         self.num_heads = num_heads
         self.q_norm = RMSNorm(d_model // num_heads, device=device, dtype=dtype) if qk_norm else None
         self.k_norm = RMSNorm(d_model // num_heads, device=device, dtype=dtype) if qk_norm else None
+        self.value_mix = (nn.Parameter(torch.full((), 0.5, device=device, dtype=dtype))
+                          if value_residual else None)
         self.q_proj = Linear(d_model, d_model, device, dtype)
         self.k_proj = Linear(d_model, d_model, device, dtype)
         self.v_proj = Linear(d_model, d_model, device, dtype)
@@ -239,11 +242,14 @@ class CausalSelfAttention(nn.Module):
         x: Tensor,
         token_positions: Tensor | None = None,
         cache: LayerKVCache | None = None,
+        first_values: list[Tensor] | None = None,
     ) -> Tensor:
         """Attend over ``x`` (plus any cached tokens before it).
 
         ``token_positions`` ``(seq,)`` or ``(batch, seq)`` defaults to ``past, past+1, ...`` where
-        ``past`` is the number of cached tokens.
+        ``past`` is the number of cached tokens. ``first_values`` (value residual): empty in the
+        first block, which appends its values ``(batch, heads, seq, d_head)``; a later block
+        mixes them into its own before they are cached.
         """
         seq_len = x.shape[-2]
         past = cache.length if cache is not None else 0
@@ -252,6 +258,11 @@ class CausalSelfAttention(nn.Module):
         query, key, value = (
             self._split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj)
         )
+        if first_values is not None:
+            if not first_values:
+                first_values.append(value)
+            elif self.value_mix is not None:
+                value = self.value_mix * value + (1 - self.value_mix) * first_values[0]
         if self.q_norm is not None:  # QK-norm: bounded logits, so higher rates stay stable
             query, key = self.q_norm(query), self.k_norm(key)
         if self.rope is not None:

@@ -33,17 +33,18 @@ def _make_norm(config: ModelConfig, device, dtype) -> nn.Module:
 class TransformerBlock(nn.Module):
     """Attention + feed-forward with residuals. Shapes: ``(batch, seq, d_model)`` in and out.
 
-    ``rope`` is the model's one rotary embedding (None for NoPE), shared by every block.
+    ``rope`` is the model's one rotary embedding (None for NoPE), shared by every block;
+    ``first`` marks block 0, whose values the others mix in under ``value_residual``.
     """
 
     def __init__(self, config: ModelConfig, rope: RotaryPositionalEmbedding | None = None,
-                 device=None, dtype=None):
+                 device=None, dtype=None, first: bool = False):
         super().__init__()
         self.pre_norm = config.norm_position == "pre"
         self.ln1 = _make_norm(config, device, dtype)
         self.attn = CausalSelfAttention(
             config.d_model, config.num_heads, rope, device, dtype, fused=config.fused_attention,
-            qk_norm=config.qk_norm,
+            qk_norm=config.qk_norm, value_residual=config.value_residual and not first,
         )
         self.ln2 = _make_norm(config, device, dtype)
         if config.ffn == "swiglu":
@@ -57,11 +58,14 @@ class TransformerBlock(nn.Module):
         x: Tensor,
         token_positions: Tensor | None = None,
         cache: LayerKVCache | None = None,
+        first_values: list[Tensor] | None = None,
     ) -> Tensor:
+        """``first_values`` (with ``value_residual``): empty in the first block, which puts its
+        values there; later blocks mix them into theirs."""
         if self.pre_norm:
-            x = x + self.dropout(self.attn(self.ln1(x), token_positions, cache))
+            x = x + self.dropout(self.attn(self.ln1(x), token_positions, cache, first_values))
             return x + self.dropout(self.ffn(self.ln2(x)))
-        x = self.ln1(x + self.dropout(self.attn(x, token_positions, cache)))
+        x = self.ln1(x + self.dropout(self.attn(x, token_positions, cache, first_values)))
         return self.ln2(x + self.dropout(self.ffn(x)))
 
 
@@ -86,12 +90,16 @@ class TransformerLM(nn.Module):
                 config.rope_theta, config.d_head, config.context_length, device
             )
         self.layers = nn.ModuleList(
-            TransformerBlock(config, rope, device, dtype) for _ in range(config.num_layers)
+            TransformerBlock(config, rope, device, dtype, first=i == 0)
+            for i in range(config.num_layers)
         )
         self.ln_final = _make_norm(config, device, dtype)
         self.lm_head = Linear(config.d_model, config.vocab_size, device, dtype)
         if config.tie_embeddings:
             self.token_embeddings.weight = self.lm_head.weight
+        self.skip_weights = (nn.Parameter(torch.ones(config.num_layers // 2, device=device,
+                                                     dtype=dtype))
+                             if config.unet_skips else None)
         if config.zero_init_proj:  # each block starts as the identity on the residual stream
             with torch.no_grad():
                 for layer in self.layers:
@@ -109,8 +117,16 @@ class TransformerLM(nn.Module):
             )
         positions = torch.arange(past, past + seq_len, device=token_ids.device)
         x = self.embedding_dropout(self.token_embeddings(token_ids))
+        skips: list[Tensor] = []  # the first half's outputs, for the U-net skips
+        first_values: list[Tensor] = []  # block 0's attention values, for the value residual
+        half = len(self.layers) // 2
         for i, layer in enumerate(self.layers):
-            x = layer(x, positions, kv_cache.layers[i] if kv_cache is not None else None)
+            if self.skip_weights is not None and i >= len(self.layers) - half:
+                x = x + self.skip_weights[len(self.layers) - 1 - i] * skips.pop()
+            x = layer(x, positions, kv_cache.layers[i] if kv_cache is not None else None,
+                      first_values if self.config.value_residual else None)
+            if self.skip_weights is not None and i < half:
+                skips.append(x)
         logits = self.lm_head(self.ln_final(x))
         cap = self.config.logit_softcap
         return logits if cap is None else cap * torch.tanh(logits / cap)
