@@ -179,3 +179,16 @@ def test_the_training_entry_point_trains_a_json_config_and_rejects_bad_input(
         bad = entry(stdin)
         assert bad.returncode == 1 and bad.stderr.startswith(message), bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_a_run_written_before_new_config_keys_is_the_same_point(tmp_path: Path) -> None:
+    """Upgrading lmlab adds config keys: a sweep re-run must still skip the finished points."""
+    sweep = tiny_sweep(tmp_path, "train.max_steps=3", grid={"optim.lr_max": ["1e-2"]})
+    run_sweep(plan(sweep))
+    config = RunDir(tmp_path / "runs" / "s" / "lr_max-0.01").config
+    old = json.loads(config.read_text())
+    del old["model"]["qk_norm"], old["optim"]["schedule"]  # as an older lmlab wrote it
+    config.write_text(json.dumps(old))
+    events: list[str] = []
+    run_sweep(plan(sweep), on_event=events.append)
+    assert events == ["lr_max-0.01: finished, skipped"]

@@ -31,8 +31,8 @@ import torch
 import lmlab
 from lmlab import jsonio
 from lmlab.atomic import atomic_write_json, atomic_write_text
-from lmlab.config import Config, flatten
-from lmlab.errors import DataError
+from lmlab.config import Config, config_from_dict, flatten
+from lmlab.errors import ConfigError, DataError
 
 STATUSES = ("running", "finished", "diverged", "interrupted", "failed")
 X_KEYS = {"step": "step", "tokens": "tokens", "wall_time": "wall_time_s"}
@@ -86,13 +86,19 @@ class RunDir:
         return self.status_file.read_text(encoding="utf-8").strip().splitlines() or [""]
 
     def read_config(self) -> dict[str, Any]:
-        """The resolved config as nested dicts; a :class:`DataError` when there is none."""
+        """The resolved config as nested dicts, keys added to lmlab since the run was written at
+        their defaults (so an older run compares equal to a new one of the same settings); a
+        :class:`DataError` when there is none."""
         if not self.config.is_file():
             raise DataError(f"{self.root} is not a run directory (no config.json)")
         try:
-            return json.loads(self.config.read_text(encoding="utf-8"))
+            raw = json.loads(self.config.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DataError(f"{self.config} is not valid JSON: {exc}") from None
+        try:
+            return config_from_dict(raw).model_dump(mode="json")
+        except ConfigError:  # a key lmlab no longer has: compare what was written
+            return raw
 
     def read_env(self) -> dict[str, Any]:
         """What ``env.json`` records (:func:`environment`), or nothing when it is missing."""
