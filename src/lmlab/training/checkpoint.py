@@ -79,13 +79,11 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a training checkpoint (lacks {', '.join(missing)})")
     saved = state["config"]
     try:  # keys added since the checkpoint was written take their defaults
-        saved_model = ModelConfig(**saved.get("model", {})).model_dump(mode="json")
+        saved_model = ModelConfig(**saved.get("model", {}))
     except ValidationError as exc:
         raise CheckpointError(f"{path} holds an invalid model config: "
                               f"{exc.errors()[0]['msg']}") from None
-    wanted = config.model.model_dump(mode="json")
-    differ = [f"model.{key}={saved_model.get(key)!r} (config has {value!r})"
-              for key, value in wanted.items() if saved_model.get(key) != value]
+    differ = model_differences(saved_model, config.model)
     if differ:
         raise CheckpointError(f"{path} was saved with a different model: {'; '.join(differ)}")
     saved_optimizer = saved.get("optim", {}).get("optimizer", "adamw")
@@ -94,6 +92,23 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
                               f"(config has {config.optim.optimizer!r}): its optimizer state "
                               f"cannot continue another optimizer")
     return state
+
+
+def model_differences(saved: ModelConfig, wanted: ModelConfig, *,
+                      ignoring: frozenset[str] = frozenset()) -> list[str]:
+    """``model.key=saved (config has wanted)`` for each model key in which a checkpoint's model
+    and the configured one differ, ``d_ff`` compared as used (given or by default), so a run can
+    say at once every reason its weights do not fit.
+
+    >>> model_differences(ModelConfig(d_model=32), ModelConfig(d_model=64, d_ff=172))
+    ['model.d_model=32 (config has 64)', 'model.d_ff=128 (config has 172)']
+    """
+    def fields(model: ModelConfig) -> dict[str, Any]:
+        return {**model.model_dump(mode="json", exclude=set(ignoring)), "d_ff": model.ffn_width}
+
+    theirs, ours = fields(saved), fields(wanted)
+    return [f"model.{key}={theirs[key]!r} (config has {value!r})"
+            for key, value in ours.items() if theirs[key] != value]
 
 
 def load_model(path: str | Path, device: torch.device | str | None = None

@@ -149,6 +149,11 @@ def distributed(world: World, device: torch.device, backend: str,
     collective, becomes a one-line :class:`DistributedError`: the failed rank has said what went
     wrong. A group that the caller already set up is used as is and left alone; so is a world of
     one, which needs no group.
+
+    Only a run that ends well tears the group down: after a failure the peers may still be inside
+    a collective, and destroying the group under them can abort this process (a gloo rank died of
+    SIGABRT after printing its error, so the job reported the signal instead of the error). The
+    process is about to exit anyway, and torchrun ends the others.
     """
     backend = backend_for(backend, device)  # checked even when alone
     own_group = world.size > 1 and not dist.is_initialized()
@@ -162,9 +167,8 @@ def distributed(world: World, device: torch.device, backend: str,
             raise DistributedError(f"stopped: another rank failed or stopped answering (see "
                                    f"its error): {_gist(exc)}") from None
         raise
-    finally:
-        if own_group:
-            dist.destroy_process_group()
+    if own_group:
+        dist.destroy_process_group()
 
 
 def _gist(exc: RuntimeError) -> str:

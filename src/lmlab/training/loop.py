@@ -42,6 +42,7 @@ from lmlab.training.batches import RandomBatches
 from lmlab.training.checkpoint import (
     load_model,
     load_training_state,
+    model_differences,
     restore_model,
     save_training_state,
 )
@@ -458,14 +459,8 @@ def _initial_weights(source: Path, wanted: ModelConfig) -> dict[str, torch.Tenso
     """The weights of ``train.init_from``, checked to be of the configured model (dropout and
     the attention kernel aside, which change no weight)."""
     model, config = load_model(source)
-
-    def shape(model_config: ModelConfig) -> dict:  # d_ff as used, given or by default
-        fields = model_config.model_dump(exclude={"dropout", "fused_attention"})
-        return {**fields, "d_ff": model_config.ffn_width}
-
-    theirs, ours = shape(config.model), shape(wanted)
-    differ = [f"model.{key} {value!r} there, {ours[key]!r} here"
-              for key, value in theirs.items() if ours[key] != value]
+    differ = model_differences(config.model, wanted,
+                               ignoring=frozenset({"dropout", "fused_attention"}))
     if differ:
         raise ConfigError(f"train.init_from={source} holds another model: {'; '.join(differ)}")
     return model.state_dict()
