@@ -172,5 +172,5 @@ def test_an_import_fine_tunes_and_evaluates_on_raw_text(tmp_path: Path, tokenize
     assert result.metrics["val/loss"] == pytest.approx(before, abs=2e-3)
     wrong = config.model_copy(update={"model": config.model.model_copy(update={"d_ff": 64})})
     wrong.run.name = "wrong"
-    with pytest.raises(ConfigError, match="holds another model: model.d_ff=192 \\(config has 64\\)"):
+    with pytest.raises(ConfigError, match=r"another model: model.d_ff=192 \(config has 64\)"):
         train(wrong)
