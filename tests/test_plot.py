@@ -2,6 +2,7 @@
 marked, runs still going, smoothing, and bad input."""
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,24 @@ def test_the_y_axis_is_labelled_and_the_legend_sits_beside_the_curves(sweep: Pat
     assert ax.get_ylabel() == "loss (nats per token)"
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 >= ax.get_window_extent().x1  # right of the axes: it covers no curve
+
+
+def test_long_labels_wrap_and_leave_room_for_the_axes(tmp_path: Path) -> None:
+    """Two quickstart runs differ in their data paths: a one-line legend that long would leave
+    the axes no width (matplotlib warns and draws them squashed)."""
+    for name in ("first", "second"):
+        path = f"{tmp_path}/quickstart-with-a-long-name-{name}/data/train.bin"
+        fake_run(tmp_path, name, "finished", [5.0, 4.0, 3.0, 2.0])
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        config["data"] = {"train_path": path, "valid_path": path.replace("train", "valid")}
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    figure = plot_runs(load_runs([tmp_path / "first", tmp_path / "second"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied" is a UserWarning
+        figure.canvas.draw()
+    (ax,) = figure.axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(labels) == 2 and all("\n" in text for text in labels)
+    assert all(len(line) <= 40 for text in labels for line in text.splitlines()
+               if " " in line)  # a single path longer than a line stays whole
+    assert ax.get_window_extent().width > figure.bbox.width / 3

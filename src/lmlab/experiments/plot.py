@@ -10,6 +10,7 @@ no global figure state, and the caller (or a test) gets the Figure to save or in
 """
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,9 @@ from lmlab.training.rundir import X_KEYS, Run, RunDir, find_runs
 FORMATS = ("png", "svg", "pdf")
 X_LABELS = {"step": "step", "tokens": "tokens", "wall_time": "wall-clock time (s)"}
 DEFAULT_METRICS = ("train/loss", "val/loss")
+LEGEND_WIDTH = 40
+"""Characters per legend line: runs told apart by long values (two quickstart runs differ in
+their data paths) would otherwise push the axes off a 5.5-inch figure."""
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -148,12 +152,14 @@ def smoothed(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[np.ndarr
 
 def _legend(point: Sequence[Run], keys: Sequence[str]) -> str:
     """The point by its differing values (its name when nothing differs), its seeds, and its
-    state when not finished."""
+    state when not finished, wrapped at :data:`LEGEND_WIDTH` characters."""
     text = label(point[0].config, keys) if keys else point_label(point)
     if len(point) > 1:
         text += f" ({len(point)} seeds)"
     statuses = {run.status for run in point}
-    return text if statuses == {"finished"} else f"{text} ({', '.join(sorted(statuses))})"
+    if statuses != {"finished"}:
+        text += f" ({', '.join(sorted(statuses))})"
+    return textwrap.fill(text, LEGEND_WIDTH)
 
 
 def _draw_point(ax: Axes, point: Sequence[Run], metric: str, x: str, smooth: int, colour: str,
