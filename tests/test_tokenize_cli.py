@@ -132,8 +132,10 @@ def test_tokenize_with_a_broken_tokenizer(trained, tmp_path, capsys):
 
 
 def test_train_with_too_small_vocabulary(tmp_path, capsys):
+    text = tmp_path / "text.txt"  # (not the shared fixture: this error must show without it)
+    text.write_text("Once upon a time there was a cat.\n", encoding="utf-8")
     code, _, err = cli(
-        capsys, "tokenizer", "train", "--input", FIXTURES / "tinystories_sample.txt",
+        capsys, "tokenizer", "train", "--input", text,
         "--vocab-size", 100, "--out", tmp_path / "tok",
     )  # fmt: skip
     assert code == 1
