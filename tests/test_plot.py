@@ -14,13 +14,14 @@ from lmlab.training.rundir import RunDir
 from tests.lmlab_cli import cli
 
 
-def fake_run(root: Path, name: str, status: str, losses: list[float], **optim: float) -> Path:
+def fake_run(root: Path, name: str, status: str, losses: list[float], *,
+             data: dict[str, str] | None = None, **optim: float) -> Path:
     """A run directory as the trainer writes it, without training: config, status, metrics
     (a train loss every step, a val loss every other step)."""
     run = RunDir(root / name)
     run.root.mkdir(parents=True)
     config = {"model": {"d_model": 32}, "optim": {"lr_max": 1e-3, **optim},
-              "run": {"name": name}}
+              "run": {"name": name}, **({"data": data} if data else {})}
     run.config.write_text(json.dumps(config))
     run.set_status(status)
     lines = []
@@ -124,11 +125,9 @@ def test_long_labels_wrap_and_leave_room_for_the_axes(tmp_path: Path) -> None:
     """Two quickstart runs differ in their data paths: a one-line legend that long would leave
     the axes no width (matplotlib warns and draws them squashed)."""
     for name in ("first", "second"):
-        path = f"{tmp_path}/quickstart-with-a-long-name-{name}/data/train.bin"
-        fake_run(tmp_path, name, "finished", [5.0, 4.0, 3.0, 2.0])
-        config = json.loads((tmp_path / name / "config.json").read_text())
-        config["data"] = {"train_path": path, "valid_path": path.replace("train", "valid")}
-        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        folder = f"{tmp_path}/quickstart-with-a-long-name-{name}/data"
+        fake_run(tmp_path, name, "finished", [5.0, 4.0, 3.0, 2.0],
+                 data={"train_path": f"{folder}/train.bin", "valid_path": f"{folder}/valid.bin"})
     figure = plot_runs(load_runs([tmp_path / "first", tmp_path / "second"]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "constrained_layout not applied" is a UserWarning

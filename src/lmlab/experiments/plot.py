@@ -152,14 +152,12 @@ def smoothed(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[np.ndarr
 
 def _legend(point: Sequence[Run], keys: Sequence[str]) -> str:
     """The point by its differing values (its name when nothing differs), its seeds, and its
-    state when not finished, wrapped at :data:`LEGEND_WIDTH` characters."""
+    state when not finished."""
     text = label(point[0].config, keys) if keys else point_label(point)
     if len(point) > 1:
         text += f" ({len(point)} seeds)"
     statuses = {run.status for run in point}
-    if statuses != {"finished"}:
-        text += f" ({', '.join(sorted(statuses))})"
-    return textwrap.fill(text, LEGEND_WIDTH)
+    return text if statuses == {"finished"} else f"{text} ({', '.join(sorted(statuses))})"
 
 
 def _draw_point(ax: Axes, point: Sequence[Run], metric: str, x: str, smooth: int, colour: str,
@@ -234,5 +232,7 @@ def _y_label(metrics: Sequence[str]) -> str:
 
 def _legend_beside(ax: Axes) -> None:
     """The legend to the right of the axes, where it never covers a curve (the constrained
-    layout makes room for it)."""
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    layout makes room for it), its labels wrapped at :data:`LEGEND_WIDTH` characters."""
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, [textwrap.fill(text, LEGEND_WIDTH) for text in labels], fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
