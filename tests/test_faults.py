@@ -92,8 +92,10 @@ def test_a_second_writer_stops_before_writing(tmp_path: Path, capsys) -> None:
 
         first.kill()  # the OS lets go of a dead process's lock at once
         first.wait()
-        resumed = train(_config([*words, "train.max_steps=12", "run.resume=must"]))
-        assert resumed.status == "finished" and resumed.step == 12
+        # The first writer ran on while the second was refused; end a few steps past its log.
+        end = max(r["step"] for r in run.read_metrics() if "train/loss" in r) + 3
+        resumed = train(_config([*words, f"train.max_steps={end}", "run.resume=must"]))
+        assert resumed.status == "finished" and resumed.step == end
     finally:
         first.kill()
 
