@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from lmlab_cli import cli
 from tiny_runs import VOCAB, pattern_tokens, tiny_run, write_tokens
 
@@ -91,6 +92,26 @@ def test_resume_refuses_other_data(tmp_path: Path, capsys) -> None:
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert err.startswith("error: cannot resume ") and f"data.valid_path {tmp_path}" in err
     assert f"-> {other}" in err
+
+
+def test_resume_refuses_another_sampling(tmp_path: Path, capsys) -> None:
+    """Shuffled passes and random windows are other data orders: the checkpoint's config says
+    which, and a checkpoint from before the key existed (random windows) is refused by its
+    sampler state."""
+    config, words = _empty_config(tmp_path), tiny_run(tmp_path, "train.max_steps=3")
+    assert cli(capsys, "train", config, *words, "--no-progress")[0] == 0
+    more = [*words, "train.max_steps=6", "data.sampling=epochs", "--resume", "--no-progress"]
+    code, _, err = cli(capsys, "train", config, *more)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "cannot resume " in err and "data.sampling random -> epochs" in err
+
+    checkpoint = tmp_path / "runs" / "run" / "checkpoints" / "last.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    del state["config"]["data"]["sampling"]  # as saved before data.sampling existed
+    torch.save(state, checkpoint)
+    code, _, err = cli(capsys, "train", config, *more)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {checkpoint}: ") and "data.sampling = 'epochs'" in err
 
 
 def test_resuming_a_finished_run_prints_its_final_metrics(tmp_path: Path, capsys) -> None:

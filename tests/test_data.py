@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmlab.errors import DataError
+from lmlab.errors import CheckpointError, DataError
 from lmlab.tokens import load_tokens, sidecar_path
 from lmlab.training.batches import RandomBatches, get_batch, sampled_batches, sequential_batches
 from tests.tiny_runs import write_tokens
@@ -39,19 +39,70 @@ def test_sampler_state_is_the_data_position() -> None:
     assert all(torch.equal(a, resumed.next_step()[0][0]) for a in expected)
 
 
+def _pass_starts(sampler: RandomBatches, windows: int) -> list[int]:
+    """The starts of the next ``windows`` windows, read off the inputs (tokens are positions)."""
+    starts: list[int] = []
+    while len(starts) < windows:
+        starts += _step_rows(sampler)
+    return starts[:windows]
+
+
+@pytest.mark.parametrize("length", [17, 18, 100, 1_003])
+def test_epochs_sampling_sees_every_window_once_per_pass(length: int) -> None:
+    """A pass is the file cut into windows from an offset below the context length, shuffled:
+    no window twice, none overlapping, every token but the offset's head and the tail covered."""
+    tokens, context = np.arange(length), 8
+    sampler = RandomBatches(tokens, 1, context, "cpu", seed=5, sampling="epochs")
+    offsets = set()
+    for _ in range(4):
+        windows = len(sampler._order)
+        starts = _pass_starts(sampler, windows)
+        offset = min(starts)
+        offsets.add(offset)
+        assert sorted(starts) == list(range(offset, length - context, context))
+        assert offset < context and length - (max(starts) + context + 1) < context
+    assert len(offsets) > 1 or length - context == 1  # the offset moves from pass to pass
+
+
+def test_epochs_sampling_resumes_mid_pass_and_across_passes() -> None:
+    """The state is the generator as the pass was drawn plus the position in it; each step here
+    takes 6 of a pass's 12 windows or crosses into the next pass."""
+    tokens = np.arange(100)
+    sampler = RandomBatches(tokens, 5, 8, "cpu", seed=3, sampling="epochs")
+    for _ in range(7):
+        state = sampler.state_dict()
+        expected = [_step_rows(sampler) for _ in range(4)]
+        resumed = RandomBatches(tokens, 5, 8, "cpu", seed=99, sampling="epochs")
+        resumed.load_state_dict(state)
+        assert [_step_rows(resumed) for _ in range(4)] == expected
+
+
+def test_a_checkpoint_of_the_other_sampling_is_a_clear_error() -> None:
+    tokens = np.arange(100)
+    random_state = RandomBatches(tokens, 2, 8, "cpu", seed=3).state_dict()
+    epochs_state = RandomBatches(tokens, 2, 8, "cpu", seed=3, sampling="epochs").state_dict()
+    with pytest.raises(CheckpointError, match="data.sampling = 'epochs'"):
+        RandomBatches(tokens, 2, 8, "cpu", seed=3, sampling="epochs").load_state_dict(
+            random_state)
+    with pytest.raises(CheckpointError, match="data.sampling = 'random'"):
+        RandomBatches(tokens, 2, 8, "cpu", seed=3).load_state_dict(epochs_state)
+
+
 def _step_rows(sampler: RandomBatches) -> list[list[int]]:
     """The first token of each window of the sampler's next step, micro-batch after micro-batch."""
     return [row for inputs, _ in sampler.next_step() for row in inputs[:, 0].tolist()]
 
 
-def test_a_global_batch_is_the_same_however_it_is_split() -> None:
+@pytest.mark.parametrize("sampling", ["random", "epochs"])
+def test_a_global_batch_is_the_same_however_it_is_split(sampling: str) -> None:
     """Ranks take consecutive blocks of one global draw, so the state is independent of the
-    world size and 2 ranks x 4, 1 rank x 8 and grad_accum 2 x 4 see the same windows."""
-    tokens = np.arange(10_000)
-    whole = RandomBatches(tokens, 8, 8, "cpu", seed=3)
-    accumulated = RandomBatches(tokens, 4, 8, "cpu", seed=3, grad_accum=2)
-    ranks = [RandomBatches(tokens, 2, 8, "cpu", seed=3, grad_accum=2, rank=r, world_size=2)
-             for r in range(2)]
+    world size and 2 ranks x 4, 1 rank x 8 and grad_accum 2 x 4 see the same windows (with
+    ``epochs``, 9 windows a pass: steps cross passes)."""
+    tokens = np.arange(10_000 if sampling == "random" else 80)
+    whole = RandomBatches(tokens, 8, 8, "cpu", seed=3, sampling=sampling)
+    accumulated = RandomBatches(tokens, 4, 8, "cpu", seed=3, grad_accum=2, sampling=sampling)
+    ranks = [RandomBatches(tokens, 2, 8, "cpu", seed=3, grad_accum=2, rank=r, world_size=2,
+                           sampling=sampling) for r in range(2)]
     for _ in range(3):
         rows = _step_rows(whole)
         assert _step_rows(accumulated) == rows

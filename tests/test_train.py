@@ -65,9 +65,13 @@ def _measured(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in timings} for r in records]
 
 
-def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampling", ["random", "epochs"])
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, sampling: str) -> None:
+    """With 1,000 training tokens a pass is 62 windows of 16: the split at step 8 (64 windows)
+    falls just after the first pass, and the run makes 2.5 passes."""
     common = tiny_run(tmp_path, "train.max_steps=20", "optim.cosine_cycle_iters=20",
-                      "train.eval_interval=5", "train.ckpt_interval=5")
+                      "train.eval_interval=5", "train.ckpt_interval=5", f"data.sampling={sampling}",
+                      train_tokens=1_000)
     train(load_config(None, [*common, "run.name=straight"]))
     first = train(load_config(None, [*common, "run.name=split", "train.max_steps=8"]))
     assert first.step == 8  # finished, with a final evaluation at step 8

@@ -154,6 +154,11 @@ class DataConfig(_Section):
 
     train_path: Path = Field(description="Training tokens: a .bin written by `lmlab tokenize`.")
     valid_path: Path = Field(description="Validation tokens: a .bin written by `lmlab tokenize`.")
+    sampling: Literal["random", "epochs"] = Field(
+        "random", description="Training windows: 'random' starts anywhere, drawn with "
+        "replacement; 'epochs' cuts each pass over the file into windows from a random offset "
+        "and shuffles them, so every token is seen once per pass (without replacement)."
+    )
 
 
 class TrainConfig(_Section):

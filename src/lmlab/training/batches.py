@@ -1,4 +1,5 @@
-"""Batches of token windows: random ones for training, ordered ones for validation.
+"""Batches of token windows: random ones for training (with or without replacement), ordered
+ones for validation.
 
 The token file itself (memory-mapped ``.bin``, its sidecar, the checks) is :mod:`lmlab.tokens`;
 this module only cuts windows of ``context_length + 1`` ids out of an array of ids and splits them
@@ -12,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from lmlab.errors import CheckpointError
 
 
 def _windows(tokens: np.ndarray, starts: np.ndarray, context_length: int) -> Tensor:
@@ -54,6 +57,15 @@ def get_batch(
 class RandomBatches:
     """Endless random training batches from a seeded generator whose state is the data position.
 
+    Two ways to draw the windows (``data.sampling``):
+
+    - ``"random"``: every window starts anywhere, uniformly and independently (with
+      replacement). Over ``k`` passes a token is seen ``k`` times on average, some far more.
+    - ``"epochs"``: each pass cuts the file into non-overlapping windows from a random offset
+      below ``context_length`` and visits them in a shuffled order (without replacement), so
+      every token is seen once per pass. It matters when a run makes many passes over a small
+      file, where the tokens drawn most often are the ones memorised first.
+
     Each optimizer step draws the starts of the whole global batch (``batch_size * grad_accum *
     world_size`` windows) at once from a generator that every rank seeds alike, and each rank
     reads only its own slice: rank ``r`` takes the ``r``-th block of ``batch_size * grad_accum``
@@ -62,34 +74,75 @@ class RandomBatches:
     grad_accum 2 x batch B see the same windows), and the state does not depend on the world
     size: a run can resume on another number of processes if it keeps the global batch.
     ``state_dict()`` goes into the checkpoint; after ``load_state_dict`` the sampler yields
-    exactly the batches it would have yielded had the run never stopped.
+    exactly the batches it would have yielded had the run never stopped. A pass's order is not
+    saved (it would be as large as the file's window count): the state holds the generator as it
+    was when the pass was drawn, and loading draws the same order again.
     """
 
     def __init__(self, tokens: np.ndarray, batch_size: int, context_length: int,
                  device: torch.device | str, seed: int, *, grad_accum: int = 1, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, sampling: str = "random") -> None:
+        if sampling not in ("random", "epochs"):
+            raise ValueError(f"sampling must be 'random' or 'epochs', not {sampling!r}")
         self.tokens = tokens
         self.batch_size = batch_size
         self.context_length = context_length
         self.device = device
         self.per_rank = batch_size * grad_accum
         self.rank, self.world_size = rank, world_size
+        self.sampling = sampling
         self.rng = np.random.default_rng(seed)
+        if sampling == "epochs":
+            self._new_pass()
 
     def next_step(self) -> list[tuple[Tensor, Tensor]]:
         """This rank's micro-batches of the next step: ``grad_accum`` pairs of ``(inputs,
         targets)``, each ``(batch_size, context_length)``."""
-        starts = self.rng.integers(0, len(self.tokens) - self.context_length,
-                                   size=self.per_rank * self.world_size)
+        starts = self._starts(self.per_rank * self.world_size)
         mine = starts[self.rank * self.per_rank:(self.rank + 1) * self.per_rank]
         return [_to_device(_windows(self.tokens, mine[i:i + self.batch_size], self.context_length),
                            self.device) for i in range(0, self.per_rank, self.batch_size)]
 
+    def _starts(self, count: int) -> np.ndarray:
+        """The next ``count`` window starts of the global batch."""
+        last_start = len(self.tokens) - self.context_length  # exclusive: a window is ctx + 1 ids
+        if self.sampling == "random":
+            return self.rng.integers(0, last_start, size=count)
+        parts = []
+        while count:
+            part = self._order[self._next:self._next + count]
+            self._next += len(part)
+            count -= len(part)
+            parts.append(part)
+            if self._next == len(self._order):
+                self._new_pass()
+        return np.concatenate(parts)
+
+    def _new_pass(self) -> None:
+        self._pass_state = self.rng.bit_generator.state
+        self._order, self._next = self._draw_pass(), 0
+
+    def _draw_pass(self) -> np.ndarray:
+        """The window starts of one pass, shuffled: every ``context_length``-th position from an
+        offset below ``context_length`` (and below the number of starts, so a pass is never
+        empty)."""
+        last_start = len(self.tokens) - self.context_length
+        offset = self.rng.integers(0, min(self.context_length, last_start))
+        return self.rng.permutation(np.arange(offset, last_start, self.context_length))
+
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
+        if self.sampling == "random":
+            return {"rng": self.rng.bit_generator.state}
+        return {"rng": self._pass_state, "next": self._next}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if ("next" in state) != (self.sampling == "epochs"):
+            raise CheckpointError(f"the checkpoint's data position is not one of data.sampling = "
+                                  f"{self.sampling!r}: the run was saved with the other sampling")
         self.rng.bit_generator.state = state["rng"]
+        if self.sampling == "epochs":
+            self._pass_state = state["rng"]
+            self._order, self._next = self._draw_pass(), state["next"]
 
 
 @dataclass(frozen=True)

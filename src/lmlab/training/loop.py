@@ -32,7 +32,7 @@ from tqdm import tqdm
 from lmlab.compute import peak_flops
 from lmlab.config import Config, ModelConfig
 from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtype
-from lmlab.errors import ConfigError, StorageError
+from lmlab.errors import CheckpointError, ConfigError, StorageError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import AdamW, Muon, clip_grad_norm, decayed
@@ -203,7 +203,7 @@ class Session:
         self.sampler = RandomBatches(train_data.tokens, tcfg.batch_size,
                                      model_config.context_length, device, tcfg.seed,
                                      grad_accum=tcfg.grad_accum, rank=world.rank,
-                                     world_size=world.size)
+                                     world_size=world.size, sampling=config.data.sampling)
         self.divergence = DivergenceRules(tcfg.diverge_factor, tcfg.diverge_rise,
                                           config.optim.warmup_iters,
                                           unigram_loss(train_data.tokens))
@@ -214,11 +214,15 @@ class Session:
             self.model.load_state_dict(_initial_weights(tcfg.init_from, model_config))
         if self.resumed:
             state = load_training_state(self.run.checkpoint, config)
-            for note in resume_notes(state["config"], config):
-                self.say(note)
+            notes = resume_notes(state["config"], config)
             restore_model(state, self.model, self.optimizer, self.run.checkpoint)
-            self.sampler.load_state_dict(state["sampler"])
+            try:
+                self.sampler.load_state_dict(state["sampler"])
+            except CheckpointError as e:
+                raise CheckpointError(f"{self.run.checkpoint}: {e}") from None
             _set_rng_state(state["rng"])
+            for note in notes:  # once the checkpoint has loaded: an error is the only line
+                self.say(note)
             self.step, self.progress = state["iteration"], Progress(**state["progress"])
             self.saved_step = self.step
         self.forward = world.wrap(torch.compile(self.model) if tcfg.compile else self.model,
