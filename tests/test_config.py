@@ -88,7 +88,7 @@ def test_unknown_key_in_file_lists_the_valid_ones(tmp_path: Path) -> None:
     path.write_text('[data]\ntrain_path = "a"\nvalid_path = "b"\ncontext = 5\n'
                     "[train]\nmax_steps = 5\n")
     with pytest.raises(ConfigError, match=r"unknown key 'data.context' \(valid: train_path, "
-                                          r"valid_path\)"):
+                                          r"valid_path, sampling\)"):
         load_config(path)
 
 
