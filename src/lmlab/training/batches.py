@@ -91,6 +91,8 @@ class RandomBatches:
         self.per_rank = batch_size * grad_accum
         self.rank, self.world_size = rank, world_size
         self.sampling = sampling
+        self.num_starts = len(tokens) - context_length
+        """Window starts ``0 .. num_starts - 1``: a window is ``context_length + 1`` ids."""
         self.rng = np.random.default_rng(seed)
         if sampling == "epochs":
             self._new_pass()
@@ -105,9 +107,8 @@ class RandomBatches:
 
     def _starts(self, count: int) -> np.ndarray:
         """The next ``count`` window starts of the global batch."""
-        last_start = len(self.tokens) - self.context_length  # exclusive: a window is ctx + 1 ids
         if self.sampling == "random":
-            return self.rng.integers(0, last_start, size=count)
+            return self.rng.integers(0, self.num_starts, size=count)
         parts = []
         while count:
             part = self._order[self._next:self._next + count]
@@ -126,9 +127,8 @@ class RandomBatches:
         """The window starts of one pass, shuffled: every ``context_length``-th position from an
         offset below ``context_length`` (and below the number of starts, so a pass is never
         empty)."""
-        last_start = len(self.tokens) - self.context_length
-        offset = self.rng.integers(0, min(self.context_length, last_start))
-        return self.rng.permutation(np.arange(offset, last_start, self.context_length))
+        offset = self.rng.integers(0, min(self.context_length, self.num_starts))
+        return self.rng.permutation(np.arange(offset, self.num_starts, self.context_length))
 
     def state_dict(self) -> dict[str, Any]:
         if self.sampling == "random":
@@ -141,8 +141,8 @@ class RandomBatches:
                                   f"{self.sampling!r}: the run was saved with the other sampling")
         self.rng.bit_generator.state = state["rng"]
         if self.sampling == "epochs":
-            self._pass_state = state["rng"]
-            self._order, self._next = self._draw_pass(), state["next"]
+            self._new_pass()  # the same order again, from the generator as the pass was drawn
+            self._next = state["next"]
 
 
 @dataclass(frozen=True)
