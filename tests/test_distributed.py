@@ -62,6 +62,11 @@ def torchrun(*args: str, site: Path | None = None) -> subprocess.CompletedProces
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
+def assert_succeeded(done: subprocess.CompletedProcess) -> None:
+    """The job exited 0; if not, the failure shows both streams (how far the ranks got, too)."""
+    assert done.returncode == 0, f"{done.stderr}\n--- stdout (end) ---\n{done.stdout[-3000:]}"
+
+
 def overrides(root: Path, *extra: str) -> list[str]:
     """The override words of a tiny 8-step run under ``root``."""
     return tiny_run(root, *STEPS, *extra)
@@ -94,7 +99,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_ranks(root: Path) -> Path:
     """An uninterrupted 8-step run on 2 ranks x batch 4."""
     done = torchrun(*words(root, "train.batch_size=4", "run.name=two_ranks"))
-    assert done.returncode == 0, done.stderr
+    assert_succeeded(done)
     assert done.stdout.count("finished") == 1  # rank 0 speaks for the job
     return root / "runs" / "two_ranks"
 
@@ -181,7 +186,7 @@ def test_resume_under_two_ranks_equals_an_uninterrupted_run(root: Path, two_rank
                                                             failed_at_6: tuple) -> None:
     resumable_copy(failed_at_6[2], "resumed2")
     done = torchrun(*words(root, "train.batch_size=4", "run.name=resumed2"), "--resume")
-    assert done.returncode == 0, done.stderr
+    assert_succeeded(done)
     assert records(root / "runs" / "resumed2") == records(two_ranks)
 
 
