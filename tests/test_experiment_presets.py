@@ -90,6 +90,7 @@ def test_preset_specifics(tmp_path: Path) -> None:
     (board,) = plan(_tiny(Sweep.from_file(EXPERIMENTS / "leaderboard.toml"), tmp_path)).points
     model = board.config.model
     assert board.config.train.schedule_over_time and board.config.optim.optimizer == "muon"
+    assert board.config.data.sampling == "epochs"
     assert model.ffn == "relu2" and model.qk_norm and model.zero_init_proj and model.logit_softcap
     assert "train.time_budget_s=5400" in Sweep.from_file(EXPERIMENTS / "leaderboard.toml").overrides
 
