@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lmlab.experiments.compare import by_point
+from lmlab.experiments.compare import by_point, varied_keys
 from lmlab.experiments.planning import plan
 from lmlab.experiments.plot import load_runs, plot_runs
 from lmlab.experiments.runner import run_sweep
@@ -17,13 +17,13 @@ from lmlab.training.rundir import Run, RunDir
 from tests.lmlab_cli import cli
 from tests.test_plot import fake_run
 from tests.test_sweep import PRESET, STEPS_ONLY, tiny_sweep
-from tests.tiny_runs import tiny_run
+from tests.tiny_runs import tiny_run, write_tokens
 
 
-def seeded_run(root: Path, name: str, status: str, losses: list[float], seed: int,
-               **optim: float) -> Path:
+def seeded_run(root: Path, name: str, status: str, losses: list[float], seed: int, *,
+               data: dict[str, str] | None = None, **optim: float) -> Path:
     """A fake run (see tests/test_plot.py) whose config also names its train.seed."""
-    path = fake_run(root, name, status, losses, **optim)
+    path = fake_run(root, name, status, losses, data=data, **optim)
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "train": {"seed": seed}}))
     return path
@@ -101,6 +101,35 @@ def test_the_plot_draws_a_seeds_mean_in_a_band(tmp_path: Path) -> None:
     (band,) = ax.collections  # the min-max band of the two seeds
     low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
     assert (low, high) == pytest.approx((2.0, 5.0))
+
+
+def test_runs_with_their_own_copy_of_the_same_token_files_are_seeds_of_one_point(
+        tmp_path: Path) -> None:
+    """`bench/cpu_quality.py --out runs/q$seed` tokenizes the same text into each run's folder:
+    the data paths differ, the data does not."""
+    def quickstart_run(folder: str, seed: int, text: str) -> Path:
+        data = tmp_path / folder / "data"
+        data.mkdir(parents=True)
+        paths = {f"{split}_path": str(write_tokens(data / f"{split}.bin", [1, 2, 3, 4], 16,
+                                                   source_path=f"/texts/{text}-{split}.txt"))
+                 for split in ("train", "valid")}
+        return seeded_run(tmp_path / folder, "tinystories-cpu", "finished", [5.0, 4.0], seed,
+                          data=paths)
+
+    same = [quickstart_run("q0", 0, "stories"), quickstart_run("q1", 1, "stories")]
+    other = quickstart_run("q-other", 0, "owt")
+    runs = load_runs(same)
+    assert [len(point) for point in by_point(runs)] == [2]
+    assert varied_keys([run.config for run in runs]) == ["train.seed"]
+    (ax,) = plot_runs(runs, metrics=["train/loss"]).axes
+    assert [line.get_label() for line in ax.get_lines()] == ["tinystories-cpu (2 seeds)"]
+
+    runs = load_runs([*same, other])
+    assert [len(point) for point in by_point(runs)] == [2, 1]
+    assert varied_keys([run.config for run in runs]) == ["data.train_path", "data.valid_path",
+                                                     "train.seed"]
+    (tmp_path / "q1" / "data" / "train.bin").unlink()  # unreadable: compared by its path
+    assert [len(point) for point in by_point(load_runs(same))] == [1, 1]
 
 
 def test_identical_runs_are_not_taken_for_seeds(tmp_path: Path) -> None:

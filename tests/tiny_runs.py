@@ -10,14 +10,16 @@ from lmlab.tokens import TokenFileInfo, sidecar_path, token_dtype
 
 
 def write_tokens(path: Path, ids, vocab_size: int, source_bytes: int | None = None,
-                 tokenizer_hash: str = "test") -> Path:
+                 tokenizer_hash: str = "test", source_path: str | None = None) -> Path:
     """Write ``ids`` to ``path`` with a sidecar (``source_bytes`` defaults to 4 per token;
-    ``tokenizer_hash`` stands for the fingerprint of the tokenizer that wrote them)."""
+    ``tokenizer_hash`` stands for the fingerprint of the tokenizer that wrote them;
+    ``source_path``, the text they came from, defaults to ``path``)."""
     ids = np.asarray(ids)
     dtype = token_dtype(vocab_size)
     ids.astype(dtype).tofile(path)
     info = TokenFileInfo(dtype=dtype.name, count=len(ids), vocab_size=vocab_size,
-                         tokenizer_hash=tokenizer_hash, special_tokens={}, source_path=str(path),
+                         tokenizer_hash=tokenizer_hash, special_tokens={},
+                         source_path=source_path or str(path),
                          source_bytes=source_bytes if source_bytes is not None else 4 * len(ids))
     atomic_write_json(sidecar_path(path), asdict(info))
     return path

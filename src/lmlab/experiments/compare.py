@@ -3,7 +3,10 @@
 The sweep summary, the plots and the report all need to say *what differs* between runs (the
 columns of a table, the legend of a plot): configs are flattened to dotted keys
 (:func:`lmlab.config.flatten`) and compared key by key; the ``run.*`` keys, which name or place a
-run rather than change what it learns, never count, nor how often a run is evaluated.
+run rather than change what it learns, never count, nor how often a run is evaluated. Token
+files are compared by what they hold, not where they lie: runs that each tokenized the same text
+with the same tokenizer into a folder of their own (``bench/cpu_quality.py --out runs/q$seed``,
+``lmlab quickstart``) trained on the same data, so they are seeds of one point, not two points.
 """
 
 import json
@@ -12,12 +15,32 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmlab.config import format_value
+from lmlab.errors import DataError
+from lmlab.tokens import read_token_info
 from lmlab.training.rundir import Run
 
 IGNORED = ("run.", "train.eval_interval", "train.ckpt_interval", "train.log_interval")
 """Config keys that name, place or watch a run rather than change what it learns (how often it
 is evaluated, checkpointed or logged: a fixed-token sweep scales these with the batch size)."""
 SEED = "train.seed"
+TOKEN_FILES = ("data.train_path", "data.valid_path")
+
+
+def data_identity(path: Any) -> Any:
+    """What a token file holds, by its sidecar: the text it was tokenized from and the tokenizer
+    that did it (and the id count, in case the text changed in between); the path itself when the
+    file cannot be read (moved, deleted, or a run still being planned)."""
+    try:
+        info = read_token_info(path)
+    except (DataError, OSError, TypeError):
+        return path
+    return [info.source_path, info.source_bytes, info.tokenizer_hash, info.count]
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its token file paths replaced by :func:`data_identity`."""
+    return {key: data_identity(value) if key in TOKEN_FILES else value
+            for key, value in config.items()}
 
 
 def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
@@ -26,6 +49,7 @@ def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
     >>> varied_keys([{"optim.lr_max": 1, "run.name": "a"}, {"optim.lr_max": 2, "run.name": "b"}])
     ['optim.lr_max']
     """
+    configs = [_comparable(config) for config in configs]
     keys = sorted({key for config in configs for key in config})
     return [key for key in keys if not key.startswith(IGNORED)
             and len({json.dumps(config.get(key)) for config in configs}) > 1]
@@ -34,8 +58,9 @@ def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
 def differences(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """The keys where ``config`` differs from ``base`` (:data:`IGNORED` aside), with
     ``config``'s values."""
+    mine, theirs = _comparable(config), _comparable(base)
     return {key: value for key, value in config.items()
-            if not key.startswith(IGNORED) and base.get(key) != value}
+            if not key.startswith(IGNORED) and theirs.get(key) != mine[key]}
 
 
 def short_names(keys: Sequence[str]) -> dict[str, str]:
@@ -71,7 +96,7 @@ def by_point(runs: Sequence[Run]) -> list[list[Run]]:
     keep the order in which their first run comes."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        rest = {key: value for key, value in run.config.items()
+        rest = {key: value for key, value in _comparable(run.config).items()
                 if key != SEED and not key.startswith(IGNORED)}
         groups.setdefault(json.dumps(rest, sort_keys=True), []).append(run)
     points: list[list[Run]] = []
