@@ -60,6 +60,13 @@ class TokenFileInfo:
     """Size of that text file in bytes (for bits per byte)."""
     format: str = FORMAT
 
+    @property
+    def contents(self) -> tuple[str, int, str, int]:
+        """What the ids are, wherever the file lies: the text they came from (path and size), the
+        tokenizer that wrote them and their count. Two files with equal contents hold the same
+        data (two runs that each tokenized one text into a folder of their own)."""
+        return self.source_path, self.source_bytes, self.tokenizer_hash, self.count
+
 
 def sidecar_path(bin_path: str | Path) -> Path:
     """Where the sidecar of ``bin_path`` lives: ``train.bin`` -> ``train.bin.json``."""

@@ -27,14 +27,14 @@ TOKEN_FILES = ("data.train_path", "data.valid_path")
 
 
 def data_identity(path: Any) -> Any:
-    """What a token file holds, by its sidecar: the text it was tokenized from and the tokenizer
-    that did it (and the id count, in case the text changed in between); the path itself when the
-    file cannot be read (moved, deleted, or a run still being planned)."""
-    try:
-        info = read_token_info(path)
-    except (DataError, OSError, TypeError):
+    """What a token file holds (:attr:`lmlab.tokens.TokenFileInfo.contents`); the path itself when
+    there is none or it cannot be read (moved, deleted, or a run still being planned)."""
+    if not isinstance(path, str):
         return path
-    return [info.source_path, info.source_bytes, info.tokenizer_hash, info.count]
+    try:
+        return read_token_info(path).contents
+    except (DataError, OSError):
+        return path
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
