@@ -4,8 +4,11 @@
 # 1. the tests that need CUDA (pytest -m cuda)
 # 2. bench/train_step.py on CUDA: lmlab against the PyTorch-built-ins reference, bf16, eager and
 #    compiled, the CS336 17M model at batch 64 (target: >= 1M tokens/s on an H100)
-# 3. a two-minute rehearsal of the leaderboard recipe on random OWT-vocabulary ids (speed and
-#    MFU only: random ids teach nothing), its tokens/s and train/mfu from metrics.jsonl
+# 3. bench/muon_step.py on CUDA: lmlab's Muon step (batched, bf16) against torch.optim.Muon on
+#    the 17M model's block matrices
+# 4. a two-minute rehearsal of configs/experiments/leaderboard.toml (the 134M recipe, compiled)
+#    on random OWT-vocabulary ids (speed and MFU only: random ids teach nothing), its tokens/s
+#    and train/mfu from metrics.jsonl
 # Without CUDA it says so, runs the CPU-safe part (lmlab estimate) and exits 0.
 # Record the figures in docs/benchmarks.md with the card and the date.
 set -uo pipefail
@@ -26,13 +29,16 @@ python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader || true
 
 step "tests that need CUDA"
-timeout 120 python -m pytest -q -m cuda tests || status=1
+timeout 90 python -m pytest -q -m cuda tests || status=1
 
 step "train_step on CUDA: lmlab vs the built-ins reference (bf16)"
-timeout 200 python bench/train_step.py --device cuda --configs cs336-17m --modes eager compile \
+timeout 130 python bench/train_step.py --device cuda --configs cs336-17m --modes eager compile \
     --batch-size 64 --rounds 3 --warmup 5 --steps 20 || status=1
 
-step "leaderboard rehearsal: 120 s of the recipe on random ids"
+step "Muon step on CUDA: lmlab vs torch.optim.Muon"
+timeout 30 python bench/muon_step.py --config configs/tinystories-17m.toml --device cuda || status=1
+
+step "leaderboard rehearsal: 120 s of configs/experiments/leaderboard.toml on random ids"
 python - "$OUT" <<'PY' || status=1
 import sys
 from pathlib import Path
@@ -44,14 +50,15 @@ rng = np.random.default_rng(0)
 for split, n in (("train", 50_000_000), ("valid", 1_000_000)):
     write_tokens(out / f"{split}.bin", rng.integers(0, 32_000, n), 32_000)
 PY
-timeout 200 python -m lmlab train configs/owt.toml "data.train_path=$OUT/train.bin" \
-    "data.valid_path=$OUT/valid.bin" "run.runs_dir=$OUT/runs" run.name=rehearsal \
-    run.resume=auto model.tie_embeddings=true train.max_tokens=none train.time_budget_s=120 \
-    train.schedule_over_time=true train.batch_size=128 train.compile=true \
-    train.eval_interval=0 train.eval_batches=20 train.ckpt_interval=0 --no-progress || status=1
-python - "$OUT/runs/rehearsal/metrics.jsonl" <<'PY' || status=1
+timeout 220 python -m lmlab sweep configs/experiments/leaderboard.toml --name rehearsal \
+    "data.train_path=$OUT/train.bin" "data.valid_path=$OUT/valid.bin" "run.runs_dir=$OUT/runs" \
+    train.time_budget_s=120 train.eval_interval=0 train.eval_batches=20 train.ckpt_interval=0 \
+    || status=1
+python - "$OUT/runs/rehearsal" <<'PY' || status=1
 import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if '"train/loss"' in line]
+from pathlib import Path
+metrics = next(Path(sys.argv[1]).glob("*/metrics.jsonl"))  # the sweep's one point
+rows = [json.loads(line) for line in open(metrics) if '"train/loss"' in line]
 late = rows[len(rows) // 2:]
 print(f"rehearsal: {len(rows)} logs, tokens/s {statistics.median(r['train/tokens_per_s'] for r in late):,.0f}",
       f"MFU {statistics.median(r.get('train/mfu', float('nan')) for r in late):.1%}")

@@ -8,8 +8,10 @@ import torch
 from torch.testing import assert_close
 
 from lmlab.config import load_config
+from lmlab.device import resolve_matmul_dtype
 from lmlab.nn import TransformerLM
 from lmlab.optim import Muon, orthogonalize
+from lmlab.optim.muon import orthogonalize_all
 from lmlab.training.loop import build_optimizer, train
 from tests.tiny_runs import tiny_run
 
@@ -31,6 +33,63 @@ def test_orthogonalize_of_an_orthogonal_matrix_changes_little():
     torch.manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(16, 16))
     assert_close(orthogonalize(q, steps=10), q, atol=0.3, rtol=0)
+
+
+def test_orthogonalize_all_gives_each_matrix_what_it_gets_alone():
+    torch.manual_seed(0)
+    shapes = [(12, 4), (4, 4), (4, 12), (6, 6), (12, 4), (4, 4)]  # a tall one joins (4, 12)
+    matrices = [torch.randn(shape) for shape in shapes]
+    results = orthogonalize_all(matrices)
+    assert [tuple(r.shape) for r in results] == shapes
+    for matrix, result in zip(matrices, results, strict=True):
+        assert_close(result, orthogonalize(matrix), atol=1e-5, rtol=1e-5)
+
+
+def test_orthogonalize_in_bfloat16_stays_near_float32():
+    torch.manual_seed(0)
+    matrices = [torch.randn(32, 96), torch.randn(96, 32), torch.randn(32, 32)]
+    for low, high in zip(orthogonalize_all(matrices, dtype=torch.bfloat16),
+                         orthogonalize_all(matrices), strict=True):
+        assert low.dtype == torch.float32  # the update comes back in the parameter's dtype
+        assert (low - high).norm() / high.norm() < 0.03  # measured ~0.017
+
+
+@pytest.mark.parametrize("ns_dtype", [torch.bfloat16, torch.float32])
+def test_muon_matches_torch_optim_muon(ns_dtype):
+    """torch.optim.Muon runs Newton-Schulz in bfloat16, one matrix at a time. Given the same
+    gradients, lmlab's batched path (either precision) moves each weight within 3% of where it
+    moves it (measured ~1.5%); a changed rule (no Nesterov: ~27%, momentum 0.9: >5%) is far off.
+    """
+    def displacements(make_optimizer):
+        torch.manual_seed(0)
+        weights = [torch.nn.Parameter(torch.randn(shape) * 0.1)
+                   for shape in [(24, 8), (8, 24), (8, 8), (16, 16), (24, 8)]]
+        start = [weight.detach().clone() for weight in weights]
+        optimizer = make_optimizer(weights)
+        for _ in range(5):
+            for weight in weights:
+                weight.grad = torch.randn_like(weight)
+            optimizer.step()
+        return [weight.detach() - before for weight, before in zip(weights, start, strict=True)]
+
+    settings = dict(lr=0.02, momentum=0.95, weight_decay=0.1)
+    ours = displacements(lambda params: Muon([{"params": params}], ns_dtype=ns_dtype, **settings))
+    reference = displacements(lambda params: torch.optim.Muon(params, **settings))
+    for mine, theirs in zip(ours, reference, strict=True):
+        assert (mine - theirs).norm() / theirs.norm() < 0.03
+
+
+def test_muon_precision_is_bfloat16_only_where_it_is_native(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_matmul_dtype("float32", cpu) == torch.float32
+    assert resolve_matmul_dtype("bfloat16", cpu) == torch.bfloat16
+    assert resolve_matmul_dtype("auto", torch.device("mps")) == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_matmul_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_matmul_dtype("auto", cpu) == torch.float32
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe
+    assert resolve_matmul_dtype("auto", cpu) == torch.float32
 
 
 def test_muon_step_follows_the_documented_rule():
@@ -124,6 +183,10 @@ def test_config_switch_gives_muon_to_block_matrices_only(tmp_path):
         {id(p) for p in model.parameters()})
     lr_by_algorithm = {g["algorithm"]: g["lr"] for g in optimizer.param_groups}
     assert lr_by_algorithm == {"muon": 0.05, "adamw": config.optim.lr_max}
+    assert optimizer.ns_dtype == resolve_matmul_dtype("auto", torch.device("cpu"))
+    config = load_config(None, tiny_run(tmp_path, "optim.optimizer=muon",
+                                        "optim.muon_dtype=bfloat16"))
+    assert build_optimizer(TransformerLM(config.model), config).ns_dtype == torch.bfloat16
 
 
 def test_training_with_muon_learns_and_follows_the_schedule(tmp_path):

@@ -24,23 +24,57 @@ steepest slope at 0, so small singular values grow fast; the result's singular v
 roughly [0.7, 1.2] instead of exactly 1, which training does not mind."""
 
 
-def orthogonalize(matrix: Tensor, steps: int = 5) -> Tensor:
-    """Approximately ``U V^T`` for ``matrix = U S V^T`` ``(rows, cols)``, by Newton-Schulz.
+def orthogonalize(matrix: Tensor, steps: int = 5, dtype: torch.dtype | None = None) -> Tensor:
+    """Approximately ``U V^T`` for ``matrix = U S V^T`` ``(..., rows, cols)``, by Newton-Schulz.
 
     Each step applies the odd polynomial above to the singular values (``x^3`` is
     ``X X^T X``), which only needs matmuls; dividing by the Frobenius norm first puts every
     singular value in ``[0, 1]`` where the iteration converges. Works on the wide orientation so
-    the Gram matrix is the smaller ``(min, min)`` one.
+    the Gram matrix is the smaller ``(min, min)`` one. Leading dimensions are a batch of matrices,
+    each orthogonalised on its own; the matmuls run in ``dtype`` (default: the matrix's own).
+    Each step is two fused multiply-adds (``baddbmm``): on the CPU preset's matrices that is
+    ~30% faster than separate products and sums, and in bfloat16 it rounds like
+    ``torch.optim.Muon`` (which uses ``addmm``).
     """
     a, b, c = _NEWTON_SCHULZ_COEFFICIENTS
-    x = matrix / (matrix.norm() + 1e-7)
-    tall = x.shape[0] > x.shape[1]
+    x = matrix / (matrix.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    if dtype is not None:
+        x = x.to(dtype)
+    tall = x.shape[-2] > x.shape[-1]
     if tall:
-        x = x.T
+        x = x.mT
+    batch_shape = x.shape[:-2]
+    x = x.reshape(-1, *x.shape[-2:])  # baddbmm wants exactly one batch dimension
     for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if tall else x
+        gram = x @ x.mT
+        polynomial = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+        x = torch.baddbmm(x, polynomial, x, beta=a)  # a X + (b G + c G^2) X
+    x = x.reshape(*batch_shape, *x.shape[-2:])
+    return x.mT if tall else x
+
+
+def orthogonalize_all(matrices: list[Tensor], steps: int = 5,
+                      dtype: torch.dtype | None = None) -> list[Tensor]:
+    """:func:`orthogonalize` of each matrix, in the matrices' own dtype; those of one shape (a
+    tall one as its transpose) go through the iteration together, as one batch.
+
+    Why: a small model's matrices are too small to keep a CPU's cores busy one at a time. On the
+    2-core VM, a whole Muon step over the CPU preset's 28 block matrices (128 x 128 and
+    128 x 384) takes 13 ms batched in float32 and 7 ms batched in bfloat16 with AMX, against
+    18 ms for ``torch.optim.Muon``, which goes one matrix at a time in bfloat16
+    (``bench/muon_step.py``, 2026-12-04).
+    """
+    wide = [m.mT if m.shape[-2] > m.shape[-1] else m for m in matrices]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, matrix in enumerate(wide):
+        by_shape.setdefault(tuple(matrix.shape), []).append(index)
+    results: dict[int, Tensor] = {}
+    for indices in by_shape.values():
+        batch = orthogonalize(torch.stack([wide[i].float() for i in indices]), steps, dtype)
+        for index, result in zip(indices, batch, strict=True):
+            result = result.to(matrices[index].dtype)
+            results[index] = result.mT if wide[index] is not matrices[index] else result
+    return [results[index] for index in range(len(matrices))]
 
 
 class Muon(GroupwiseOptimizer):
@@ -66,6 +100,7 @@ class Muon(GroupwiseOptimizer):
         betas: tuple[float, float] = (0.9, 0.95),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        ns_dtype: torch.dtype = torch.float32,
     ):
         if lr < 0 or not 0.0 <= momentum < 1.0 or ns_steps < 1 or weight_decay < 0:
             raise ValueError(
@@ -75,6 +110,9 @@ class Muon(GroupwiseOptimizer):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
                         betas=betas, eps=eps, weight_decay=weight_decay, algorithm="muon")
         super().__init__(params, defaults)
+        self.ns_dtype = ns_dtype
+        """Precision of the Newton-Schulz matmuls (bfloat16 is enough for them; see
+        :func:`lmlab.device.resolve_matmul_dtype` for when it is also faster)."""
         for group in self.param_groups:
             if group["algorithm"] not in ("muon", "adamw"):
                 raise ValueError(f"unknown algorithm {group['algorithm']!r}: muon or adamw")
@@ -90,14 +128,16 @@ class Muon(GroupwiseOptimizer):
 
     def _muon_step(self, group: dict, params: list[Tensor]) -> None:
         lr, momentum = group["lr"], group["momentum"]
+        directions = []
         for param in params:
             state = self.state[param]
             if not state:
                 state["momentum_buffer"] = torch.zeros_like(param)
             buffer, grad = state["momentum_buffer"], param.grad
             buffer.lerp_(grad, 1 - momentum)
-            direction = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-            update = orthogonalize(direction.float(), group["ns_steps"]).to(param.dtype)
+            directions.append(grad.lerp(buffer, momentum) if group["nesterov"] else buffer)
+        updates = orthogonalize_all(directions, group["ns_steps"], self.ns_dtype)
+        for param, update in zip(params, updates, strict=True):
             if group["weight_decay"] != 0:
                 param.mul_(1 - lr * group["weight_decay"])
             param.add_(update, alpha=-lr * max(1.0, param.shape[0] / param.shape[1]) ** 0.5)

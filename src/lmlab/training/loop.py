@@ -31,7 +31,13 @@ from tqdm import tqdm
 
 from lmlab.compute import peak_flops
 from lmlab.config import Config, ModelConfig
-from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtype
+from lmlab.device import (
+    autocast,
+    flush_denormals,
+    resolve_device,
+    resolve_dtype,
+    resolve_matmul_dtype,
+)
 from lmlab.errors import CheckpointError, ConfigError, StorageError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
@@ -145,7 +151,8 @@ def build_optimizer(model: TransformerLM, config: Config) -> torch.optim.Optimiz
         {"params": [p for p in matrices if id(p) in lookup_tables], "algorithm": "adamw",
          "weight_decay": optim.weight_decay},
         {**gains, "algorithm": "adamw"},
-    ], momentum=optim.muon_momentum, weight_decay=optim.weight_decay, **adamw)
+    ], momentum=optim.muon_momentum, weight_decay=optim.weight_decay,
+        ns_dtype=resolve_matmul_dtype(optim.muon_dtype, params[0].device), **adamw)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
