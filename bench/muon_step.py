@@ -27,16 +27,18 @@ from lmlab.config import load_config  # noqa: E402
 from lmlab.device import resolve_device, resolve_matmul_dtype  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.optim import Muon  # noqa: E402
+from lmlab.training.loop import build_optimizer  # noqa: E402
 
 SETTINGS = dict(lr=0.02, momentum=0.95, weight_decay=0.1)
 
 
 def block_matrices(config_path: str, device: torch.device) -> list[torch.nn.Parameter]:
-    """The 2-D weights inside the blocks, with a fixed random gradient each."""
+    """The matrices ``lmlab train`` gives Muon (its ``muon`` group), with a fixed random gradient
+    each."""
     torch.manual_seed(0)
-    model = TransformerLM(load_config(config_path).model, device=device)
-    lookup = {id(model.token_embeddings.weight), id(model.lm_head.weight)}
-    matrices = [p for p in model.parameters() if p.dim() == 2 and id(p) not in lookup]
+    config = load_config(config_path, ["optim.optimizer=muon"])
+    optimizer = build_optimizer(TransformerLM(config.model, device=device), config)
+    matrices = next(g["params"] for g in optimizer.param_groups if g["algorithm"] == "muon")
     for matrix in matrices:
         matrix.grad = torch.randn_like(matrix)
     return matrices

@@ -64,7 +64,8 @@ def orthogonalize_all(matrices: list[Tensor], steps: int = 5,
     18 ms for ``torch.optim.Muon``, which goes one matrix at a time in bfloat16
     (``bench/muon_step.py``, 2026-12-04).
     """
-    wide = [m.mT if m.shape[-2] > m.shape[-1] else m for m in matrices]
+    tall = [m.shape[-2] > m.shape[-1] for m in matrices]
+    wide = [m.mT if is_tall else m for m, is_tall in zip(matrices, tall, strict=True)]
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for index, matrix in enumerate(wide):
         by_shape.setdefault(tuple(matrix.shape), []).append(index)
@@ -73,7 +74,7 @@ def orthogonalize_all(matrices: list[Tensor], steps: int = 5,
         batch = orthogonalize(torch.stack([wide[i].float() for i in indices]), steps, dtype)
         for index, result in zip(indices, batch, strict=True):
             result = result.to(matrices[index].dtype)
-            results[index] = result.mT if wide[index] is not matrices[index] else result
+            results[index] = result.mT if tall[index] else result
     return [results[index] for index in range(len(matrices))]
 
 
