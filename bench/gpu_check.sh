@@ -3,7 +3,8 @@
 #   bash bench/gpu_check.sh            # from the repository root; PYTHONPATH=src is set here
 # 1. the tests that need CUDA (pytest -m cuda)
 # 2. bench/train_step.py on CUDA: lmlab against the PyTorch-built-ins reference, bf16, eager and
-#    compiled, the CS336 17M model at batch 64 (target: >= 1M tokens/s on an H100)
+#    compiled, the CS336 17M model at batch 64 (target: >= 1M tokens/s on an H100), with lmlab's
+#    own attention and (compiled) with fused attention
 # 3. bench/muon_step.py on CUDA: lmlab's Muon step (batched, bf16) against torch.optim.Muon on
 #    the 17M model's block matrices
 # 4. a two-minute rehearsal of configs/experiments/leaderboard.toml (the 134M recipe, compiled)
@@ -14,8 +15,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
-OUT=${OUT:-/tmp/lmlab-gpu-check}
-mkdir -p "$OUT"
+WORK=${WORK:-/tmp/lmlab-gpu-check}  # scratch: 100 MB of token ids and the rehearsal run
+mkdir -p "$WORK"
 status=0
 step() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
 
@@ -29,17 +30,19 @@ python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader || true
 
 step "tests that need CUDA"
-timeout 90 python -m pytest -q -m cuda tests || status=1
+timeout 50 python -m pytest -q -m cuda tests || status=1
 
 step "train_step on CUDA: lmlab vs the built-ins reference (bf16)"
 timeout 130 python bench/train_step.py --device cuda --configs cs336-17m --modes eager compile \
     --batch-size 64 --rounds 3 --warmup 5 --steps 20 || status=1
+timeout 70 python bench/train_step.py --device cuda --configs cs336-17m --modes compile \
+    --fused-attention --batch-size 64 --rounds 3 --warmup 5 --steps 20 || status=1
 
 step "Muon step on CUDA: lmlab vs torch.optim.Muon"
 timeout 30 python bench/muon_step.py --config configs/tinystories-17m.toml --device cuda || status=1
 
 step "leaderboard rehearsal: 120 s of configs/experiments/leaderboard.toml on random ids"
-python - "$OUT" <<'PY' || status=1
+python - "$WORK" <<'PY' || status=1
 import sys
 from pathlib import Path
 import numpy as np
@@ -50,11 +53,11 @@ rng = np.random.default_rng(0)
 for split, n in (("train", 50_000_000), ("valid", 1_000_000)):
     write_tokens(out / f"{split}.bin", rng.integers(0, 32_000, n), 32_000)
 PY
-timeout 220 python -m lmlab sweep configs/experiments/leaderboard.toml --name rehearsal \
-    "data.train_path=$OUT/train.bin" "data.valid_path=$OUT/valid.bin" "run.runs_dir=$OUT/runs" \
+timeout 200 python -m lmlab sweep configs/experiments/leaderboard.toml --name rehearsal \
+    "data.train_path=$WORK/train.bin" "data.valid_path=$WORK/valid.bin" "run.runs_dir=$WORK/runs" \
     train.time_budget_s=120 train.eval_interval=0 train.eval_batches=20 train.ckpt_interval=0 \
     || status=1
-python - "$OUT/runs/rehearsal" <<'PY' || status=1
+python - "$WORK/runs/rehearsal" <<'PY' || status=1
 import json, statistics, sys
 from pathlib import Path
 metrics = next(Path(sys.argv[1]).glob("*/metrics.jsonl"))  # the sweep's one point

@@ -35,10 +35,12 @@ import lmlab.nn.attention  # noqa: E402
 import lmlab.nn.layers  # noqa: E402
 from bench.common import describe_machine  # noqa: E402
 from bench.reference_lm import ReferenceLM  # noqa: E402
+from lmlab.compute import GPUS, gpu_named  # noqa: E402
 from lmlab.config import ModelConfig  # noqa: E402
 from lmlab.device import autocast as device_autocast  # noqa: E402
 from lmlab.device import resolve_device, resolve_dtype  # noqa: E402
-from lmlab.nn import TransformerLM, scaled_dot_product_attention  # noqa: E402
+from lmlab.nn import TransformerLM  # noqa: E402
+from lmlab.nn.attention import masked_causal_attention  # noqa: E402
 from lmlab.optim import AdamW, clip_grad_norm  # noqa: E402
 
 CONFIGS = {
@@ -59,16 +61,7 @@ CONFIGS = {
         16,
     ),
 }
-# Dense bf16 peak FLOP/s of common cards, for MFU; other devices print no MFU.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 HYPER = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-
-
-def _plain_attention(query, key, value):
-    """Autograd over lmlab's reference attention with the causal mask (queries last)."""
-    seq, keys = query.shape[-2], key.shape[-2]
-    mask = torch.ones(seq, keys, dtype=torch.bool, device=query.device).tril(keys - seq)
-    return scaled_dot_product_attention(query, key, value, mask)
 
 
 def _plain_cross_entropy(logits, targets):
@@ -82,7 +75,7 @@ def _plain_cross_entropy(logits, targets):
 
 PLAIN = {  # name: (module, attribute, the formula with autograd's gradient)
     "silu_gate": (lmlab.nn.layers, "silu_gate", lambda a, b: a * torch.sigmoid(a) * b),
-    "attention": (lmlab.nn.attention, "causal_attention", _plain_attention),
+    "attention": (lmlab.nn.attention, "causal_attention", masked_causal_attention),
     "cross_entropy": (lmlab.loss, "cross_entropy", _plain_cross_entropy),
 }
 
@@ -198,8 +191,9 @@ def bench(name: str, mode: str, args, device: torch.device) -> str:
         f"saved={saved / 2**20:,.0f} MB"
     )
     if device.type == "cuda":
-        peak = next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name()), None)
-        if peak:
+        gpu = gpu_named(torch.cuda.get_device_name())  # lmlab's table of peaks; else no MFU
+        if gpu:
+            peak = GPUS[gpu]["bfloat16" if amp_dtype is not None else "float32"]
             flops = model.flops_per_token()
             line += (
                 f"  mfu lmlab={rate['lmlab'] * flops / peak:.1%} "

@@ -206,9 +206,15 @@ def test_rope_accepts_any_strides_and_keeps_the_dtype():
     assert_close(half.float(), rope(sliced.bfloat16().float(), positions), atol=0.02, rtol=0.02)
 
 
-@pytest.mark.parametrize(("past", "seq"), [(5, 1), (7, 3), (40, 70), (64, 64)])
-def test_causal_attention_after_cached_keys_matches_torch_with_the_offset_mask(past, seq):
-    """Decoding with a KV cache: the queries are the last `seq` of `past + seq` positions."""
+@pytest.mark.parametrize("compiling", [False, True], ids=["function", "formula-under-compile"])
+@pytest.mark.parametrize(("past", "seq"), [(0, 70), (5, 1), (7, 3), (40, 70), (64, 64)])
+def test_causal_attention_after_cached_keys_matches_torch_with_the_offset_mask(
+    past, seq, compiling, monkeypatch
+):
+    """Decoding with a KV cache: the queries are the last `seq` of `past + seq` positions.
+    Under torch.compile the plain formula runs instead of the blocked Function: both must be
+    torch's attention with the offset mask, gradients included."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
     q = torch.randn(2, 3, seq, 8, requires_grad=True)
     k, v = (torch.randn(2, 3, past + seq, 8, requires_grad=True) for _ in range(2))
     mask = torch.ones(seq, past + seq, dtype=torch.bool).tril(past)

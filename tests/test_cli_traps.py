@@ -152,6 +152,19 @@ def test_progress_lines_when_no_bar_is_drawn(tmp_path: Path, capsys, monkeypatch
     assert re.search(r" tok/s  ETA \d+m\d\ds$", lines[0]) and "\r" not in err
 
 
+def test_a_step_past_the_time_budget_shows_100_percent_and_no_negative_eta(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """A step is not cut short, so a time budget's last step ends past it: the line must not
+    say 184% and ETA -1m43s (as a 134M model's 20 s CPU steps once did)."""
+    monkeypatch.setattr("lmlab.training.loop.PROGRESS_LINE_S", 0.0)
+    config = _empty_config(tmp_path)
+    words = tiny_run(tmp_path, "train.max_steps=none", "train.time_budget_s=0.000001")
+    code, _, err = cli(capsys, "train", config, *words, "--no-progress")
+    lines = err.strip().splitlines()
+    assert code == 0 and lines[0].startswith("step 1 (100%)  loss ")
+    assert "ETA" not in lines[0]
+
+
 def test_a_sweep_reads_at_80_columns_and_shows_progress(tmp_path: Path, capsys,
                                                         monkeypatch) -> None:
     """In a log file (no terminal: rich draws 80 columns) every run name shows in full, and a

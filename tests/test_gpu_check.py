@@ -18,7 +18,7 @@ def test_gpu_check_is_valid_bash():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine runs the real check")
 def test_gpu_check_without_cuda_says_so_and_estimates(tmp_path):
     result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OUT": str(tmp_path)})
+                            env={**os.environ, "WORK": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "no CUDA device: skipping the GPU parts" in result.stdout
     assert "FLOPs per token" in result.stdout  # lmlab estimate of the 17M model ran

@@ -146,12 +146,28 @@ class _CausalAttention(torch.autograd.Function):
         return torch.cat(grad_q[::-1], dim=-2).mul_(scale), grad_k.mul_(scale), grad_v
 
 
+def masked_causal_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """The plain formula: :func:`scaled_dot_product_attention` with the causal mask built out.
+
+    Shapes as :func:`causal_attention`; query ``i`` sees keys up to ``past + i``.
+    """
+    seq, keys = query.shape[-2], key.shape[-2]
+    mask = torch.ones(seq, keys, dtype=torch.bool, device=query.device).tril_(keys - seq)
+    return scaled_dot_product_attention(query, key, value, mask)
+
+
 def causal_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """``scaled_dot_product_attention`` with the causal mask, faster (see _CausalAttention).
 
     Shapes: query ``(..., seq, d)``, key and value ``(..., past + seq, d)`` (the queries are the
     last ``seq`` positions); returns ``(..., seq, d)``.
+    Under ``torch.compile`` the plain formula runs instead: inductor fuses the mask and the
+    softmax itself, and the blocked Function stops it. On an H200 (CS336 17M model, batch 64,
+    bf16, ``bench/train_step.py``, 2026-12-04) a compiled step ran at 0.44M tokens/s with the
+    Function and 1.56M with the formula; eager, both ran at 0.44-0.45M.
     """
+    if torch.compiler.is_compiling():
+        return masked_causal_attention(query, key, value)
     return _CausalAttention.apply(query, key, value)
 
 

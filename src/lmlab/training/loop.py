@@ -425,10 +425,11 @@ class Session:
     def progress_line(self, train_loss: float, tokens_per_s: float) -> str:
         """``step 1,200/4,000 (30%)  loss 3.412  lr 2.9e-03  12,345 tok/s  ETA 3m12s``: what a
         progress bar shows, as one line for a log."""
-        fraction = self.fraction_done()
+        # The last step of a time budget ends past it (a step is not cut short): at most 100%.
+        fraction = min(self.fraction_done(), 1.0)
         of = f"/{self.config.max_steps:,}" if self.config.max_steps is not None else ""
         eta = ""
-        if fraction > 0:
+        if 0 < fraction < 1:
             left = round(self.progress.train_time_s * (1 - fraction) / fraction)
             eta = f"  ETA {left // 60}m{left % 60:02d}s"
         mfu = f"  MFU {self.metrics['train/mfu']:.1%}" if "train/mfu" in self.metrics else ""
