@@ -4,7 +4,8 @@ The parameters are a model's block matrices (the ones Muon gets in ``lmlab train
 a random gradient; a step is the momentum update, the Newton-Schulz orthogonalisation and the
 weight update. ``torch.optim.Muon`` orthogonalises one matrix at a time in bfloat16; lmlab
 batches the matrices of one shape and runs them in ``optim.muon_dtype`` (``auto``: bfloat16 on
-a CUDA GPU or an AMX CPU, else float32), and the float32 line shows lmlab's batching alone.
+a CUDA GPU, or a CPU with AMX or AVX-512 BF16, else float32); both precisions are timed
+everywhere, and the float32 line shows lmlab's batching alone.
 Timed rounds alternate (ABBA); the ratio is the median over rounds of reference ms / lmlab ms
 (> 1 means lmlab is faster).
 
@@ -85,7 +86,7 @@ def main() -> None:
     print(f"{args.config}: {len(matrices)} block matrices of shapes {shapes}")
     auto = resolve_matmul_dtype("auto", device)
     reference = torch.optim.Muon(matrices, **SETTINGS)
-    for dtype in dict.fromkeys([auto, torch.float32]):
+    for dtype in dict.fromkeys([auto, torch.bfloat16, torch.float32]):
         ours = Muon([{"params": matrices}], ns_dtype=dtype, **SETTINGS)
         label = f"{str(dtype).removeprefix('torch.')}{' (auto)' if dtype == auto else ''}"
         print(compare(label, ours, reference, args, device))

@@ -145,8 +145,8 @@ class OptimConfig(_Section):
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon's Nesterov momentum.")
     muon_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Precision of Muon's Newton-Schulz matmuls (auto: bfloat16 on a "
-        "CUDA GPU that supports it and on a CPU with AMX, where it is ~2.8x faster; float32 "
-        "elsewhere, where bfloat16 matmuls are slower)."
+        "CUDA GPU that supports it and on a CPU with AMX or AVX-512 BF16, where it is 1.7-2x "
+        "faster; float32 elsewhere, where bfloat16 matmuls are emulated and slower)."
     )
     weight_decay: float = Field(0.1, ge=0, description="Decoupled weight decay.")
     grad_clip: float | None = Field(

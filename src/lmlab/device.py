@@ -43,22 +43,27 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
 
 def resolve_matmul_dtype(name: str, device: torch.device) -> torch.dtype:
     """The dtype for ``optim.muon_dtype`` on ``device``: ``auto`` is bfloat16 only where bfloat16
-    matmuls run natively.
+    matmuls run natively: a CUDA GPU that has them, or a CPU with AMX or AVX-512 BF16.
 
     Why: Muon's Newton-Schulz iteration needs no more than bfloat16 (its reference runs in it),
-    and on hardware made for it bfloat16 is the faster path: on the 2-core AMX VM the iteration
-    over the CPU preset's 28 block matrices takes 3.8 ms a step in bfloat16 against 10.7 ms in
-    float32. Elsewhere it is slower than float32: with oneDNN held to AVX-512 with bfloat16
-    instructions but no AMX it took ~3x as long as with AMX, to plain AVX-512 ~7x, to AVX2 ~80x
-    (``ONEDNN_MAX_CPU_ISA``, 2026-12-04). PyTorch has no public test for AMX, so the private
-    ``torch.cpu._is_amx_tile_supported`` is asked, and float32 is kept where it is missing.
+    and on hardware made for it bfloat16 is the faster path (``bench/muon_step.py``, 2026-12-04,
+    the CPU preset's 28 block matrices): 7.2 ms a step against 13.1 ms in float32 on a 2-core
+    VM with AMX, 12.0 against 20.7 ms on a 2-core AMD EPYC with AVX-512 BF16 and no AMX (the
+    17M model's matrices there: 475 against 966 ms). Without bfloat16 instructions it is
+    emulated and slower than float32: with oneDNN held to plain AVX-512 ~3x, to AVX2 ~30x
+    (``ONEDNN_MAX_CPU_ISA``). PyTorch has no public test for either, so its private probes
+    ``torch.cpu._is_amx_tile_supported`` and ``_is_avx512_bf16_supported`` are asked, and
+    float32 is kept where they are missing.
     """
     if name != "auto":
         return torch.bfloat16 if name == "bfloat16" else torch.float32
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    return torch.bfloat16 if device.type == "cpu" and has_amx() else torch.float32
+    if device.type != "cpu":
+        return torch.float32
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    native = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return torch.bfloat16 if native else torch.float32
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
