@@ -141,6 +141,9 @@ def test_dropout_zeroes_a_fraction_p_and_keeps_the_expected_value():
     assert y.mean().item() == pytest.approx(1.0, abs=0.01)
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # the gradient flows through the kept entries only
+    half = layer(torch.ones(200_000, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    assert (half == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
 
 
 def test_dropout_is_the_identity_when_evaluating_or_off_and_rejects_bad_p():

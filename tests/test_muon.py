@@ -79,23 +79,6 @@ def test_muon_matches_torch_optim_muon(ns_dtype):
         assert (mine - theirs).norm() / theirs.norm() < 0.03
 
 
-def test_muon_precision_is_bfloat16_only_where_it_is_native(monkeypatch):
-    cpu = torch.device("cpu")
-    assert resolve_matmul_dtype("float32", cpu) == torch.float32
-    assert resolve_matmul_dtype("bfloat16", cpu) == torch.bfloat16
-    assert resolve_matmul_dtype("auto", torch.device("mps")) == torch.float32
-    for amx, avx512_bf16, expected in [(True, False, torch.bfloat16),
-                                       (False, True, torch.bfloat16),
-                                       (False, False, torch.float32)]:
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v,
-                            raising=False)
-        assert resolve_matmul_dtype("auto", cpu) == expected, (amx, avx512_bf16)
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probes
-    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
-    assert resolve_matmul_dtype("auto", cpu) == torch.float32
-
-
 def test_muon_step_follows_the_documented_rule():
     torch.manual_seed(0)
     weight = torch.nn.Parameter(torch.randn(12, 4))  # tall: the step is scaled by sqrt(3)

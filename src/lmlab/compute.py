@@ -88,7 +88,7 @@ def estimate(config: Config) -> Estimate:
     muon = config.optim.optimizer == "muon"
     optimizer = (4 * layers * block_matrices + 8 * (parameters - layers * block_matrices)
                  if muon else adam_state * parameters)
-    act_bytes = 2 if train.dtype in ("auto", "bfloat16") and train.device != "cpu" else 4
+    act_bytes = 2 if train.dtype != "float32" and train.device != "cpu" else 4
     micro = train.batch_size * seq
     activations = (layers * 34 * micro * d * act_bytes / 2
                    + micro * vocab * 4 * 2)  # the logits in fp32 and their gradient

@@ -209,9 +209,10 @@ class TrainConfig(_Section):
         "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
         description="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.",
     )
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    dtype: Literal["auto", "native", "float32", "bfloat16"] = Field(
         "auto", description="Autocast precision of the forward pass (auto: bfloat16 on GPUs "
-        "that support it, else float32). Weights and optimizer state stay float32."
+        "that support it, else float32; native: also bfloat16 on a CPU with AMX or AVX-512 "
+        "BF16). Weights and optimizer state stay float32."
     )
     compile: bool = Field(False, description="Wrap the model in torch.compile.")
     dist_backend: Literal["auto", "nccl", "gloo"] = Field(

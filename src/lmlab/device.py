@@ -32,13 +32,29 @@ def flush_denormals(device: torch.device) -> None:
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``train.dtype`` on ``device``, or None for plain float32.
 
-    ``auto`` means bfloat16 on a CUDA GPU that supports it (Ampere and later), float32 elsewhere:
-    CPUs gain little from bfloat16 matmuls and lose precision.
+    ``auto`` means bfloat16 on a CUDA GPU that supports it (Ampere and later), float32 elsewhere,
+    so that a CPU run computes what the tests and references compute. ``native`` adds the CPUs
+    whose bfloat16 matmuls are native (AMX or AVX-512 BF16, as for Muon): an opt-in for a race
+    against the clock, since a CPU without them emulates bfloat16 many times slower.
     """
+    if name == "native":
+        return torch.bfloat16 if _bf16_is_native(device) else None
     if name == "auto":
         use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if use_bf16 else None
     return torch.bfloat16 if name == "bfloat16" else None
+
+
+def _bf16_is_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matmuls in hardware: a CUDA GPU that supports them,
+    or a CPU with AMX or AVX-512 BF16. PyTorch has no public test for the CPU's, so its private
+    probes are asked, and a torch without them counts as no."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def resolve_matmul_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -51,19 +67,11 @@ def resolve_matmul_dtype(name: str, device: torch.device) -> torch.dtype:
     VM with AMX, 12.0 against 20.7 ms on a 2-core AMD EPYC with AVX-512 BF16 and no AMX (the
     17M model's matrices there: 475 against 966 ms). Without bfloat16 instructions it is
     emulated and slower than float32: with oneDNN held to plain AVX-512 ~3x, to AVX2 ~30x
-    (``ONEDNN_MAX_CPU_ISA``). PyTorch has no public test for either, so its private probes
-    ``torch.cpu._is_amx_tile_supported`` and ``_is_avx512_bf16_supported`` are asked, and
-    float32 is kept where they are missing.
+    (``ONEDNN_MAX_CPU_ISA``).
     """
     if name != "auto":
         return torch.bfloat16 if name == "bfloat16" else torch.float32
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type != "cpu":
-        return torch.float32
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    native = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-    return torch.bfloat16 if native else torch.float32
+    return torch.bfloat16 if _bf16_is_native(device) else torch.float32
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:

@@ -141,6 +141,12 @@ class Dropout(nn.Module):
     A regulariser for runs that see their data many times: no unit can count on another being
     there, so the model cannot simply memorise. The identity in ``eval()`` mode or with ``p = 0``.
     Shapes: any, unchanged.
+    The mask is uniform draws compared in place with ``p``, not ``bernoulli_``, which is slow on
+    a CPU: on a 2-core AMD EPYC VM (2026-12-04) forward and backward of ``(8, 256, 512)`` take
+    5.5 ms against 9.3 ms (``bernoulli_`` was 7.7% of the CPU preset's step in the profiler,
+    but the preset's 600 s runs there moved within noise: 10.7K tokens/s either way). The
+    draws are float32 whatever ``x``'s dtype, so a bfloat16 activation is dropped with exactly
+    probability ``p`` too.
     """
 
     def __init__(self, p: float):
@@ -152,8 +158,9 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        scaled_keep = torch.empty_like(x).bernoulli_(1.0 - self.p).div_(1.0 - self.p)
-        return x * scaled_keep
+        draws = torch.empty(x.shape, dtype=torch.float32, device=x.device).uniform_()
+        scaled_keep = draws.ge_(self.p).mul_(1.0 / (1.0 - self.p))  # 0 or 1 / (1 - p)
+        return x * scaled_keep.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
