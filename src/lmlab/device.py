@@ -37,11 +37,10 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
     whose bfloat16 matmuls are native (AMX or AVX-512 BF16, as for Muon): an opt-in for a race
     against the clock, since a CPU without them emulates bfloat16 many times slower.
     """
-    if name == "native":
+    if name == "auto" and device.type != "cuda":
+        return None
+    if name in ("auto", "native"):
         return torch.bfloat16 if _bf16_is_native(device) else None
-    if name == "auto":
-        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if use_bf16 else None
     return torch.bfloat16 if name == "bfloat16" else None
 
 
