@@ -41,13 +41,15 @@ from tests.tiny_runs import write_tokens  # noqa: E402
 
 
 def bare_tokens_per_s(config: Config, warmup: int, steps: int) -> float:
-    """Tokens/s of the training step alone, on random batches already on the device."""
+    """Tokens/s of the training step alone, on random batches already on the device (compiled
+    when the config compiles, as the loop is; the warmup steps take the compiling)."""
     device = resolve_device(config.train.device)
     amp_dtype = resolve_dtype(config.train.dtype, device)
     torch.manual_seed(config.train.seed)
     model = TransformerLM(config.model, device=device)
     optimizer = build_optimizer(model, config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    forward = torch.compile(model) if config.train.compile else model
     shape = (config.train.batch_size, config.model.context_length)
     batches = [(torch.randint(0, config.model.vocab_size, shape, device=device),
                 torch.randint(0, config.model.vocab_size, shape, device=device))
@@ -59,7 +61,7 @@ def bare_tokens_per_s(config: Config, warmup: int, steps: int) -> float:
         set_learning_rate(optimizer, learning_rate(config, step, 0.0))
         for inputs, targets in batches:
             with autocast(device, amp_dtype):
-                logits = model(inputs)
+                logits = forward(inputs)
             (cross_entropy(logits, targets) / config.train.grad_accum).backward()
         clip_grad_norm(params, config.optim.grad_clip or float("inf"))
         optimizer.step()

@@ -1,12 +1,19 @@
 """Which precision a run computes in: ``train.dtype`` and Muon's ``optim.muon_dtype`` take
 bfloat16 only where they are told to, or (``native``, ``auto`` for Muon) where the hardware has
 bfloat16 matmuls, which on a CPU means AMX or AVX-512 BF16 (emulated elsewhere, many times
-slower)."""
+slower). And whether ``torch.compile`` can build kernels here: a CPU needs a C++ compiler."""
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from torch._inductor import config as inductor
 
-from lmlab.device import resolve_dtype, resolve_matmul_dtype
+from lmlab.config import load_config
+from lmlab.device import missing_compiler, resolve_dtype, resolve_matmul_dtype
+from lmlab.training.loop import train
+from tests.tiny_runs import tiny_run
 
 CPU = torch.device("cpu")
 HARDWARE = [(True, False, True), (False, True, True), (False, False, False)]  # amx, avx512_bf16
@@ -45,3 +52,25 @@ def test_without_the_probes_or_off_cpus_and_gpus_it_stays_float32(monkeypatch):
     mps = torch.device("mps")
     assert resolve_matmul_dtype("auto", mps) == torch.float32
     assert resolve_dtype("native", mps) is None
+
+
+NO_CXX = {"cpp.cxx": (None, "no-such-cxx-for-lmlab")}
+
+
+def test_a_cpu_without_a_cxx_compiler_cannot_compile():
+    with inductor.patch(NO_CXX):
+        assert "no C++ compiler (no-such-cxx-for-lmlab) on PATH" in missing_compiler(CPU)
+        assert missing_compiler(torch.device("cuda")) is None  # GPUs compile through Triton
+    with inductor.patch({"cpp.cxx": (None, sys.executable)}):  # any program on the path
+        assert missing_compiler(CPU) is None
+
+
+def test_train_compile_without_a_compiler_warns_and_trains_uncompiled(tmp_path: Path):
+    """A preset that asks for torch.compile still runs on a slim image with no g++."""
+    notes: list[str] = []
+    config = load_config(None, tiny_run(tmp_path, "train.compile=true", "train.max_steps=3"))
+    with inductor.patch(NO_CXX):
+        result = train(config, say=notes.append)
+    assert result.status == "finished"
+    assert notes == ["warning: train.compile=true, but no C++ compiler (no-such-cxx-for-lmlab) "
+                     "on PATH, which torch.compile needs on a CPU: training without it"]

@@ -21,7 +21,8 @@ from lmlab.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--steps", "3", "--no-progress", "model.vocab_size=512", "model.context_length=64",
-         "model.num_layers=1", "train.batch_size=8", "train.eval_batches=4"]
+         "model.num_layers=1", "train.batch_size=8", "train.eval_batches=4",
+         "train.compile=false"]
 """Appended to `lmlab quickstart`: seconds instead of the preset's ten minutes."""
 
 

@@ -60,7 +60,7 @@ def test_a_sweep_report_names_its_base_and_generates_a_sample(tmp_path: Path) ->
              "model.context_length=16", "model.d_model=32", "model.num_layers=1",
              "model.num_heads=2", "train.batch_size=4", "train.max_steps=6",
              "train.time_budget_s=none", "train.schedule_over_time=false",
-             "train.eval_interval=3", "optim.warmup_iters=1"]
+             "train.eval_interval=3", "optim.warmup_iters=1", "train.compile=false"]
     sweep = Sweep(config=REPO / "configs" / "tinystories-cpu.toml", name="lr", overrides=words,
                   grid={"optim.lr_max": ["1e-3", "1e-2"]}, description="Two learning rates.")
     run_sweep(plan(sweep))

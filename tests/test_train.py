@@ -218,7 +218,8 @@ def test_logged_bits_per_byte_match_a_hand_computation(tmp_path: Path,
 
 
 def test_the_cpu_preset_trains(tmp_path: Path) -> None:
-    """The preset's own model and optimizer, for two steps on synthetic data."""
+    """The preset's own model, optimizer and ``torch.compile``, for two steps on synthetic data
+    (a model change that breaks compiling would break the quickstart)."""
     preset = REPO / "configs" / "tinystories-cpu.toml"
     vocab_size = load_config(preset, ["data.train_path=t", "data.valid_path=v"]).model.vocab_size
     train_bin = write_tokens(tmp_path / "t.bin", pattern_tokens(5000, vocab_size), vocab_size)

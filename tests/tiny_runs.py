@@ -57,5 +57,6 @@ def tiny_run(tmp_path: Path, *overrides: str, train_tokens: int = 20_000,
         "model.num_layers=2", "model.num_heads=2", "train.batch_size=8", "train.max_steps=30",
         "train.log_interval=1", "train.eval_interval=10", "train.ckpt_interval=10",
         "train.device=cpu", "optim.warmup_iters=3", "optim.lr_max=1e-2", "optim.lr_min=1e-3",
+        "train.compile=false",  # the CPU preset compiles: ~20 s of a test's few steps
         *overrides,
     ]

@@ -214,7 +214,9 @@ class TrainConfig(_Section):
         "that support it, else float32; native: also bfloat16 on a CPU with AMX or AVX-512 "
         "BF16). Weights and optimizer state stay float32."
     )
-    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    compile: bool = Field(False, description=(
+        "Wrap the model in torch.compile (on a CPU it needs a C++ compiler; without one the "
+        "run warns and trains uncompiled)."))
     dist_backend: Literal["auto", "nccl", "gloo"] = Field(
         "auto", description="Process-group backend under torchrun (auto: nccl on CUDA GPUs, "
         "gloo on CPUs)."

@@ -1,5 +1,6 @@
 """Choosing the device and the autocast precision once, from the config."""
 
+import shutil
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -71,6 +72,23 @@ def resolve_matmul_dtype(name: str, device: torch.device) -> torch.dtype:
     if name != "auto":
         return torch.bfloat16 if name == "bfloat16" else torch.float32
     return torch.bfloat16 if _bf16_is_native(device) else torch.float32
+
+
+def missing_compiler(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot build kernels for ``device`` here, or None when it can.
+
+    On a CPU inductor compiles C++ with the compiler named by ``$CXX`` (``g++``, or ``clang++`` on
+    macOS), which slim images (``python:3.12-slim``) lack: without this check the first step would
+    fail deep inside inductor. GPUs compile through Triton, which their PyTorch wheels bring.
+    """
+    if device.type != "cpu":
+        return None
+    from torch._inductor import config as inductor  # imported by torch.compile anyway
+
+    names = [name for name in inductor.cpp.cxx if name]
+    if any(shutil.which(name) for name in names):
+        return None
+    return f"no C++ compiler ({', '.join(names)}) on PATH, which torch.compile needs on a CPU"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:

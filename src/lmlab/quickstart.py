@@ -53,8 +53,9 @@ def quickstart(
 
     ``overrides`` are config overrides (``train.max_steps=20``); the data paths and
     ``run.runs_dir`` are the quickstart's own. ``on_step`` receives a line per step, for the CLI
-    to show. Bad arguments are errors before any work: both text files or neither, an ``out``
-    folder that must not exist yet (or be empty), a valid config.
+    to show, and the run's own notes (a warning, a progress line when no bar is drawn). Bad
+    arguments are errors before any work: both text files or neither, an ``out`` folder that must
+    not exist yet (or be empty), a valid config.
     """
     out = Path(out)
     config = _config(config_path, overrides, out)
@@ -83,7 +84,7 @@ def quickstart(
         on_step(f"tokenizing {texts[split]} into {data / f'{split}.bin'}")
         tokenize_file(tokenizer, texts[split], data / f"{split}.bin", progress=show_progress)
     on_step(f"training {config.run.name} in {config.run_dir}")
-    return train(config, show_progress=show_progress)
+    return train(config, show_progress=show_progress, say=on_step)
 
 
 def _config(config_path: str | Path | None, overrides: Sequence[str], out: Path) -> Config:
