@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import describe_machine  # noqa: E402
 from lmlab.config import Config, config_from_dict, load_config  # noqa: E402
-from lmlab.device import autocast, resolve_device, resolve_dtype  # noqa: E402
+from lmlab.device import autocast, compiled, resolve_device, resolve_dtype  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.optim import clip_grad_norm  # noqa: E402
@@ -49,7 +49,7 @@ def bare_tokens_per_s(config: Config, warmup: int, steps: int) -> float:
     model = TransformerLM(config.model, device=device)
     optimizer = build_optimizer(model, config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    forward = torch.compile(model) if config.train.compile else model
+    forward = compiled(model, device, print) if config.train.compile else model
     shape = (config.train.batch_size, config.model.context_length)
     batches = [(torch.randint(0, config.model.vocab_size, shape, device=device),
                 torch.randint(0, config.model.vocab_size, shape, device=device))

@@ -1,6 +1,7 @@
 """Choosing the device and the autocast precision once, from the config."""
 
 import shutil
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -89,6 +90,18 @@ def missing_compiler(device: torch.device) -> str | None:
     if any(shutil.which(name) for name in names):
         return None
     return f"no C++ compiler ({', '.join(names)}) on PATH, which torch.compile needs on a CPU"
+
+
+def compiled(model: torch.nn.Module, device: torch.device,
+             say: Callable[[str], None]) -> torch.nn.Module:
+    """``model`` under ``torch.compile``, or as it is after one warning through ``say`` where
+    ``device`` cannot compile here (a preset that asks for it should still run on a machine
+    without a C++ compiler)."""
+    missing = missing_compiler(device)
+    if missing is None:
+        return torch.compile(model)
+    say(f"warning: train.compile=true, but {missing}: training without it")
+    return model
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:

@@ -33,8 +33,8 @@ from lmlab.compute import peak_flops
 from lmlab.config import Config, ModelConfig
 from lmlab.device import (
     autocast,
+    compiled,
     flush_denormals,
-    missing_compiler,
     resolve_device,
     resolve_dtype,
     resolve_matmul_dtype,
@@ -233,7 +233,8 @@ class Session:
                 self.say(note)
             self.step, self.progress = state["iteration"], Progress(**state["progress"])
             self.saved_step = self.step
-        self.forward = world.wrap(self._compiled() if tcfg.compile else self.model, device)
+        self.forward = world.wrap(compiled(self.model, device, self.say) if tcfg.compile
+                                  else self.model, device)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.trackers = Trackers([])
         self.metrics: dict[str, float] = {}
@@ -250,15 +251,6 @@ class Session:
         self.interval_loss = torch.tensor(self.progress.loss_sum, device=device)
         """Tokens, seconds and summed loss since the last log (the loss stays on the device)."""
         self.session_start = time.perf_counter() - self.progress.wall_time_s
-
-    def _compiled(self) -> torch.nn.Module:
-        """The model under ``torch.compile``, or as it is, with a warning, where it cannot compile
-        (a preset that asks for it should still run on a machine without a C++ compiler)."""
-        missing = missing_compiler(self.device)
-        if missing is None:
-            return torch.compile(self.model)
-        self.say(f"warning: train.compile=true, but {missing}: training without it")
-        return self.model
 
     def done(self) -> bool:
         """Whether the step or time budget is spent."""
