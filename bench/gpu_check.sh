@@ -7,7 +7,7 @@
 #    own attention and (compiled) with fused attention
 # 3. bench/muon_step.py on CUDA: lmlab's Muon step (batched, bf16) against torch.optim.Muon on
 #    the 17M model's block matrices
-# 4. a two-minute rehearsal of configs/experiments/leaderboard.toml (the 134M recipe, compiled)
+# 4. a two-minute rehearsal of configs/experiments/leaderboard.toml (the 110M recipe, compiled)
 #    on random OWT-vocabulary ids (speed and MFU only: random ids teach nothing), its tokens/s
 #    and train/mfu from metrics.jsonl
 # Without CUDA it says so, runs the CPU-safe part (lmlab estimate) and exits 0.

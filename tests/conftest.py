@@ -1,8 +1,10 @@
 """Shared test helpers: where the team's real data lives, and a tiny model config."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from torch._inductor import config as inductor
 
 from lmlab.config import ModelConfig
 
@@ -26,3 +28,14 @@ def tiny_config():
         return ModelConfig(**(fields | overrides))
 
     return make
+
+
+@pytest.fixture
+def without_cxx() -> Iterator[str]:
+    """Inductor's C++ compiler named as a program on no PATH, as on a slim image with no g++.
+
+    Yields the name, which lmlab's warning quotes.
+    """
+    name = "no-such-cxx-for-lmlab"
+    with inductor.patch({"cpp.cxx": (None, name)}):
+        yield name

@@ -54,23 +54,19 @@ def test_without_the_probes_or_off_cpus_and_gpus_it_stays_float32(monkeypatch):
     assert resolve_dtype("native", mps) is None
 
 
-NO_CXX = {"cpp.cxx": (None, "no-such-cxx-for-lmlab")}
-
-
-def test_a_cpu_without_a_cxx_compiler_cannot_compile():
-    with inductor.patch(NO_CXX):
-        assert "no C++ compiler (no-such-cxx-for-lmlab) on PATH" in missing_compiler(CPU)
-        assert missing_compiler(torch.device("cuda")) is None  # GPUs compile through Triton
+def test_a_cpu_without_a_cxx_compiler_cannot_compile(without_cxx):
+    assert f"no C++ compiler ({without_cxx}) on PATH" in missing_compiler(CPU)
+    assert missing_compiler(torch.device("cuda")) is None  # GPUs compile through Triton
     with inductor.patch({"cpp.cxx": (None, sys.executable)}):  # any program on the path
         assert missing_compiler(CPU) is None
 
 
-def test_train_compile_without_a_compiler_warns_and_trains_uncompiled(tmp_path: Path):
+def test_train_compile_without_a_compiler_warns_and_trains_uncompiled(tmp_path: Path,
+                                                                      without_cxx):
     """A preset that asks for torch.compile still runs on a slim image with no g++."""
     notes: list[str] = []
     config = load_config(None, tiny_run(tmp_path, "train.compile=true", "train.max_steps=3"))
-    with inductor.patch(NO_CXX):
-        result = train(config, say=notes.append)
+    result = train(config, say=notes.append)
     assert result.status == "finished"
-    assert notes == ["warning: train.compile=true, but no C++ compiler (no-such-cxx-for-lmlab) "
+    assert notes == [f"warning: train.compile=true, but no C++ compiler ({without_cxx}) "
                      "on PATH, which torch.compile needs on a CPU: training without it"]

@@ -5,7 +5,6 @@ The quickstart itself runs in tests/test_readme.py, exactly as the README shows 
 import re
 
 import pytest
-from torch._inductor import config as inductor
 
 from lmlab.datasets import head
 from lmlab.errors import ConfigError, DataError
@@ -51,13 +50,12 @@ def test_without_texts_or_network_it_fails_fast_and_says_what_to_do(tmp_path, mo
     assert not (tmp_path / "out").exists()
 
 
-def test_the_run_s_warnings_reach_the_student(tmp_path, text):
+def test_the_run_s_warnings_reach_the_student(tmp_path, text, without_cxx):
     """The preset compiles; where it cannot (no C++ compiler), the quickstart says so."""
     lines: list[str] = []
-    with inductor.patch({"cpp.cxx": (None, "no-such-cxx-for-lmlab")}):
-        result = quickstart(tmp_path / "out", text, text, on_step=lines.append, overrides=[
-            "train.max_steps=2", "train.schedule_over_time=false", "model.vocab_size=300",
-            "model.context_length=16", "model.num_layers=1", "train.eval_batches=1"])
+    result = quickstart(tmp_path / "out", text, text, on_step=lines.append, overrides=[
+        "train.max_steps=2", "train.schedule_over_time=false", "model.vocab_size=300",
+        "model.context_length=16", "model.num_layers=1", "train.eval_batches=1"])
     assert result.status == "finished"
     warning = "warning: train.compile=true, but no C++ compiler"
     assert any(line.startswith(warning) for line in lines)
