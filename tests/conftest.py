@@ -1,10 +1,10 @@
-"""Shared test helpers: where the team's real data lives, and a tiny model config."""
+"""Shared test helpers: where the team's real data lives, a tiny model config, and a machine
+without a C++ compiler."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from torch._inductor import config as inductor
 
 from lmlab.config import ModelConfig
 
@@ -34,8 +34,11 @@ def tiny_config():
 def without_cxx() -> Iterator[str]:
     """Inductor's C++ compiler named as a program on no PATH, as on a slim image with no g++.
 
-    Yields the name, which lmlab's warning quotes.
+    Yields the name, which lmlab's warning quotes. Inductor's config is imported here, not at
+    the top: it costs ~1 s, which every test session would otherwise pay at start-up.
     """
+    from torch._inductor import config as inductor
+
     name = "no-such-cxx-for-lmlab"
     with inductor.patch({"cpp.cxx": (None, name)}):
         yield name
