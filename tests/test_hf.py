@@ -174,3 +174,7 @@ def test_an_import_fine_tunes_and_evaluates_on_raw_text(tmp_path: Path, tokenize
     wrong.run.name = "wrong"
     with pytest.raises(ConfigError, match=r"another model: model.d_ff=192 \(config has 64\)"):
         train(wrong)
+    no_weight_changed = config.model_copy(deep=True, update={"model": config.model.model_copy(
+        update={"dropout": 0.1, "fused_attention": True, "embedding_std": 0.02})})
+    no_weight_changed.run.name = "switches"
+    assert train(no_weight_changed).status == "finished"

@@ -104,7 +104,7 @@ def test_every_readme_command_parses(words):
 TINY = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.context_length=32",
         "train.batch_size=4", "train.eval_batches=2", "train.eval_interval=0",
         "train.ckpt_interval=0", "train.time_budget_s=1", "train.schedule_over_time=false",
-        "train.max_steps=4", "model.fused_attention=false",
+        "train.max_steps=4",
         "train.compile=false"]  # the CPU preset compiles: ~10 s for each of the flow's runs
 """Appended to each `lmlab train` and `lmlab sweep` of the flow: a few steps of a tiny model."""
 

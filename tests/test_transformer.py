@@ -161,11 +161,21 @@ def test_token_id_out_of_range_is_a_clear_error(tiny_config):
         (dict(norm_position="sandwich"), "norm_position"),
         (dict(num_layers=0), "num_layers"),
         (dict(dropout=1.0), "dropout"),
+        (dict(embedding_std=0.0), "embedding_std"),
+        (dict(tie_embeddings=True, embedding_std=0.02), "embedding_std"),
     ],
 )
 def test_bad_model_config_names_the_field(fields, key):
     with pytest.raises(ValueError, match=key):
         ModelConfig(**fields)
+
+
+@pytest.mark.parametrize("std,expected", [(None, 1.0), (0.02, 0.02)])
+def test_untied_embedding_starts_at_embedding_std(tiny_config, std, expected):
+    weight = TransformerLM(tiny_config(vocab_size=4096, embedding_std=std)).token_embeddings.weight
+    # a normal cut at +-3 sigma keeps 0.9866 of sigma (the variance of the truncated normal)
+    assert abs(weight.std().item() / (0.9866 * expected) - 1) < 0.03
+    assert weight.abs().max().item() <= 3 * expected
 
 
 def test_modules_honour_dtype(tiny_config):

@@ -79,6 +79,11 @@ class ModelConfig(_Section):
         "(15-30 in the speedruns; none: off)."
     )
     tie_embeddings: bool = Field(False, description="Share token embedding and output weights.")
+    embedding_std: float | None = Field(
+        None, gt=0, description="Std of the untied token embedding's truncated-normal init (none: "
+        "1, the CS336 spec; GPT-2 and nanoGPT use 0.02). A tied matrix starts as the output "
+        "projection, so setting it with tie_embeddings is an error."
+    )
     dropout: float = Field(
         0.0, ge=0, lt=1, description="Dropout probability on the embeddings and on each "
         "sublayer's output while training (a regulariser for data seen many times; 0: off)."
@@ -99,6 +104,12 @@ class ModelConfig(_Section):
             raise ValueError(
                 f"RoPE needs an even head size, got d_model/num_heads = "
                 f"{self.d_model // self.num_heads}"
+            )
+        if self.tie_embeddings and self.embedding_std is not None:
+            raise ValueError(
+                "model.embedding_std sets an untied embedding's init, but with "
+                "model.tie_embeddings=true the shared matrix starts as the output projection: "
+                "drop one of the two"
             )
         return self
 

@@ -85,17 +85,19 @@ class Linear(nn.Module):
 
 
 class Embedding(nn.Module):
-    """Lookup table from token ids to vectors; init truncated normal with std 1.
+    """Lookup table from token ids to vectors; init truncated normal with std ``std`` (1 in the
+    CS336 spec).
 
     Shapes: ids ``(...)`` -> ``(..., embedding_dim)``; weight ``(num_embeddings, embedding_dim)``.
     Ids outside ``[0, num_embeddings)`` raise ``ValueError`` instead of an opaque index error
     (checked eagerly; skipped inside ``torch.compile`` where it would break the graph).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None,
+                 std: float = 1.0):
         super().__init__()
         self.weight = nn.Parameter(
-            _trunc_normal((num_embeddings, embedding_dim), 1.0, device, dtype)
+            _trunc_normal((num_embeddings, embedding_dim), std, device, dtype)
         )
 
     def forward(self, token_ids: Tensor) -> Tensor:

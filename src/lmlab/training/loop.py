@@ -469,11 +469,11 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _initial_weights(source: Path, wanted: ModelConfig) -> dict[str, torch.Tensor]:
-    """The weights of ``train.init_from``, checked to be of the configured model (dropout and
-    the attention kernel aside, which change no weight)."""
+    """The weights of ``train.init_from``, checked to be of the configured model (dropout, the
+    attention kernel and the embedding's init aside, which change no loaded weight)."""
     model, config = load_model(source)
-    differ = model_differences(config.model, wanted,
-                               ignoring=frozenset({"dropout", "fused_attention"}))
+    differ = model_differences(config.model, wanted, ignoring=frozenset(
+        {"dropout", "fused_attention", "embedding_std"}))
     if differ:
         raise ConfigError(f"train.init_from={source} holds another model: {'; '.join(differ)}")
     return model.state_dict()
