@@ -74,6 +74,9 @@ def test_resolved_config_round_trips() -> None:
         (["model.num_heads=3"], "must be divisible by model.num_heads"),
         (["train.max_tokens=100"], "set train.max_steps or train.max_tokens, not both"),
         (["run.trackers=['mlflow']"], "run.trackers.0"),
+        (["optim.embedding_lr=0"], "optim.embedding_lr: Input should be greater than 0"),
+        (["model.tie_embeddings=true", "optim.embedding_lr=0.1"],
+         "optim.embedding_lr sets an untied embedding's rate, but with model.tie_embeddings"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides: list[str], message: str) -> None:

@@ -9,10 +9,11 @@ from torch.testing import assert_close
 
 from lmlab.config import load_config
 from lmlab.device import resolve_matmul_dtype
+from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import Muon, orthogonalize
 from lmlab.optim.muon import orthogonalize_all
-from lmlab.training.loop import build_optimizer, train
+from lmlab.training.loop import build_optimizer, set_learning_rate, train
 from tests.tiny_runs import tiny_run
 
 
@@ -174,6 +175,35 @@ def test_config_switch_gives_muon_to_block_matrices_only(tmp_path):
     config = load_config(None, tiny_run(tmp_path, "optim.optimizer=muon",
                                         "optim.muon_dtype=bfloat16"))
     assert build_optimizer(TransformerLM(config.model), config).ns_dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "adamw"])
+def test_embedding_lr_gives_an_untied_embedding_its_own_rate(tmp_path, optimizer):
+    """The embedding alone follows optim.embedding_lr, scaled by the schedule like the rest: a
+    first AdamW step moves each entry whose gradient is nonzero by the rate, less the decay."""
+    config = load_config(None, tiny_run(tmp_path, f"optim.optimizer={optimizer}",
+                                        "optim.lr_max=1e-3", "optim.embedding_lr=0.05",
+                                        "optim.weight_decay=0"))
+    torch.manual_seed(0)
+    model = TransformerLM(config.model)
+    optimizer = build_optimizer(model, config)
+    embedding = model.token_embeddings.weight
+    holding = [g for g in optimizer.param_groups if any(p is embedding for p in g["params"])]
+    assert len(holding) == 1 and holding[0]["params"] == [embedding]
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    set_learning_rate(optimizer, config.optim.lr_max / 2)  # half-way through a schedule
+    rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert rates[id(embedding)] == pytest.approx(0.025)
+    assert rates[id(model.lm_head.weight)] == pytest.approx(5e-4)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ids = torch.randint(0, config.model.vocab_size, (2, 8))
+    cross_entropy(model(ids), torch.roll(ids, -1, dims=1)).backward()
+    optimizer.step()
+    moved = (embedding.detach() - before["token_embeddings.weight"]).abs()
+    used = ids.unique()
+    assert_close(moved[used], torch.full_like(moved[used], 0.025), rtol=1e-3, atol=1e-6)
+    head_moved = (model.lm_head.weight.detach() - before["lm_head.weight"]).abs().max()
+    assert head_moved == pytest.approx(5e-4, rel=1e-3)
 
 
 def test_training_with_muon_learns_and_follows_the_schedule(tmp_path):
