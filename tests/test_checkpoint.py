@@ -12,6 +12,7 @@ import torch
 from lmlab import errors
 from lmlab.config import ModelConfig, load_config
 from lmlab.errors import CheckpointError
+from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import AdamW
 from lmlab.training.checkpoint import (
@@ -22,6 +23,7 @@ from lmlab.training.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from lmlab.training.loop import build_optimizer
 from tests.tiny_runs import tiny_run
 
 TINY = ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2)
@@ -130,10 +132,38 @@ def test_training_state_checks_the_optimizer_and_fills_new_model_keys(tmp_path: 
     assert load_training_state(tmp_path / "t.pt", load_config(None, words))["iteration"] == 3
     with pytest.raises(CheckpointError, match=r"optim.optimizer='adamw' \(config has 'muon'\)"):
         load_training_state(tmp_path / "t.pt", load_config(None, [*words, "optim.optimizer=muon"]))
+    with pytest.raises(CheckpointError, match="saved without optim.embedding_lr: its optimizer "
+                                              "state is grouped without a group for the embedding"):
+        load_training_state(tmp_path / "t.pt",
+                            load_config(None, [*words, "optim.embedding_lr=0.1"]))
     state["config"]["model"]["d_model"] = -1
     save_training_state(tmp_path / "bad.pt", state)
     with pytest.raises(CheckpointError, match="invalid model config"):
         load_training_state(tmp_path / "bad.pt", load_config(None, words))
+
+
+def test_a_restored_optimizer_keeps_the_new_configs_rates(tmp_path: Path) -> None:
+    """A resume that changes optim.muon_lr or the weight decay trains with the new values (the
+    checkpoint brings back the moments, not the group settings), as its notes say it does."""
+    def built(*words: str) -> tuple[TransformerLM, torch.optim.Optimizer]:
+        config = load_config(None, tiny_run(tmp_path, "optim.optimizer=muon", *words))
+        torch.manual_seed(0)
+        model = TransformerLM(config.model)
+        return model, build_optimizer(model, config)
+
+    model, optimizer = built("optim.muon_lr=0.02", "optim.weight_decay=0.1")
+    cross_entropy(model(torch.randint(0, 64, (2, 8))), torch.randint(0, 64, (2, 8))).backward()
+    optimizer.step()
+    save_checkpoint(model, optimizer, 1, tmp_path / "c.pt")
+    resumed_model, resumed = built("optim.muon_lr=0.05", "optim.weight_decay=0.3")
+    load_checkpoint(tmp_path / "c.pt", resumed_model, resumed)
+    muon = [g for g in resumed.param_groups if g["algorithm"] == "muon"]
+    assert len(muon) == 1 and muon[0]["lr"] == 0.05
+    assert muon[0]["lr_scale"] == pytest.approx(0.05 / 1e-2)  # tiny_run's lr_max is 1e-2
+    assert {g["weight_decay"] for g in resumed.param_groups} == {0.0, 0.3}
+    for saved, loaded in zip(optimizer.state.values(), resumed.state.values(), strict=True):
+        for key in saved:
+            torch.testing.assert_close(saved[key], loaded[key], rtol=0, atol=0)
 
 
 def test_load_model_from_a_checkpoint_or_run_dir(tmp_path: Path) -> None:

@@ -91,6 +91,12 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
         raise CheckpointError(f"{path} was saved with optim.optimizer={saved_optimizer!r} "
                               f"(config has {config.optim.optimizer!r}): its optimizer state "
                               f"cannot continue another optimizer")
+    saved_own_rate = saved.get("optim", {}).get("embedding_lr") is not None
+    if saved_own_rate != (config.optim.embedding_lr is not None):
+        raise CheckpointError(f"{path} was saved {'with' if saved_own_rate else 'without'} "
+                              f"optim.embedding_lr: its optimizer state is grouped "
+                              f"{'with' if saved_own_rate else 'without'} a group for the "
+                              f"embedding (set it as the run did, or start a new run.name)")
     return state
 
 
@@ -237,11 +243,21 @@ def _load(src: PathOrFile) -> dict[str, Any]:
 
 def restore_model(state: dict[str, Any], model: nn.Module,
                   optimizer: torch.optim.Optimizer | None, src: Any) -> None:
-    """Load a checkpoint's model (and optimizer) state; a one-line error if they don't fit."""
+    """Load a checkpoint's model (and optimizer) state; a one-line error if they don't fit.
+
+    The optimizer's state (moments, steps) comes from the checkpoint, but each group keeps the
+    settings it was built with (``lr_scale``, weight decay, betas...): ``load_state_dict`` would
+    bring back the saved ones, and a resume with a new ``optim.muon_lr`` would say it changed
+    while still training at the old rate.
+    """
     try:
         model.load_state_dict(state["model"])
         if optimizer is not None:
+            settings = [{k: v for k, v in group.items() if k != "params"}
+                        for group in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizer"])
+            for group, built in zip(optimizer.param_groups, settings, strict=True):
+                group.update(built)
     except (RuntimeError, ValueError, KeyError) as exc:
         # torch's message is a header line, then one line per problem: report the first problem
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
