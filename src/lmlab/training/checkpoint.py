@@ -93,10 +93,10 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
                               f"cannot continue another optimizer")
     saved_own_rate = saved.get("optim", {}).get("embedding_lr") is not None
     if saved_own_rate != (config.optim.embedding_lr is not None):
-        raise CheckpointError(f"{path} was saved {'with' if saved_own_rate else 'without'} "
-                              f"optim.embedding_lr: its optimizer state is grouped "
-                              f"{'with' if saved_own_rate else 'without'} a group for the "
-                              f"embedding (set it as the run did, or start a new run.name)")
+        how = "with" if saved_own_rate else "without"
+        raise CheckpointError(f"{path} was saved {how} optim.embedding_lr: its optimizer state "
+                              f"is grouped {how} a group for the embedding (set it as the run "
+                              f"did, or start a new run.name)")
     return state
 
 
