@@ -3,9 +3,7 @@
 A step is forward, cross-entropy, backward, global-norm clipping and an AdamW update. lmlab runs
 its from-scratch model, loss, clipping and AdamW; the reference runs ``bench/reference_lm.py``
 (nn.Linear, nn.RMSNorm, F.scaled_dot_product_attention) with F.cross_entropy,
-torch.nn.utils.clip_grad_norm_ and torch.optim.AdamW. Both start from the same weights; compiled,
-each compiles its model and loss as one function (lmlab's ``NextTokenLoss``, what the trainer
-compiles). Timed
+torch.nn.utils.clip_grad_norm_ and torch.optim.AdamW. Both start from the same weights. Timed
 rounds alternate between the two (ABBA), so a busy machine slows both alike; the ratio is
 the median over rounds of lmlab tokens/s / reference tokens/s (> 1 means lmlab is faster).
 
@@ -41,7 +39,6 @@ from lmlab.compute import GPUS, gpu_named  # noqa: E402
 from lmlab.config import ModelConfig  # noqa: E402
 from lmlab.device import autocast as device_autocast  # noqa: E402
 from lmlab.device import resolve_device, resolve_dtype  # noqa: E402
-from lmlab.loss import NextTokenLoss  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.nn.attention import masked_causal_attention  # noqa: E402
 from lmlab.optim import AdamW, clip_grad_norm  # noqa: E402
@@ -105,12 +102,11 @@ def saved_bytes(model: torch.nn.Module, loss_fn: Callable, batch, autocast) -> i
 def make_lmlab_step(config: ModelConfig, device: torch.device, compile_model: bool):
     model = TransformerLM(config, device=device)
     optimizer = AdamW(model.parameters(), **HYPER)
-    objective = NextTokenLoss(model)  # its loss looks up lmlab.loss.cross_entropy: --autograd
-    loss_of = torch.compile(objective) if compile_model else objective
+    forward = torch.compile(model) if compile_model else model
 
     def step(inputs: torch.Tensor, targets: torch.Tensor, autocast) -> None:
         with autocast():
-            loss = loss_of(inputs, targets)
+            loss = lmlab.loss.cross_entropy(forward(inputs), targets)  # looked up: --autograd
         loss.backward()
         clip_grad_norm(model.parameters(), 1.0)
         optimizer.step()
@@ -123,15 +119,12 @@ def make_reference_step(config: ModelConfig, device: torch.device, compile_model
     model = ReferenceLM(config).to(device)
     model.load_state_dict(weights)
     optimizer = torch.optim.AdamW(model.parameters(), **HYPER)
-
-    def objective(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten())
-
-    loss_of = torch.compile(objective) if compile_model else objective
+    forward = torch.compile(model) if compile_model else model
 
     def step(inputs: torch.Tensor, targets: torch.Tensor, autocast) -> None:
         with autocast():
-            loss = loss_of(inputs, targets)
+            logits = forward(inputs)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

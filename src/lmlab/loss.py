@@ -3,9 +3,7 @@
 import math
 
 import torch
-from torch import Tensor, nn
-
-from lmlab.device import autocast
+from torch import Tensor
 
 
 class _CrossEntropy(torch.autograd.Function):
@@ -63,42 +61,9 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
     Shapes: logits ``(..., vocab)``, targets ``(...)`` of integer ids; returns a scalar.
     Computed in at least float32 (bf16 log-probabilities are too coarse).
-    Under ``torch.compile`` the same formula runs with autograd's gradient instead of the
-    hand-written one, which inductor cannot look into: it fuses the float32 cast, max, exp and
-    sum into one pass and the backward's ``softmax - onehot`` into another (see
-    :class:`NextTokenLoss`).
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
-    if torch.compiler.is_compiling():
-        peak = logits.amax(dim=-1, keepdim=True).detach()
-        log_sum_exp = (logits - peak).exp().sum(dim=-1).log() + peak.squeeze(-1)
-        return (log_sum_exp - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)).mean()
-    return _CrossEntropy.apply(logits, targets)
-
-
-class NextTokenLoss(nn.Module):
-    """A language model and its loss as one module: ``(inputs, targets)``, both ``(batch, seq)``
-    token ids, -> the mean cross-entropy, a scalar.
-
-    Why a module: the trainer compiles this rather than the model alone, so that the loss's passes
-    over the logits (the largest tensor of a small LM's step) fuse with each other in inductor's
-    kernels instead of running as separate ops after the compiled graph. On the CPU preset
-    (batch 8 x 256, vocab 2,048, bf16 autocast) a compiled step fell from 108 to 98 ms (2-core
-    AMD EPYC, six alternating rounds of 40 steps, 2026-12-05).
-    The model runs under ``autocast_dtype`` mixed precision (``None``: none), the loss outside it,
-    in float32.
-    """
-
-    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None):
-        super().__init__()
-        self.model = model
-        self.autocast_dtype = autocast_dtype
-
-    def forward(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        with autocast(inputs.device, self.autocast_dtype):
-            logits = self.model(inputs)
-        return cross_entropy(logits, targets)
+    return _CrossEntropy.apply(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def perplexity(loss: float) -> float:

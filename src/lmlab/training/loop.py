@@ -32,6 +32,7 @@ from tqdm import tqdm
 from lmlab.compute import peak_flops
 from lmlab.config import Config, ModelConfig
 from lmlab.device import (
+    autocast,
     compiled,
     flush_denormals,
     resolve_device,
@@ -39,7 +40,7 @@ from lmlab.device import (
     resolve_matmul_dtype,
 )
 from lmlab.errors import CheckpointError, ConfigError, StorageError
-from lmlab.loss import NextTokenLoss
+from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import AdamW, Muon, clip_grad_norm, decayed
 from lmlab.progress import bar_disabled
@@ -240,10 +241,8 @@ class Session:
                 self.say(note)
             self.step, self.progress = state["iteration"], Progress(**state["progress"])
             self.saved_step = self.step
-        objective = NextTokenLoss(self.model, self.amp_dtype)
-        self.objective = world.wrap(compiled(objective, device, self.say) if tcfg.compile
-                                    else objective, device)
-        """The model and its loss, compiled together (``NextTokenLoss``), in DDP under torchrun."""
+        self.forward = world.wrap(compiled(self.model, device, self.say) if tcfg.compile
+                                  else self.model, device)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.trackers = Trackers([])
         self.metrics: dict[str, float] = {}
@@ -340,8 +339,10 @@ class Session:
         step_loss = torch.zeros((), device=device)
         for micro, (inputs, targets) in enumerate(self.sampler.next_step()):
             # ranks average their gradients once per step, in the last backward
-            with world.no_sync(self.objective, sync=micro == config.train.grad_accum - 1):
-                loss = self.objective(inputs, targets) / config.train.grad_accum
+            with world.no_sync(self.forward, sync=micro == config.train.grad_accum - 1):
+                with autocast(device, self.amp_dtype):
+                    logits = self.forward(inputs)
+                loss = cross_entropy(logits, targets) / config.train.grad_accum
                 loss.backward()
             step_loss += loss.detach()
         max_norm = config.optim.grad_clip if config.optim.grad_clip is not None else math.inf
