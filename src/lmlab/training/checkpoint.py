@@ -86,12 +86,13 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
     differ = model_differences(saved_model, config.model)
     if differ:
         raise CheckpointError(f"{path} was saved with a different model: {'; '.join(differ)}")
-    saved_optimizer = saved.get("optim", {}).get("optimizer", "adamw")
+    saved_optim = saved.get("optim", {})
+    saved_optimizer = saved_optim.get("optimizer", "adamw")
     if saved_optimizer != config.optim.optimizer:
         raise CheckpointError(f"{path} was saved with optim.optimizer={saved_optimizer!r} "
                               f"(config has {config.optim.optimizer!r}): its optimizer state "
                               f"cannot continue another optimizer")
-    saved_own_rate = saved.get("optim", {}).get("embedding_lr") is not None
+    saved_own_rate = saved_optim.get("embedding_lr") is not None
     if saved_own_rate != (config.optim.embedding_lr is not None):
         how = "with" if saved_own_rate else "without"
         raise CheckpointError(f"{path} was saved {how} optim.embedding_lr: its optimizer state "
