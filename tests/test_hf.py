@@ -1,6 +1,6 @@
-"""Hugging Face interop against `transformers` itself, offline on a CPU: the exported Llama gives
-lmlab's logits and greedy tokens, its tokenizer.json lmlab's ids, export -> import -> export is
-the identity, and what Llama cannot express is a one-line error."""
+"""Hugging Face interop against `transformers` itself, offline on a CPU: the exported Llama (Qwen3
+with QK-norm) gives lmlab's logits and greedy tokens, its tokenizer.json lmlab's ids, export ->
+import -> export is the identity, and what Llama cannot express is a one-line error."""
 
 from pathlib import Path
 
@@ -45,12 +45,18 @@ def _model(tied: bool, **switches) -> TransformerLM:
     return model
 
 
-@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+SHAPES = [(False, False), (True, False), (True, True)]
+"""(tied, qk_norm): the Llama export untied and tied, and the Qwen3 one."""
+SHAPE_IDS = ["untied", "tied", "qk-norm"]
+
+
+@pytest.mark.parametrize("tied, qk_norm", SHAPES, ids=SHAPE_IDS)
 def test_the_exported_llama_computes_lmlab_s_logits_and_tokens(tmp_path: Path, tokenizer,
-                                                                 tied: bool) -> None:
-    model = _model(tied)
+                                                                 tied: bool, qk_norm: bool) -> None:
+    model = _model(tied, qk_norm=qk_norm)
     folder = export_hf(model, tokenizer, tmp_path / "hf")
     hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert type(hf).__name__ == ("Qwen3ForCausalLM" if qk_norm else "LlamaForCausalLM")
     ids = torch.randint(0, 400, (3, 48), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, model(ids), rtol=0, atol=1e-4)
@@ -99,17 +105,18 @@ def test_tokenizer_json_ids_on_any_text(tmp_path_factory, tokenizer, text: str) 
     assert hf.encode(text).ids == tokenizer.encode(text)
 
 
-@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("tied, qk_norm", SHAPES, ids=SHAPE_IDS)
 def test_export_import_export_is_the_identity(tmp_path: Path, tokenizer, tied: bool,
-                                              capsys) -> None:
-    model = _model(tied)
+                                              qk_norm: bool, capsys) -> None:
+    model = _model(tied, qk_norm=qk_norm)
     config = load_config(None, ["data.train_path=x.bin", "data.valid_path=x.bin",
                                 "train.max_steps=1"])
     config.model = model.config
     weights = tmp_path / "model.safetensors"
     export_weights(model, config, weights, tokenizer.to_texts())
     code, out, err = cli(capsys, "export", weights, "--format", "hf", "--out", tmp_path / "a")
-    assert code == 0 and out.startswith(f"wrote {tmp_path / 'a'} (Llama, 3 layers"), err
+    name = "Qwen3" if qk_norm else "Llama"
+    assert code == 0 and out.startswith(f"wrote {tmp_path / 'a'} ({name}, 3 layers"), err
     code, out, err = cli(capsys, "import", tmp_path / "a", "--out", tmp_path / "run")
     assert code == 0 and f"{tmp_path / 'run' / 'model.safetensors'}" in out, err
     imported, _, imported_tokenizer = load_run(tmp_path / "run")
@@ -125,7 +132,7 @@ def test_export_import_export_is_the_identity(tmp_path: Path, tokenizer, tied: b
 
 @pytest.mark.parametrize("switch", [{"norm": "none"}, {"norm_position": "post"},
                                     {"position": "nope"}, {"ffn": "silu"}, {"ffn": "relu2"},
-                                    {"qk_norm": True}, {"logit_softcap": 30.0},
+                                    {"logit_softcap": 30.0},
                                     {"unet_skips": True}, {"value_residual": True}])
 def test_what_llama_cannot_express_is_a_one_line_error(tmp_path: Path, tokenizer,
                                                         switch) -> None:
@@ -135,13 +142,23 @@ def test_what_llama_cannot_express_is_a_one_line_error(tmp_path: Path, tokenizer
     assert not (tmp_path / "hf").exists()
 
 
-def test_import_refuses_what_lmlab_cannot_represent(tmp_path: Path, tokenizer, capsys) -> None:
-    folder = export_hf(_model(False), tokenizer, tmp_path / "hf")
+@pytest.mark.parametrize("qk_norm, edit, message", [
+    (False, ('"num_key_value_heads": 4', '"num_key_value_heads": 2'),
+     "num_key_value_heads=2 has no lmlab equivalent"),
+    (True, ('"use_sliding_window": false', '"use_sliding_window": true'),
+     "use_sliding_window=True has no lmlab equivalent"),
+    (False, ('"model_type": "llama"', '"model_type": "mistral"'),
+     "a 'mistral' model; lmlab imports Llama and Qwen3"),
+], ids=["grouped-query", "sliding-window", "other-model"])
+def test_import_refuses_what_lmlab_cannot_represent(tmp_path: Path, tokenizer, capsys,
+                                                     qk_norm: bool, edit: tuple[str, str],
+                                                     message: str) -> None:
+    folder = export_hf(_model(False, qk_norm=qk_norm), tokenizer, tmp_path / "hf")
     config = (folder / "config.json").read_text()
-    (folder / "config.json").write_text(config.replace('"num_key_value_heads": 4',
-                                                       '"num_key_value_heads": 2'))
+    assert edit[0] in config
+    (folder / "config.json").write_text(config.replace(*edit))
     code, _, err = cli(capsys, "import", folder, "--out", tmp_path / "run")
-    assert code == 1 and "num_key_value_heads=2 has no lmlab equivalent" in err
+    assert code == 1 and message in err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 

@@ -1,5 +1,5 @@
-"""Hugging Face interop: an lmlab model as a Llama checkpoint, its tokenizer as ``tokenizer.json``,
-and back.
+"""Hugging Face interop: an lmlab model as a Llama checkpoint (Qwen3 with QK-norm), its tokenizer
+as ``tokenizer.json``, and back.
 
 ::
 
@@ -12,11 +12,15 @@ that renaming cannot fix: lmlab's RoPE rotates adjacent pairs of each head's dim
 ``(0, 1), (2, 3), ...``, Llama's rotates halves ``(0, d/2), (1, d/2 + 1), ...``, at the same
 frequencies. Reordering the rows of each head's query and key projections (even dimensions
 first, then odd) turns one into the other: the rotated dot products are the same numbers.
+With ``model.qk_norm`` the model is Qwen3 instead: Llama plus an RMSNorm on each head's queries and
+keys before RoPE, one gain vector of ``d_head`` shared by the heads, as lmlab's; the gains are
+reordered like the rows they scale.
 The tokenizer is the same byte-level BPE (GPT-2 pre-tokenization, merges by rank), built with the
 ``tokenizers`` library; ``<|endoftext|>`` is the bos and eos token.
 """
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +35,25 @@ from lmlab.nn import TransformerLM
 from lmlab.tokenizer import Tokenizer
 from lmlab.tokenizer.files import str_to_token, token_to_str
 
-LLAMA_ONLY = {"norm": "rms", "norm_position": "pre", "position": "rope", "ffn": "swiglu"}
-"""The architecture switches Llama has one setting of (dropout is not a switch: it is dropped)."""
+LLAMA_ONLY = {"norm": "rms", "norm_position": "pre", "position": "rope", "ffn": "swiglu",
+              "logit_softcap": None, "unet_skips": False, "value_residual": False}
+"""The architecture switches Llama and Qwen3 have one setting of (dropout is not a switch: it is
+dropped; ``qk_norm`` picks between the two)."""
+ARCHITECTURES = {False: ("llama", "LlamaForCausalLM"), True: ("qwen3", "Qwen3ForCausalLM")}
+"""``model.qk_norm`` -> the Hugging Face ``model_type`` and class that compute the same function."""
 RMS_NORM_EPS = 1e-5
 """lmlab's RMSNorm epsilon (``nn.layers.RMSNorm``)."""
 
 
 def check_llama(model: ModelConfig) -> None:
-    """A :class:`ConfigError` naming the first key that Llama cannot express."""
-    for key, value in {**LLAMA_ONLY, "qk_norm": False, "logit_softcap": None,
-                       "unet_skips": False, "value_residual": False}.items():
+    """A :class:`ConfigError` naming the first key that Llama (or Qwen3, Llama with QK-norm)
+    cannot express."""
+    for key, value in LLAMA_ONLY.items():
         if getattr(model, key) != value:
             raise ConfigError(f"model.{key}={getattr(model, key)} has no Hugging Face Llama "
                               f"equivalent (Llama is model.{key}={value}): only a run with "
-                              f"Llama's architecture exports to --format hf")
+                              f"Llama's architecture (with QK-norm: Qwen3's) exports to "
+                              f"--format hf")
 
 
 def rope_to_halves(weight: Tensor, num_heads: int) -> Tensor:
@@ -70,13 +79,30 @@ _LAYER_NAMES = {"ln1.weight": "input_layernorm.weight",
                 "ln2.weight": "post_attention_layernorm.weight",
                 "ffn.w1.weight": "mlp.gate_proj.weight",
                 "ffn.w3.weight": "mlp.up_proj.weight",
-                "ffn.w2.weight": "mlp.down_proj.weight"}
-"""lmlab's names within a block -> Llama's (SwiGLU: w1 is the gate, w3 the up projection)."""
+                "ffn.w2.weight": "mlp.down_proj.weight",
+                "attn.q_norm.weight": "self_attn.q_norm.weight",
+                "attn.k_norm.weight": "self_attn.k_norm.weight"}
+"""lmlab's names within a block -> Llama's (SwiGLU: w1 is the gate, w3 the up projection) and
+Qwen3's QK-norm gains."""
+QK_NORMS = ("attn.q_norm.weight", "attn.k_norm.weight")
+
+
+def _reorder(name: str, tensor: Tensor, num_heads: int,
+             reorder: Callable[[Tensor, int], Tensor]) -> Tensor:
+    """``tensor`` in the other RoPE order (``reorder`` is :func:`rope_to_halves` or
+    :func:`rope_to_pairs`) where its rows follow a head's dimensions: every head's rows of the
+    query and key projections, and the ``d_head`` entries of a QK-norm gain, which the heads
+    share."""
+    if name in ("attn.q_proj.weight", "attn.k_proj.weight"):
+        return reorder(tensor, num_heads)
+    if name in QK_NORMS:
+        return reorder(tensor.unsqueeze(1), 1).squeeze(1)
+    return tensor
 
 
 def hf_state_dict(model: TransformerLM) -> dict[str, Tensor]:
-    """The model's weights under Llama's names, query/key rows reordered for its RoPE; a tied
-    head is left to ``tie_word_embeddings``."""
+    """The model's weights under Llama's (Qwen3's) names, query/key rows and QK-norm gains
+    reordered for its RoPE; a tied head is left to ``tie_word_embeddings``."""
     config = model.config
     state = {"model.embed_tokens.weight": model.token_embeddings.weight,
              "model.norm.weight": model.ln_final.weight}
@@ -84,16 +110,17 @@ def hf_state_dict(model: TransformerLM) -> dict[str, Tensor]:
         state["lm_head.weight"] = model.lm_head.weight
     for i, layer in enumerate(model.layers):
         for name, tensor in layer.state_dict().items():
-            if name in ("attn.q_proj.weight", "attn.k_proj.weight"):
-                tensor = rope_to_halves(tensor, config.num_heads)
+            tensor = _reorder(name, tensor, config.num_heads, rope_to_halves)
             state[f"model.layers.{i}.{_LAYER_NAMES[name]}"] = tensor
     return {name: tensor.detach().contiguous().clone() for name, tensor in state.items()}
 
 
 def hf_config(config: ModelConfig, eos_id: int | None) -> dict[str, Any]:
-    """Llama's ``config.json`` for ``config``."""
-    return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+    """Llama's ``config.json`` for ``config`` (Qwen3's with QK-norm, with no sliding window)."""
+    model_type, architecture = ARCHITECTURES[config.qk_norm]
+    sliding = {"use_sliding_window": False} if config.qk_norm else {}
+    return sliding | {
+        "architectures": [architecture], "model_type": model_type,
         "vocab_size": config.vocab_size, "hidden_size": config.d_model,
         "intermediate_size": config.ffn_width, "num_hidden_layers": config.num_layers,
         "num_attention_heads": config.num_heads, "num_key_value_heads": config.num_heads,
@@ -148,8 +175,9 @@ def tokenizer_from_hf(path: Path) -> Tokenizer:
 
 
 def export_hf(model: TransformerLM, tokenizer: Tokenizer, out: str | Path) -> Path:
-    """Write a Llama checkpoint of ``model`` and its tokenizer to the folder ``out`` (each file
-    atomically), loadable offline by ``AutoModelForCausalLM`` and ``AutoTokenizer``."""
+    """Write a Llama (Qwen3 with QK-norm) checkpoint of ``model`` and its tokenizer to the folder
+    ``out`` (each file atomically), loadable offline by ``AutoModelForCausalLM`` and
+    ``AutoTokenizer``."""
     config = model.config
     check_llama(config)
     out = Path(out)
@@ -179,8 +207,8 @@ def tokenizer_config(tokenizer: Tokenizer, context_length: int | None) -> dict[s
 
 
 def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, Config]:
-    """A Llama checkpoint folder as an lmlab model, written to the run directory ``out`` as
-    ``model.safetensors`` (weights, config and tokenizer, as ``lmlab export`` writes it):
+    """A Llama (or Qwen3) checkpoint folder as an lmlab model, written to the run directory
+    ``out`` as ``model.safetensors`` (weights, config and tokenizer, as ``lmlab export`` writes it):
     ``lmlab generate`` and ``lmlab eval`` take the folder, ``train.init_from`` fine-tunes from
     it. Architectures lmlab cannot represent are a one-line error."""
     from lmlab.training.checkpoint import export_weights
@@ -189,12 +217,15 @@ def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, Confi
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty: choose another --out")
     hf = _read_json(folder / "config.json")
-    if hf.get("model_type") != "llama":
+    qk_norm = {model_type: qk for qk, (model_type, _) in ARCHITECTURES.items()}.get(
+        hf.get("model_type"))
+    if qk_norm is None:
         raise CheckpointError(f"{folder}: a {hf.get('model_type')!r} model; lmlab imports "
-                              f"Llama (model_type llama) only")
+                              f"Llama and Qwen3 (model_type llama or qwen3) only")
     heads = hf["num_attention_heads"]
     for key, expected in (("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False),
-                          ("rope_scaling", None), ("num_key_value_heads", heads),
+                          ("rope_scaling", None), ("use_sliding_window", False),
+                          ("num_key_value_heads", heads),
                           ("head_dim", hf["hidden_size"] // heads),
                           ("rms_norm_eps", RMS_NORM_EPS)):
         if hf.get(key, expected) != expected:
@@ -208,6 +239,7 @@ def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, Confi
         f"model.context_length={hf['max_position_embeddings']}",
         f"model.rope_theta={float(hf.get('rope_theta', 10_000.0))}",
         f"model.tie_embeddings={str(hf.get('tie_word_embeddings', False)).lower()}",
+        f"model.qk_norm={str(qk_norm).lower()}",
         f"data.train_path={out / 'data' / 'train.bin'}",
         f"data.valid_path={out / 'data' / 'valid.bin'}", "train.max_steps=1000",
         f"run.runs_dir={out.parent}", f"run.name={out.name}"])
@@ -223,8 +255,9 @@ def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, Confi
 
 
 def _from_hf_names(weights: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
-    """Llama's state dict -> lmlab's (the inverse of :func:`hf_state_dict`)."""
-    lookup = {hf: ours for ours, hf in _LAYER_NAMES.items()}
+    """Llama's (Qwen3's) state dict -> lmlab's (the inverse of :func:`hf_state_dict`)."""
+    lookup = {hf: ours for ours, hf in _LAYER_NAMES.items()
+              if config.qk_norm or ours not in QK_NORMS}
     state: dict[str, Tensor] = {}
     try:
         state["token_embeddings.weight"] = weights.pop("model.embed_tokens.weight")
@@ -233,9 +266,8 @@ def _from_hf_names(weights: dict[str, Tensor], config: ModelConfig) -> dict[str,
         for i in range(config.num_layers):
             for hf_name, ours in lookup.items():
                 tensor = weights.pop(f"model.layers.{i}.{hf_name}").float()
-                if ours in ("attn.q_proj.weight", "attn.k_proj.weight"):
-                    tensor = rope_to_pairs(tensor, config.num_heads)
-                state[f"layers.{i}.{ours}"] = tensor
+                state[f"layers.{i}.{ours}"] = _reorder(ours, tensor, config.num_heads,
+                                                        rope_to_pairs)
     except KeyError as exc:
         raise CheckpointError(f"the Llama weights lack {exc.args[0]}") from None
     extra = [name for name in weights if "rotary_emb" not in name]

@@ -1,5 +1,5 @@
-"""`lmlab export` (a trained model as one safetensors file, or as a Hugging Face Llama folder)
-and `lmlab import` (a Hugging Face Llama folder as an lmlab model)."""
+"""`lmlab export` (a trained model as one safetensors file, or as a Hugging Face Llama folder,
+Qwen3 with QK-norm) and `lmlab import` (a Hugging Face Llama or Qwen3 folder as an lmlab model)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +19,8 @@ def export_command(
         show_default=False)] = None,
     format: Annotated[str, typer.Option(
         help="lmlab: one safetensors file (weights, config, tokenizer); hf: a Hugging Face "
-        "Llama folder (config.json, model.safetensors, tokenizer.json, ...) that "
+        "Llama folder (Qwen3 with model.qk_norm; config.json, model.safetensors, "
+        "tokenizer.json, ...) that "
         "AutoModelForCausalLM and AutoTokenizer load; --out names the folder.")] = "lmlab",
     tokenizer_dir: Annotated[Path | None, typer.Option(
         "--tokenizer", help="Tokenizer directory to bundle (default: the one that made the "
@@ -38,10 +39,11 @@ def export_command(
         raise ConfigError(f"--format must be lmlab or hf, got {format!r}")
     model, config, tokenizer = load_run(run, tokenizer_dir)
     if format == "hf":
-        from lmlab.hf import export_hf
+        from lmlab.hf import ARCHITECTURES, export_hf
 
         folder = export_hf(model, tokenizer, out or (run if run.is_dir() else run.parent) / "hf")
-        typer.echo(f"wrote {folder} (Llama, {config.model.num_layers} layers, "
+        name = ARCHITECTURES[config.model.qk_norm][1].removesuffix("ForCausalLM")
+        typer.echo(f"wrote {folder} ({name}, {config.model.num_layers} layers, "
                    f"{tokenizer.vocab_size:,}-token tokenizer.json)")
         return
     out = out or (run if run.is_dir() else run.parent) / "model.safetensors"
@@ -54,11 +56,12 @@ def export_command(
 @app.command("import")
 def import_command(
     folder: Annotated[Path, typer.Argument(
-        help="A local Hugging Face Llama folder: config.json, *.safetensors, tokenizer.json.",
+        help="A local Hugging Face Llama or Qwen3 folder: config.json, *.safetensors, "
+        "tokenizer.json.",
         show_default=False)],
     out: Annotated[Path, typer.Option(help="Run directory to create.", show_default=False)],
 ) -> None:
-    """Turn a Hugging Face Llama checkpoint into an lmlab model.
+    """Turn a Hugging Face Llama (or Qwen3) into an lmlab model.
 
     Writes OUT/model.safetensors (weights, config, tokenizer): lmlab generate and lmlab eval
     take OUT, and train.init_from=OUT fine-tunes from it. Architectures lmlab cannot represent
