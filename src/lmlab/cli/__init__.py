@@ -24,7 +24,7 @@ from lmlab.cli import (
     train,  # noqa: F401  (registers `train`, `eval`)
 )
 from lmlab.cli.app import app
-from lmlab.errors import LmlabError
+from lmlab.errors import DistributedError, LmlabError
 
 
 def main() -> None:
@@ -39,7 +39,25 @@ def main() -> None:
             world = world_from_env()
             where = f"rank {world.rank}: " if world.size > 1 else ""
         print(f"error: {where}{exc}", file=sys.stderr)
+        if where and not isinstance(exc, DistributedError):  # this rank failed first
+            _exit_now_if_in_a_group()
         raise SystemExit(1) from None
+
+
+def _exit_now_if_in_a_group() -> None:
+    """End a failed rank at once while its process group is still live: the group is left up
+    after a failure (:func:`lmlab.training.distributed.distributed`), and destroying it at
+    interpreter exit, while a peer is still inside a collective, can abort the process with
+    SIGABRT, so torchrun reported the signal instead of the rank's exit code 1 (seen in CI).
+    Only the rank that failed first exits this way: one stopped by its peer's failure
+    (:class:`~lmlab.errors.DistributedError`) unwinds as usual, so it is still running when
+    torchrun sees the first rank's exit and names that rank as the cause."""
+    from torch import distributed as dist
+
+    if dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 __all__ = ["app", "main"]

@@ -153,10 +153,12 @@ def distributed(world: World, device: torch.device, backend: str,
     Only a run that ends well tears the group down: after a failure the peers may still be inside
     a collective, and destroying the group under them can abort this process (a gloo rank died of
     SIGABRT after printing its error, so the job reported the signal instead of the error). The
-    process is about to exit anyway, and torchrun ends the others. A run that ends well waits at a
-    barrier first, so no rank closes its connections while another is still at work (rank 0
-    writes the last checkpoint alone): a rank that tore down early was seen to die of SIGABRT
-    ("terminate called without an active exception") in a 2-rank gloo job that had finished.
+    process is about to exit anyway (``lmlab.cli.main`` ends it with ``os._exit`` so that the
+    interpreter's teardown does not destroy the group either), and torchrun ends the others. A
+    run that ends well waits at a barrier first, so no rank closes its connections while another
+    is still at work (rank 0 writes the last checkpoint alone): a rank that tore down early was
+    seen to die of SIGABRT ("terminate called without an active exception") in a 2-rank gloo job
+    that had finished.
     """
     backend = backend_for(backend, device)  # checked even when alone
     own_group = world.size > 1 and not dist.is_initialized()
