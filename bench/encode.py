@@ -1,4 +1,5 @@
-"""Benchmark: lmlab ``Tokenizer.encode`` and ``lmlab tokenize`` beside tiktoken ``gpt2``, one run.
+"""Benchmark: lmlab ``Tokenizer.encode`` and ``lmlab tokenizer encode`` beside tiktoken ``gpt2``,
+one run.
 
 Both use the GPT-2 vocabulary and merges (lmlab reads them from the CS336 fixtures, tiktoken from
 its offline cache) and must give the same ids, which is checked. Measured on TinyStories and OWT
@@ -59,8 +60,8 @@ def main() -> None:
 
     print(f"# GPT-2 encoding, MB/s (best of {args.repeats}); {describe_machine()}")
     print(
-        f"# tiktoken {tiktoken.__version__}, 1 thread; lmlab tokenize: {args.workers} workers"
-        " (one per 4 MB of input at most)"
+        f"# tiktoken {tiktoken.__version__}, 1 thread; lmlab tokenizer encode: {args.workers} "
+        "workers (one per 4 MB of input at most)"
     )
     print(
         f"{'file':<22}{'MB':>6}{'tiktoken':>10}{'1st pass':>10}{'ratio':>7}{'warm':>8}{'ratio':>7}"

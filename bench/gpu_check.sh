@@ -46,8 +46,8 @@ python - "$WORK" <<'PY' || status=1
 import sys
 from pathlib import Path
 import numpy as np
-sys.path.insert(0, "tests")
-from tiny_runs import write_tokens
+sys.path.insert(0, ".")
+from tests.helpers.tiny_runs import write_tokens
 out = Path(sys.argv[1])
 rng = np.random.default_rng(0)
 for split, n in (("train", 50_000_000), ("valid", 1_000_000)):

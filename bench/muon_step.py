@@ -27,8 +27,10 @@ from bench.common import describe_machine  # noqa: E402
 from lmlab.config import load_config  # noqa: E402
 from lmlab.device import resolve_device, resolve_matmul_dtype  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
-from lmlab.optim import Muon  # noqa: E402
-from lmlab.training.loop import build_optimizer  # noqa: E402
+from lmlab.optim import (
+    Muon,  # noqa: E402
+    build_optimizer,  # noqa: E402
+)
 
 SETTINGS = dict(lr=0.02, momentum=0.95, weight_decay=0.1)
 

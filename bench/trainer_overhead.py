@@ -32,12 +32,17 @@ from lmlab.config import Config, config_from_dict, load_config  # noqa: E402
 from lmlab.device import autocast, compiled, resolve_device, resolve_dtype  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
 from lmlab.nn import TransformerLM  # noqa: E402
-from lmlab.optim import clip_grad_norm  # noqa: E402
+from lmlab.optim import (  # noqa: E402
+    build_optimizer,
+    clip_grad_norm,  # noqa: E402
+    learning_rate,
+    set_learning_rate,
+)
 from lmlab.tokens import load_tokens
 from lmlab.training.batches import RandomBatches  # noqa: E402
-from lmlab.training.loop import build_optimizer, learning_rate, set_learning_rate, train  # noqa: E402
+from lmlab.training.loop import train  # noqa: E402
 from lmlab.training.rundir import RunDir  # noqa: E402
-from tests.tiny_runs import write_tokens  # noqa: E402
+from tests.helpers.tiny_runs import write_tokens  # noqa: E402
 
 
 def bare_tokens_per_s(config: Config, warmup: int, steps: int) -> float:

@@ -1,5 +1,6 @@
-"""Shared test helpers: where the team's real data lives, a tiny model config, and a machine
-without a C++ compiler."""
+"""Shared fixtures (the team's real data, a tiny model config, a machine without a C++
+compiler) and the markers: a ``faults`` test is also ``slow``. Helper functions live in
+``tests/helpers/``."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from lmlab.config import ModelConfig
+from tests.helpers.paths import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A ``faults`` test is also ``slow``."""
+    for item in items:
+        if item.get_closest_marker("faults"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

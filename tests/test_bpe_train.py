@@ -13,7 +13,7 @@ from lmlab.errors import DataError, TokenizerError
 from lmlab.tokenizer import bpe, files, pretokenize, train, train_bpe
 from lmlab.tokenizer.pretokenize import GPT2_PATTERN
 from lmlab.tokenizer.train import count_file_pretokens
-from tests.tokenizer_refs import FIXTURES, need, reference_merges, reference_vocab
+from tests.helpers.tokenizer_refs import FIXTURES, need, reference_merges, reference_vocab
 
 
 @pytest.mark.parametrize("module", [bpe, files, pretokenize, train])

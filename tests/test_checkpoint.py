@@ -1,4 +1,5 @@
-"""Checkpoints: round trips, atomic writes, and one-line errors for bad or mismatched files."""
+"""Checkpoints: round trips, atomic writes, and one-line errors for bad or mismatched files (the
+portable model files are tests/test_weights.py's)."""
 
 import doctest
 import io
@@ -6,7 +7,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-import safetensors.torch
 import torch
 
 from lmlab import errors
@@ -14,17 +14,15 @@ from lmlab.config import ModelConfig, load_config
 from lmlab.errors import CheckpointError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
-from lmlab.optim import AdamW
+from lmlab.optim import AdamW, build_optimizer
 from lmlab.training.checkpoint import (
-    export_weights,
+    checkpoint_config,
     load_checkpoint,
-    load_model,
     load_training_state,
     save_checkpoint,
     save_training_state,
 )
-from lmlab.training.loop import build_optimizer
-from tests.tiny_runs import tiny_run
+from tests.helpers.tiny_runs import tiny_run
 
 TINY = ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2)
 
@@ -166,75 +164,13 @@ def test_a_restored_optimizer_keeps_the_new_configs_rates(tmp_path: Path) -> Non
             torch.testing.assert_close(saved[key], loaded[key], rtol=0, atol=0)
 
 
-def test_load_model_from_a_checkpoint_or_run_dir(tmp_path: Path) -> None:
+def test_the_config_a_checkpoint_was_saved_with(tmp_path: Path) -> None:
     words = tiny_run(tmp_path)
-    state = _training_state(words)
-    path = tmp_path / "runs" / "run" / "checkpoints" / "last.pt"
-    save_training_state(path, state)
-    for source in (path, tmp_path / "runs" / "run"):
-        model, config = load_model(source)
-        assert config.model == TINY and not model.training
-        _assert_same(model.state_dict(), state["model"])
-    with pytest.raises(CheckpointError, match="has no config"):
-        save_checkpoint(*_trained(), 1, tmp_path / "plain.pt")
-        load_model(tmp_path / "plain.pt")
-
-
-@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-def test_exported_weights_load_back_with_their_config(tmp_path: Path, tied: bool) -> None:
-    config = load_config(None, [*tiny_run(tmp_path), f"model.tie_embeddings={str(tied).lower()}"])
-    torch.manual_seed(0)
-    model = TransformerLM(config.model)
-    path = tmp_path / "out" / "model.safetensors"
-    export_weights(model, config, path)
-    stored = safetensors.torch.load_file(path)  # any safetensors reader sees the tensors
-    state = model.state_dict()
-    assert stored.keys() == state.keys()  # a tied matrix under both names
-    for name, tensor in stored.items():
-        torch.testing.assert_close(tensor, state[name], rtol=0, atol=0)
-    plain = TransformerLM(config.model)
-    plain.load_state_dict(stored)  # strict: a plain reader finds every key
-    _assert_same(plain.state_dict(), state)
-    loaded, loaded_config = load_model(path)
-    assert loaded_config == config and not loaded.training
-    _assert_same(loaded.state_dict(), state)
-    tokens = torch.randint(0, config.model.vocab_size, (2, 16))
-    torch.testing.assert_close(loaded(tokens), model.eval()(tokens), rtol=0, atol=0)
-    if tied:
-        assert loaded.lm_head.weight is loaded.token_embeddings.weight
-
-
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "missing", "foreign"])
-def test_damaged_weights_files_are_one_line_errors(tmp_path: Path, damage: str) -> None:
-    config = load_config(None, tiny_run(tmp_path))
-    path = tmp_path / "model.safetensors"
-    export_weights(TransformerLM(config.model), config, path)
-    data = path.read_bytes()
-    if damage == "missing":
-        path.unlink()
-    elif damage == "foreign":  # a safetensors file from elsewhere: no lmlab config inside
-        safetensors.torch.save_file({"w": torch.zeros(2)}, path)
-    else:
-        path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"x" * 500,
-                          "empty": b""}[damage])
-    with pytest.raises(CheckpointError) as info:
-        load_model(path)
-    assert str(path) in str(info.value) and "\n" not in str(info.value)
-    if damage == "foreign":
-        assert "not written by `lmlab export`" in str(info.value)
-
-
-def test_a_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = load_config(None, tiny_run(tmp_path))
-
-    def crash(tensors: object, filename: str, metadata: object) -> None:
-        Path(filename).write_bytes(b"half a file")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(safetensors.torch, "save_file", crash)
-    with pytest.raises(KeyboardInterrupt):
-        export_weights(TransformerLM(config.model), config, tmp_path / "w" / "model.safetensors")
-    assert not any(path.is_file() for path in (tmp_path / "w").rglob("*"))  # no half file
+    save_training_state(tmp_path / "t.pt", _training_state(words))
+    assert checkpoint_config(tmp_path / "t.pt") == load_config(None, words)
+    save_checkpoint(*_trained(), 1, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="plain.pt has no config: it was not saved by "):
+        checkpoint_config(tmp_path / "plain.pt")
 
 
 def test_errors_docstring_examples() -> None:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from lmlab_cli import cli
-from tiny_runs import VOCAB, pattern_tokens, tiny_run, write_tokens
 
 from lmlab.config import load_config
-from lmlab.training.loop import learning_rate, train
+from lmlab.optim import learning_rate
+from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tiny_runs import VOCAB, pattern_tokens, tiny_run, write_tokens
 
 
 def test_eval_refuses_data_from_another_tokenizer(tmp_path: Path, capsys) -> None:
@@ -142,7 +143,7 @@ def test_auto_resume_without_a_checkpoint_keeps_the_old_log(tmp_path: Path, caps
 
 def test_progress_lines_when_no_bar_is_drawn(tmp_path: Path, capsys, monkeypatch) -> None:
     """A log file or --no-progress still shows that a run is alive, and how far it is."""
-    monkeypatch.setattr("lmlab.training.loop.PROGRESS_LINE_S", 0.0)
+    monkeypatch.setattr("lmlab.training.display.PROGRESS_LINE_S", 0.0)
     config, words = _empty_config(tmp_path), tiny_run(tmp_path, "train.max_steps=4")
     code, _, err = cli(capsys, "train", config, *words, "--no-progress")
     lines = err.strip().splitlines()
@@ -156,7 +157,7 @@ def test_a_step_past_the_time_budget_shows_100_percent_and_no_negative_eta(
         tmp_path: Path, capsys, monkeypatch) -> None:
     """A step is not cut short, so a time budget's last step ends past it: the line must not
     say 184% and ETA -1m43s (as a 134M model's 20 s CPU steps once did)."""
-    monkeypatch.setattr("lmlab.training.loop.PROGRESS_LINE_S", 0.0)
+    monkeypatch.setattr("lmlab.training.display.PROGRESS_LINE_S", 0.0)
     config = _empty_config(tmp_path)
     words = tiny_run(tmp_path, "train.max_steps=none", "train.time_budget_s=0.000001")
     code, _, err = cli(capsys, "train", config, *words, "--no-progress")
@@ -169,7 +170,7 @@ def test_a_sweep_reads_at_80_columns_and_shows_progress(tmp_path: Path, capsys,
                                                         monkeypatch) -> None:
     """In a log file (no terminal: rich draws 80 columns) every run name shows in full, and a
     sequential sweep tells how each run is going before the end."""
-    monkeypatch.setattr("lmlab.training.loop.PROGRESS_LINE_S", 0.0)
+    monkeypatch.setattr("lmlab.training.display.PROGRESS_LINE_S", 0.0)
     words = tiny_run(tmp_path, "train.max_steps=3")
     words = [w for w in words if not w.startswith("run.name=")]
     code, out, err = cli(capsys, "sweep", _empty_config(tmp_path), *words,

@@ -9,8 +9,8 @@ from lmlab.config import load_config
 from lmlab.nn import TransformerLM
 from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
-from tests.lmlab_cli import cli
-from tests.tiny_runs import tiny_run
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tiny_runs import tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 PLACEHOLDER = ["data.train_path=t.bin", "data.valid_path=v.bin"]

@@ -5,7 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from lmlab.config import Config, config_from_dict, load_config
+from lmlab.config import (
+    BOOKKEEPING,
+    DATA_KEYS,
+    LENGTH_KEYS,
+    MODEL_KEYS,
+    SEED,
+    Config,
+    ModelConfig,
+    config_from_dict,
+    diff,
+    flatten,
+    has_role,
+    load_config,
+    model_differences,
+)
 from lmlab.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -121,3 +135,45 @@ def test_every_field_has_a_description() -> None:
 def test_toml_literals_in_presets_are_plain() -> None:
     for preset in CONFIGS.glob("*.toml"):
         assert set(tomllib.loads(preset.read_text())) <= set(Config.model_fields)
+
+
+def test_diff_finds_the_changed_keys_in_any_form() -> None:
+    base = load_config(None, ["data.train_path=t.bin", "data.valid_path=v.bin",
+                              "train.max_steps=10"])
+    other = load_config(None, ["data.train_path=t.bin", "data.valid_path=v.bin",
+                               "train.max_steps=10", "optim.lr_max=3e-3", "run.name=b",
+                               "train.log_interval=1"])
+    every = [(c.key, c.before, c.after) for c in diff(base, other)]
+    assert every == [("optim.lr_max", 1e-3, 3e-3), ("train.log_interval", 10, 1),
+                     ("run.name", "run", "b")]
+    assert [c.key for c in diff(base, other, ignoring=BOOKKEEPING)] == ["optim.lr_max"]
+    nested, flat = base.model_dump(mode="json"), flatten(other.model_dump(mode="json"))
+    assert [c.key for c in diff(nested, flat, ignoring=BOOKKEEPING)] == ["optim.lr_max"]
+
+
+def test_diff_skips_keys_one_side_lacks_and_compares_what_values_mean() -> None:
+    old = {"model": {"d_model": 64}, "data": {"train_path": "a/train.bin"}}
+    new = {"model": {"d_model": 64, "qk_norm": False}, "data": {"train_path": "b/train.bin"}}
+    assert [c.key for c in diff(old, new)] == ["data.train_path"]  # qk_norm is newer than old
+    same_file = diff(old, new, same=lambda key, value: Path(value).name if "path" in key
+                     else value)
+    assert same_file == []
+
+
+def test_every_key_has_one_role() -> None:
+    """The roles are declared once; a key is not both bookkeeping and the run's length."""
+    keys = flatten(load_config(None, ["data.train_path=t.bin", "data.valid_path=v.bin",
+                                      "train.max_steps=10"]).model_dump(mode="json"))
+    roles = {"model": MODEL_KEYS, "data": DATA_KEYS, "length": LENGTH_KEYS, "seed": (SEED,),
+             "bookkeeping": BOOKKEEPING}
+    for key in keys:
+        assert sum(has_role(key, role) for role in roles.values()) <= 1, key
+    assert has_role("train.max_tokens", LENGTH_KEYS) and has_role("run.trackers", BOOKKEEPING)
+    assert not has_role("train.batch_size", BOOKKEEPING + LENGTH_KEYS)
+
+
+def test_model_differences_compare_the_ffn_width_as_used() -> None:
+    assert model_differences(ModelConfig(d_model=64), ModelConfig(d_model=64, d_ff=192)) == []
+    assert model_differences(ModelConfig(dropout=0.1), ModelConfig(), ignoring={"dropout"}) == []
+    assert model_differences(ModelConfig(num_layers=2), ModelConfig(num_layers=3)) == [
+        "model.num_layers=2 (config has 3)"]

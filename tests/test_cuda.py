@@ -11,7 +11,7 @@ from lmlab.config import ModelConfig, load_config
 from lmlab.nn import TransformerLM
 from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
-from tests.tiny_runs import tiny_run
+from tests.helpers.tiny_runs import tiny_run
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -9,7 +9,7 @@ import torch
 from lmlab.errors import CheckpointError, DataError
 from lmlab.tokens import load_tokens, sidecar_path
 from lmlab.training.batches import RandomBatches, get_batch, sampled_batches, sequential_batches
-from tests.tiny_runs import write_tokens
+from tests.helpers.tiny_runs import write_tokens
 
 
 def test_get_batch_gives_windows_and_next_token_targets() -> None:

@@ -13,7 +13,7 @@ from torch._inductor import config as inductor
 from lmlab.config import load_config
 from lmlab.device import missing_compiler, resolve_dtype, resolve_matmul_dtype
 from lmlab.training.loop import train
-from tests.tiny_runs import tiny_run
+from tests.helpers.tiny_runs import tiny_run
 
 CPU = torch.device("cpu")
 HARDWARE = [(True, False, True), (False, True, True), (False, False, False)]  # amx, avx512_bf16

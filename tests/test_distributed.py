@@ -25,8 +25,8 @@ from lmlab.training import torchrun as torchrun_wrapper
 from lmlab.training.distributed import World
 from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
-from tests.lmlab_cli import cli
-from tests.tiny_runs import tiny_run
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tiny_runs import tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
@@ -121,6 +121,7 @@ def resumable_copy(run: Path, name: str) -> Path:
     return run.parent / name
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_process_with_twice_the_batch(root: Path, two_ranks: Path) -> None:
     one = train(load_config(None, overrides(root, "train.batch_size=8", "run.name=one")))
     logged = records(two_ranks)
@@ -136,6 +137,7 @@ def test_grad_accum_equals_the_larger_batch(tmp_path: Path) -> None:
     assert_close(records(accumulated.run_dir), records(whole.run_dir))
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_the_job_with_its_error(failed_at_6: tuple) -> None:
     done, seconds, run = failed_at_6
     assert done.returncode != 0
@@ -150,6 +152,7 @@ def test_a_failing_rank_ends_the_job_with_its_error(failed_at_6: tuple) -> None:
     assert torch.load(RunDir(run).checkpoint, weights_only=True)["iteration"] == 4
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_rank_at_a_checkpoint_quietly(tmp_path: Path) -> None:
     """Ctrl-C reaches the launcher, torchrun and both ranks (one process group): the ranks save a
     checkpoint and say how to resume; torchrun adds no traceback; the exit code is 130."""
@@ -182,6 +185,7 @@ def test_docstring_examples(module) -> None:
     assert result.failed == 0 and result.attempted > 0
 
 
+@pytest.mark.slow
 def test_resume_under_two_ranks_equals_an_uninterrupted_run(root: Path, two_ranks: Path,
                                                             failed_at_6: tuple) -> None:
     resumable_copy(failed_at_6[2], "resumed2")
@@ -190,6 +194,7 @@ def test_resume_under_two_ranks_equals_an_uninterrupted_run(root: Path, two_rank
     assert records(root / "runs" / "resumed2") == records(two_ranks)
 
 
+@pytest.mark.slow
 def test_resume_on_one_process_keeping_the_global_batch(root: Path, two_ranks: Path,
                                                         failed_at_6: tuple) -> None:
     resumable_copy(failed_at_6[2], "resumed1")

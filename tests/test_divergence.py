@@ -129,7 +129,7 @@ def test_a_run_whose_final_evaluation_blows_up_ends_diverged(tmp_path: Path,
                                                             monkeypatch) -> None:
     from lmlab.config import load_config
     from lmlab.training import loop
-    from tests.tiny_runs import tiny_run
+    from tests.helpers.tiny_runs import tiny_run
 
     real = loop.evaluate
 

@@ -24,9 +24,8 @@ from lmlab.config import load_config
 from lmlab.training import checkpoint
 from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
-from tests.lmlab_cli import cli
-from tests.test_train import _wait_for_step, losses
-from tests.tiny_runs import tiny_run
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tiny_runs import losses, tiny_run, wait_for_step
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["train.max_steps=40", "optim.cosine_cycle_iters=40", "train.ckpt_interval=5",
@@ -64,7 +63,7 @@ def test_sigkills_at_random_moments_resume_to_the_same_losses(tmp_path: Path,
     rng = random.Random(15)
     for _ in range(3):
         proc = _start(words)
-        _wait_for_step(run, max(losses(run), default=0) + rng.randint(1, 9), proc)
+        wait_for_step(run, max(losses(run), default=0) + rng.randint(1, 9), proc)
         time.sleep(rng.uniform(0, 0.05))  # anywhere in a step: mid-write of a log or checkpoint
         proc.kill()
         proc.wait()
@@ -81,7 +80,7 @@ def test_a_second_writer_stops_before_writing(tmp_path: Path, capsys) -> None:
     run = RunDir(tmp_path / "runs" / "run")
     first = _start(words)
     try:
-        _wait_for_step(run.root, 6, first)
+        wait_for_step(run.root, 6, first)
         config = REPO / "configs" / "experiments" / "cpu-base.toml"
         code, out, err = cli(capsys, "train", config, *words, "--resume")
         assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
@@ -112,7 +111,7 @@ def test_a_second_sweep_on_one_folder_skips_the_point_the_first_holds(tmp_path: 
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         point = tmp_path / "runs" / "s" / "lr_max-0.01"
-        _wait_for_step(point, 3, first)
+        wait_for_step(point, 3, first)
         code, out, err = cli(capsys, *args)
         assert code == 0
         assert f"lr_max-0.01: in use by pid {first.pid} on " in err and "skipped" in err

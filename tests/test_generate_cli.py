@@ -6,12 +6,12 @@ import pytest
 from lmlab.config import load_config
 from lmlab.errors import TokenizerError
 from lmlab.generate import Sampling
-from lmlab.inference import complete, find_tokenizer, load_run
+from lmlab.inference import complete, find_tokenizer, load_run, run_config
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokens import tokenize_file
 from lmlab.training.loop import train
-from tests.lmlab_cli import cli
-from tests.tokenizer_refs import FIXTURES, need
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tokenizer_refs import FIXTURES, need
 
 EOT = "<|endoftext|>"
 
@@ -100,7 +100,8 @@ def test_an_empty_prompt_starts_a_new_document(run_dir, capsys):
 
 
 def test_the_tokenizer_is_found_next_to_the_data_and_checked(run_dir, tmp_path):
-    _, config, tokenizer = load_run(run_dir)
+    _, _, tokenizer = load_run(run_dir)
+    config = run_config(run_dir)
     assert tokenizer.fingerprint() == Tokenizer.load(run_dir.parent.parent / "data" /
                                                      "tokenizer").fingerprint()
     other = Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT])
@@ -142,7 +143,7 @@ def test_a_truncated_checkpoint_is_a_one_line_error(run_dir, tmp_path, capsys):
 
 
 def test_a_run_whose_data_moved_asks_for_a_tokenizer(run_dir, tmp_path):
-    _, config, _ = load_run(run_dir)
+    config = run_config(run_dir)
     config.data.train_path = tmp_path / "moved" / "train.bin"
     with pytest.raises(TokenizerError, match=r"cannot find the tokenizer .* pass --tokenizer DIR"):
         find_tokenizer(config)

@@ -15,6 +15,7 @@ def test_gpu_check_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine runs the real check")
 def test_gpu_check_without_cuda_says_so_and_estimates(tmp_path):
     result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300,

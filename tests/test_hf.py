@@ -16,10 +16,10 @@ from lmlab.hf import export_hf
 from lmlab.inference import load_run
 from lmlab.nn import TransformerLM
 from lmlab.tokenizer import Tokenizer, train_bpe
-from lmlab.training.checkpoint import export_weights
-from tests.conftest import SHARED_DATA
-from tests.lmlab_cli import cli
-from tests.tokenizer_refs import FIXTURES, need
+from lmlab.weights import export_weights
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.paths import SHARED_DATA
+from tests.helpers.tokenizer_refs import FIXTURES, need
 
 transformers = pytest.importorskip("transformers")
 EOT = "<|endoftext|>"
@@ -109,11 +109,8 @@ def test_tokenizer_json_ids_on_any_text(tmp_path_factory, tokenizer, text: str) 
 def test_export_import_export_is_the_identity(tmp_path: Path, tokenizer, tied: bool,
                                               qk_norm: bool, capsys) -> None:
     model = _model(tied, qk_norm=qk_norm)
-    config = load_config(None, ["data.train_path=x.bin", "data.valid_path=x.bin",
-                                "train.max_steps=1"])
-    config.model = model.config
     weights = tmp_path / "model.safetensors"
-    export_weights(model, config, weights, tokenizer.to_texts())
+    export_weights(model, weights, tokenizer.to_texts())
     code, out, err = cli(capsys, "export", weights, "--format", "hf", "--out", tmp_path / "a")
     name = "Qwen3" if qk_norm else "Llama"
     assert code == 0 and out.startswith(f"wrote {tmp_path / 'a'} ({name}, 3 layers"), err

@@ -11,10 +11,10 @@ from lmlab.config import load_config
 from lmlab.device import resolve_matmul_dtype
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
-from lmlab.optim import Muon, orthogonalize
+from lmlab.optim import Muon, build_optimizer, orthogonalize, set_learning_rate
 from lmlab.optim.muon import orthogonalize_all
-from lmlab.training.loop import build_optimizer, set_learning_rate, train
-from tests.tiny_runs import tiny_run
+from lmlab.training.loop import train
+from tests.helpers.tiny_runs import tiny_run
 
 
 @pytest.mark.parametrize("shape", [(32, 64), (64, 32), (48, 48)])

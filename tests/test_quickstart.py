@@ -9,7 +9,7 @@ import pytest
 from lmlab.datasets import head
 from lmlab.errors import ConfigError, DataError
 from lmlab.quickstart import quickstart
-from tests.tokenizer_refs import FIXTURES, need
+from tests.helpers.tokenizer_refs import FIXTURES, need
 
 
 @pytest.fixture
@@ -50,6 +50,7 @@ def test_without_texts_or_network_it_fails_fast_and_says_what_to_do(tmp_path, mo
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_run_s_warnings_reach_the_student(tmp_path, text, without_cxx):
     """The preset compiles; where it cannot (no C++ compiler), the quickstart says so."""
     lines: list[str] = []

@@ -15,28 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer.main
 
-from lmlab.cli import app
+from tests.helpers.readme import bash_blocks, commands, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--steps", "3", "--no-progress", "model.vocab_size=512", "model.context_length=64",
          "model.num_layers=1", "train.batch_size=8", "train.eval_batches=4",
          "train.compile=false"]
 """Appended to `lmlab quickstart`: seconds instead of the preset's ten minutes."""
-
-
-def bash_blocks(section: str) -> list[str]:
-    """The ```bash blocks of the README section with this ``## `` heading."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    body = readme.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```bash\n(.*?)```", body, flags=re.DOTALL)
-
-
-def commands(block: str) -> list[list[str]]:
-    """Each command of a block as words: continued lines joined, comments dropped."""
-    lines = block.replace("\\\n", " ").splitlines()
-    return [words for line in lines if (words := shlex.split(line, comments=True))]
 
 
 def run(words: list[str], cwd: Path) -> str:
@@ -48,6 +34,7 @@ def run(words: list[str], cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_quickstart_block_runs_as_written(tmp_path):
     block = bash_blocks("Quickstart")[0]
     quickstart, generate = commands(block)
@@ -92,13 +79,7 @@ def as_lmlab(words: list[str]) -> list[str]:
 )
 def test_every_readme_command_parses(words):
     """Each command names real subcommands and options with valid values (nothing runs)."""
-    assert words[0] == "lmlab"
-    command = typer.main.get_command(app)
-    context = command.make_context("lmlab", words[1:])
-    args = words[1:]
-    while hasattr(command, "resolve_command"):  # a group: descend into the named subcommand
-        name, command, args = command.resolve_command(context, args)
-        context = command.make_context(name, args, parent=context)
+    parse(words)
 
 
 TINY = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.context_length=32",
@@ -109,6 +90,7 @@ TINY = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.co
 """Appended to each `lmlab train` and `lmlab sweep` of the flow: a few steps of a tiny model."""
 
 
+@pytest.mark.slow
 def test_the_training_and_experiments_flow_runs_as_written(shared_data, tmp_path):
     """tokenize -> train -> eval -> sweep -> plot -> report, as the README's Training and
     Experiments sections write them, in a fresh folder whose data/tinystories holds the shared

@@ -13,9 +13,9 @@ from lmlab.experiments.sweep import Sweep
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokens import tokenize_file
 from lmlab.training.rundir import RunDir
-from tests.conftest import SHARED_DATA
-from tests.test_plot import fake_run
-from tests.test_train import cli
+from tests.helpers.fake_runs import fake_run
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.paths import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,6 +44,7 @@ def test_every_run_is_in_the_report_and_every_figure_exists(tmp_path: Path,
     assert "Once upon a time there was a test." in text  # the best run's samples.txt
 
 
+@pytest.mark.slow
 def test_a_sweep_report_names_its_base_and_generates_a_sample(tmp_path: Path) -> None:
     """A real sweep on a real tokenizer: the report names the base config and its changes, and
     samples the best run's checkpoint."""

@@ -14,10 +14,9 @@ from lmlab.experiments.runner import run_sweep
 from lmlab.experiments.stability import edges
 from lmlab.experiments.summary import over_seeds, within_noise
 from lmlab.training.rundir import Run, RunDir
-from tests.lmlab_cli import cli
-from tests.test_plot import fake_run
-from tests.test_sweep import PRESET, STEPS_ONLY, tiny_sweep
-from tests.tiny_runs import tiny_run, write_tokens
+from tests.helpers.fake_runs import fake_run
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tiny_runs import PRESET, STEPS_ONLY, tiny_run, tiny_sweep, write_tokens
 
 
 def seeded_run(root: Path, name: str, status: str, losses: list[float], seed: int, *,
@@ -29,6 +28,7 @@ def seeded_run(root: Path, name: str, status: str, losses: list[float], seed: in
     return path
 
 
+@pytest.mark.slow
 def test_every_point_runs_with_each_seed_and_the_summary_gives_the_spread(
         tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, "train.max_steps=12", "train.eval_interval=6", seeds=2,
@@ -172,8 +172,8 @@ def test_the_report_gives_spreads_noise_and_the_edge(tmp_path: Path,
     assert code == 0, err
     text = out.read_text()
     assert "| point | lr_max | seeds | status | final val loss |" in text
-    assert "| `lr_max-0.01` | 0.01 | 2 | finished | 2.1500 ± 0.0707 |" in text
-    assert "| `lr_max-0.03` | 0.03 | 2 | 1 finished, 1 diverged | 2.4000 (1 seed) |" in text
+    assert "| `lr_max-0.01` | 0.01 | 2 | finished | 2.150 ± 0.071 |" in text
+    assert "| `lr_max-0.03` | 0.03 | 2 | 1 finished, 1 diverged | 2.400 (1 seed) |" in text
     assert "+1.2000 (beyond noise)" in text  # 1e-3: 3.35 vs 2.15
     assert "- `lr_max-0.03__seed-1` diverged: train/loss 9.000 at step 2" in text
     assert "Edge of stability: best lr 0.01" in text and "published on one GPU" in text

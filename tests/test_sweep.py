@@ -1,5 +1,6 @@
 """`lmlab sweep` on tiny runs: a 2x2 grid and its summary, a restart after a kill, a diverging
-point, the token budget and learning-rate scaling, and bad input caught before any run."""
+point, the token budget and learning-rate scaling, bad input caught before any run, and sweep
+files: one-line errors naming the file and key, a round trip, every preset in every variant."""
 
 import csv
 import json
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,22 +16,15 @@ import pytest
 from lmlab.errors import ConfigError
 from lmlab.experiments.planning import plan
 from lmlab.experiments.runner import run_sweep
-from lmlab.experiments.sweep import Sweep
+from lmlab.experiments.sweep import Sweep, is_sweep_file
 from lmlab.training.rundir import Run, RunDir
-from tests.test_train import cli
-from tests.tiny_runs import CONTEXT, tiny_run
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tiny_runs import CONTEXT, PRESET, STEPS_ONLY, tiny_run, tiny_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-PRESET = REPO / "configs" / "tinystories-cpu.toml"
-STEPS_ONLY = ["train.time_budget_s=none", "train.schedule_over_time=false"]
 
 
-def tiny_sweep(tmp_path: Path, *overrides: str, **options) -> Sweep:
-    """A sweep of the tiny test runs (30 steps of a 2-layer, 32-wide model)."""
-    words = [*tiny_run(tmp_path), *STEPS_ONLY, *overrides]
-    return Sweep(config=PRESET, name="s", overrides=words, **options)
-
-
+@pytest.mark.slow
 def test_a_2x2_grid_makes_four_runs_and_a_summary(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, "train.max_steps=12", "train.eval_interval=6",
                        grid={"optim.lr_max": ["1e-3", "1e-2"], "train.batch_size": ["4", "8"]})
@@ -72,6 +67,7 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_restarted_sweep_skips_finished_runs_and_resumes_a_killed_one(tmp_path: Path) -> None:
     words = [*tiny_run(tmp_path), *STEPS_ONLY, "train.max_steps=40", "train.eval_interval=0"]
     grid = "optim.lr_max=1e-2,3e-3"
@@ -101,6 +97,7 @@ def test_a_restarted_sweep_skips_finished_runs_and_resumes_a_killed_one(tmp_path
     assert resumed[:saved] == killed[:saved]
 
 
+@pytest.mark.slow
 def test_a_diverging_point_is_recorded_and_the_sweep_completes(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, "optim.warmup_iters=0", "optim.grad_clip=none",
                        "train.max_steps=200", grid={"optim.lr_max": ["1e-2", "10"]})
@@ -141,7 +138,8 @@ def test_fixed_tokens_and_lr_scaling_follow_the_batch_size(tmp_path: Path) -> No
     ([], "nothing to sweep"),
     (["--grid", "optim.lr_max=1e-3", "data.valid_path=missing.bin"], "missing.bin"),
     (["--grid", "optim.lr_max=1e-3", "--variant", "cpu"], "is a training config, not a sweep"),
-    (["--grid", "train.batch_size=4", "--lr-scaling", "cubic"], "lr_scaling must be sqrt or"),
+    (["--grid", "train.batch_size=4", "--lr-scaling", "cubic"],
+     "'cubic' is not one of 'sqrt', 'linear'"),
 ])
 def test_bad_input_is_an_error_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture,
                                               args: list[str], message: str) -> None:
@@ -160,6 +158,7 @@ def test_parallel_workers_get_a_share_of_the_cpu_threads(monkeypatch) -> None:
     assert envs[0]["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
 
 
+@pytest.mark.slow
 def test_the_training_entry_point_trains_a_json_config_and_rejects_bad_input(
         tmp_path: Path) -> None:
     """`python -m lmlab.training` (what sweep subprocesses run): a config as JSON on stdin."""
@@ -192,3 +191,82 @@ def test_a_run_written_before_new_config_keys_is_the_same_point(tmp_path: Path) 
     events: list[str] = []
     run_sweep(plan(sweep), on_event=events.append)
     assert events == ["lr_max-0.01: finished, skipped"]
+
+
+EXPERIMENTS = REPO / "configs" / "experiments"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("seeds = 0", "seeds must be a whole number >= 1, got 0"),
+    ("seeds = 2.5", "seeds must be a whole number >= 1, got 2.5"),
+    ('lr_scaling = "cube"', "lr_scaling: Input should be 'sqrt' or 'linear' (got 'cube')"),
+    ("grids = {}", "unknown key 'grids' (valid: config, name, overrides, grid, list, "),
+    ('"optim.lr_max" = [1e-3]', "unknown key 'optim.lr_max'"),
+    ("[grid]\n\"optim.lr_max\" = []", "grid.optim.lr_max must be a non-empty list, got []"),
+    ("list = [[]]", "list must be a non-empty list of key=value words, got []"),
+    ("list = [[\"model.norm=none\", 3]]", "list.0.1: Input should be a valid string (got 3)"),
+])
+def test_a_bad_sweep_file_is_one_line_naming_the_file_and_key(tmp_path: Path, text: str,
+                                                              message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'config = "base.toml"\n{text}\n')
+    with pytest.raises(ConfigError) as caught:
+        Sweep.from_file(path)
+    assert str(caught.value).startswith(f"{path}: {message}"), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_a_sweep_file_without_a_config_names_the_missing_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[grid]\n"optim.lr_max" = [1e-3]\n')
+    with pytest.raises(ConfigError, match=r"^.*bad\.toml: missing key 'config'$"):
+        Sweep.from_file(path)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"seeds": 0}, "sweep: seeds must be a whole number >= 1, got 0"),
+    ({"lr_scaling": "cube"}, "sweep: lr_scaling: Input should be 'sqrt' or 'linear' (got 'cube')"),
+    ({"grid": {"optim.lr_max": []}}, "sweep: grid.optim.lr_max must be a non-empty list, got []"),
+])
+def test_bad_command_line_additions_are_one_line(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Sweep(config=PRESET).merge(**change)
+    assert str(caught.value) == message
+
+
+def test_a_good_sweep_file_round_trips(tmp_path: Path) -> None:
+    """Every key read as written (grid values as overrides write them, the base config beside
+    the file); written back under the file's keys, it reads the same."""
+    path = tmp_path / "good.toml"
+    path.write_text('config = "base.toml"\nname = "lr"\noverrides = ["train.max_steps=10"]\n'
+                    'list = [["model.norm=none"], ["model.norm=rms"]]\nfixed_tokens = true\n'
+                    'lr_scaling = "sqrt"\nseeds = 2\ndescription = "why"\n'
+                    '[grid]\n"optim.lr_max" = [1e-3, 3e-3]\n"train.batch_size" = [4]\n')
+    sweep = Sweep.from_file(path)
+    assert sweep == Sweep(config=tmp_path / "base.toml", name="lr",
+                          overrides=["train.max_steps=10"],
+                          grid={"optim.lr_max": ["0.001", "0.003"], "train.batch_size": ["4"]},
+                          points=[["model.norm=none"], ["model.norm=rms"]], fixed_tokens=True,
+                          lr_scaling="sqrt", seeds=2, description="why")
+    fields = sweep.model_dump(mode="json", by_alias=True)
+    grid = fields.pop("grid")
+    again = tmp_path / "again.toml"
+    again.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in fields.items())
+                     + "[grid]\n" + "".join(f"{json.dumps(key)} = {json.dumps(values)}\n"
+                                           for key, values in grid.items()))
+    assert Sweep.from_file(again) == sweep
+    assert sweep.merge() == sweep
+    merged = sweep.merge(grid={"optim.lr_max": ["1e-2"]}, overrides=["train.seed=3"],
+                         points=[["model.norm=none"]], seeds=None, lr_scaling="linear")
+    assert merged.grid == {"optim.lr_max": ["1e-2"], "train.batch_size": ["4"]}
+    assert merged.overrides == ["train.max_steps=10", "train.seed=3"]
+    assert len(merged.points) == 3 and (merged.seeds, merged.lr_scaling) == (2, "linear")
+
+
+@pytest.mark.parametrize("preset", [path for path in sorted(EXPERIMENTS.glob("*.toml"))
+                                    if is_sweep_file(path)], ids=lambda path: path.stem)
+def test_every_preset_loads_in_every_variant(preset: Path) -> None:
+    variants = tomllib.loads(preset.read_text(encoding="utf-8")).get("variant", {})
+    for variant in [None, *variants]:
+        sweep = Sweep.from_file(preset, variant)
+        assert sweep.config.is_file() and sweep.combinations(), (preset, variant)

@@ -145,7 +145,7 @@ def test_value_residual_mixes_the_first_block_s_values() -> None:
 def test_every_switch_at_once_trains_with_muon(tmp_path) -> None:
     from lmlab.config import load_config
     from lmlab.training.loop import train
-    from tests.tiny_runs import tiny_run
+    from tests.helpers.tiny_runs import tiny_run
 
     words = tiny_run(tmp_path, "train.max_steps=30", "optim.optimizer=muon", "model.ffn=relu2",
                      "model.qk_norm=true", "model.zero_init_proj=true", "model.logit_softcap=15",

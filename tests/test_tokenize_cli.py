@@ -1,4 +1,5 @@
-"""`lmlab tokenizer train` and `lmlab tokenize` end to end, token files and their sidecars."""
+"""`lmlab tokenizer train` and `lmlab tokenizer encode` (old name: `lmlab tokenize`) end to end,
+token files and their sidecars."""
 
 import doctest
 import json
@@ -22,8 +23,8 @@ from lmlab.tokenizer.pretokenize import (
     special_token_regex,
 )
 from lmlab.tokens import load_tokens, read_token_info, sidecar_path, token_dtype
-from tests.lmlab_cli import cli
-from tests.tokenizer_refs import FIXTURES, need
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tokenizer_refs import FIXTURES, need
 
 EOT = "<|endoftext|>"
 
@@ -47,7 +48,7 @@ def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
     source = FIXTURES / "tinystories_sample.txt"
     out = tmp_path / "data" / "train.bin"
     code, said, err = cli(
-        capsys, "tokenize", "--tokenizer", trained, "--input", source,
+        capsys, "tokenizer", "encode", "--tokenizer", trained, "--input", source,
         "--out", out, "--workers", workers,
     )  # fmt: skip
     assert code == 0, err
@@ -63,8 +64,21 @@ def test_bin_equals_encode(trained, tmp_path, monkeypatch, capsys, workers):
     assert sorted(p.name for p in out.parent.iterdir()) == ["train.bin", "train.bin.json"]
 
 
+def test_tokenize_is_the_old_name_of_tokenizer_encode(trained, tmp_path, capsys):
+    """Scripts written for `lmlab tokenize` keep working: the same command, the same files."""
+    source = FIXTURES / "tinystories_sample.txt"
+    said = {}
+    for name, words in {"new": ["tokenizer", "encode"], "old": ["tokenize"]}.items():
+        code, said[name], err = cli(capsys, *words, "--tokenizer", trained, "--input", source,
+                                    "--out", tmp_path / name / "train.bin", "--workers", 1)
+        assert code == 0, err
+    assert said["old"] == said["new"].replace(str(tmp_path / "new"), str(tmp_path / "old"))
+    assert ((tmp_path / "old" / "train.bin").read_bytes()
+            == (tmp_path / "new" / "train.bin").read_bytes())
+
+
 def test_help_explains_every_option(capsys):
-    for command in (["tokenizer", "train"], ["tokenize"]):
+    for command in (["tokenizer", "train"], ["tokenizer", "encode"], ["tokenize"]):
         code, out, _ = cli(capsys, *command, "--help")
         assert code == 0 and "--workers" in out and "--out" in out and "--input" in out
 
@@ -76,7 +90,7 @@ def test_tokenizer_commands_import_neither_torch_nor_matplotlib(trained, tmp_pat
     script = (
         "import sys\n"
         "from lmlab.cli import main\n"
-        f"sys.argv = ['lmlab', 'tokenize', '--tokenizer', {str(trained)!r},"
+        f"sys.argv = ['lmlab', 'tokenizer', 'encode', '--tokenizer', {str(trained)!r},"
         f" '--input', {str(source)!r}, '--out', {str(tmp_path / 'out.bin')!r}]\n"
         "try:\n"
         "    main()\n"
@@ -113,7 +127,7 @@ def test_tokenize_bad_input_leaves_no_output(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     code, _, err = cli(
-        capsys, "tokenize", "--tokenizer", trained, "--input", source,
+        capsys, "tokenizer", "encode", "--tokenizer", trained, "--input", source,
         "--out", out_dir / "x.bin", "--workers", 2,
     )  # fmt: skip
     assert code == 1 and err.startswith("error: ") and message in err
@@ -124,7 +138,7 @@ def test_tokenize_bad_input_leaves_no_output(
 def test_tokenize_with_a_broken_tokenizer(trained, tmp_path, capsys):
     (trained / "merges.txt").write_text("not a merge line at all\n", encoding="utf-8")
     code, _, err = cli(
-        capsys, "tokenize", "--tokenizer", trained,
+        capsys, "tokenizer", "encode", "--tokenizer", trained,
         "--input", FIXTURES / "tinystories_sample.txt", "--out", tmp_path / "x.bin",
     )  # fmt: skip
     assert code == 1 and "merges.txt:1: expected two tokens" in err
@@ -192,7 +206,7 @@ def test_missing_token_file(tmp_path):
 
 def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
     """The README's `## Tokenizer` block, as written, on a small text in a fresh folder."""
-    from tests.test_readme import bash_blocks, commands
+    from tests.helpers.readme import bash_blocks, commands
 
     data = tmp_path / "data" / "tinystories"
     data.mkdir(parents=True)

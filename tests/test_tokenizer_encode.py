@@ -23,10 +23,16 @@ from lmlab.tokenizer.pretokenize import (
     WHITESPACE,
     is_one_pretoken,
 )
-from tests.conftest import SHARED_DATA
-from tests.tokenizer_refs import FIXTURES, gpt2_unicode_to_byte, need, tiktoken_gpt2
+from tests.helpers.paths import SHARED_DATA
+from tests.helpers.tokenizer_refs import (
+    EOT,
+    FIXTURES,
+    TRICKY,
+    gpt2_unicode_to_byte,
+    need,
+    tiktoken_gpt2,
+)
 
-EOT = "<|endoftext|>"
 TEXTS = [
     FIXTURES / "address.txt",
     FIXTURES / "german.txt",
@@ -37,19 +43,6 @@ TEXTS = [
     SHARED_DATA / "tinystories" / "valid.txt",
     SHARED_DATA / "owt" / "train.txt",
 ]
-# Text that stresses the regex and the units: contractions, digits, runs of spaces and newlines,
-# whitespace beyond ASCII, words around the 15 bytes that a unit's packed key holds, other scripts.
-# Not code points unassigned in Python's Unicode database (Cn): the `regex` module's newer tables
-# make some of them letters (U+3D000 is one) where tiktoken's older ones do not.
-TRICKY = st.lists(
-    st.one_of(
-        st.sampled_from(list(" \n\t'sdmtlvre0123 ...!?<|>") + [EOT, "  ", "\n\n", "'ll", "'ve"]),
-        st.sampled_from(["\xa0", "\x85", "\u2003", "\u2028", "\u3000", "\u1680", "\x1c", "\x00"]),
-        st.sampled_from(["a" * 7, "b" * 8, "c" * 14, "d" * 15, "e" * 16, "é" * 8, "lmlab.tokens"]),
-        st.characters(codec="utf-8", exclude_categories=["Cn"]),
-    ),
-    max_size=30,
-).map("".join)
 
 
 @contextmanager

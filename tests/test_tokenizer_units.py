@@ -11,7 +11,7 @@ from lmlab.tokenizer import units as units_module
 from lmlab.tokenizer.keytable import EMPTY, KeyTable
 from lmlab.tokenizer.pretokenize import PRETOKEN_RE, UNIT_RE
 from lmlab.tokenizer.units import MAX_KEY_BYTES, UnitCache, Units
-from tests.test_tokenizer_encode import TRICKY
+from tests.helpers.tokenizer_refs import TRICKY
 
 
 def test_docstring_examples():

@@ -15,7 +15,7 @@ from lmlab.config import load_config
 from lmlab.errors import ConfigError
 from lmlab.training.rundir import RunDir
 from lmlab.training.tracking import JsonlTracker, Trackers
-from tests.tiny_runs import tiny_run
+from tests.helpers.tiny_runs import tiny_run
 
 
 def test_jsonl_writes_one_object_per_line(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,25 @@ import torch
 import torch.nn.functional as F
 
 from lmlab.config import load_config
-from lmlab.training.checkpoint import load_model
-from lmlab.training.loop import learning_rate, train
+from lmlab.optim import learning_rate
+from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
-from tests.lmlab_cli import cli
-from tests.tiny_runs import CONTEXT, VOCAB, pattern_tokens, tiny_run, write_tokens
+from lmlab.weights import load_model
+from tests.helpers.lmlab_cli import cli
+from tests.helpers.tiny_runs import (
+    CONTEXT,
+    VOCAB,
+    losses,
+    pattern_tokens,
+    tiny_run,
+    wait_for_step,
+    write_tokens,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = {"step", "tokens", "wall_time_s", "train_time_s"}
 TRAIN_KEYS = {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"}
 VAL_KEYS = {"val/loss", "val/ppl", "val/bpb"}
-
-
-def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["train/loss"] for r in RunDir(run).read_metrics() if "train/loss" in r}
 
 
 def test_train_writes_the_run_directory_and_learns(tmp_path: Path,
@@ -100,21 +104,14 @@ def _start(tmp_path: Path, *words: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_step(run: Path, step: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while max(losses(run), default=0) < step:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
+@pytest.mark.slow
 def test_sigkill_between_checkpoints_resumes_from_the_last_one(tmp_path: Path) -> None:
     """Killed mid-interval (the logged loss averages 4 steps, checkpoints every 5 steps)."""
     words = ("train.max_steps=1000", "optim.cosine_cycle_iters=1000", "train.ckpt_interval=5",
              "train.eval_interval=0", "train.log_interval=4")
     run = tmp_path / "runs" / "run"
     proc = _start(tmp_path, *words)
-    _wait_for_step(run, 12, proc)
+    wait_for_step(run, 12, proc)
     proc.kill()
     proc.wait()
     saved_step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["iteration"]
@@ -132,11 +129,12 @@ def test_sigkill_between_checkpoints_resumes_from_the_last_one(tmp_path: Path) -
     assert losses(straight.run_dir) == after
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_stops(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "run"
     proc = _start(tmp_path, "train.max_steps=10000", "train.ckpt_interval=0",
                   "train.eval_interval=0")
-    _wait_for_step(run, 3, proc)
+    wait_for_step(run, 3, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -217,6 +215,7 @@ def test_logged_bits_per_byte_match_a_hand_computation(tmp_path: Path,
     assert f"bpb {nats / (math.log(2) * 123):.4f}" in out and "loss" in out and "ppl" in out
 
 
+@pytest.mark.slow
 def test_the_cpu_preset_trains(tmp_path: Path) -> None:
     """The preset's own model, optimizer and ``torch.compile``, for two steps on synthetic data
     (a model change that breaks compiling would break the quickstart)."""

@@ -10,8 +10,10 @@ layer at 16-bit (scaled to the autocast dtype), plus the logits and their gradie
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lmlab.config import Config
+if TYPE_CHECKING:  # `lmlab estimate` builds its --gpu choices from GPUS at start-up: no pydantic
+    from lmlab.config import Config
 
 GPUS: dict[str, dict[str, float]] = {
     # dense (no sparsity) peak FLOP/s from NVIDIA's datasheets; memory in bytes
@@ -37,7 +39,7 @@ def gpu_named(device_name: str) -> str | None:
     return None
 
 
-def peak_flops(config: Config, device_name: str | None, bf16: bool) -> float | None:
+def peak_flops(config: "Config", device_name: str | None, bf16: bool) -> float | None:
     """The peak FLOP/s that MFU divides by: ``train.peak_flops`` when set (the only source on a
     CPU or MPS), else the GPU's from :data:`GPUS` for the dtype in use; None when unknown."""
     if config.train.peak_flops is not None:
@@ -71,7 +73,7 @@ class Estimate:
         return None if self.tokens is None else self.tokens * self.flops_per_token / (peak * mfu)
 
 
-def estimate(config: Config) -> Estimate:
+def estimate(config: "Config") -> Estimate:
     """Parameters, FLOPs per token and memory of ``config``'s run, from the config alone."""
     model, train = config.model, config.train
     d, layers, vocab, seq = model.d_model, model.num_layers, model.vocab_size, model.context_length

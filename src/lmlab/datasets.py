@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from lmlab.atomic import atomic_path
 from lmlab.errors import DataError, first_line
+from lmlab.tokenizer.tokenizer import END_OF_TEXT
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _fetch(dataset: HubDataset, filename: str, staging: Path, endpoint: str,
                         f"{first_line(exc)}") from None
 
 
-def head(src: str | Path, dest: str | Path, max_bytes: int, separator: str = "<|endoftext|>"
+def head(src: str | Path, dest: str | Path, max_bytes: int, separator: str = END_OF_TEXT
          ) -> Path:
     """``src`` itself when it holds at most ``max_bytes``; else its first whole documents (cut
     after the last ``separator`` within ``max_bytes``, or the last newline) written to ``dest``.

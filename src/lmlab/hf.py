@@ -5,7 +5,7 @@ as ``tokenizer.json``, and back.
 
     run ─► export_hf ─► DIR/{config.json, model.safetensors, generation_config.json,
                              tokenizer.json, tokenizer_config.json}   (AutoModelForCausalLM)
-    DIR ─► import_hf ─► run directory (checkpoints/last.pt, tokenizer/)  (lmlab generate, eval)
+    DIR ─► import_hf ─► run directory (model.safetensors: weights, model config, tokenizer)
 
 lmlab's pre-norm RMSNorm + RoPE + SwiGLU model *is* Llama, with other names and one difference
 that renaming cannot fix: lmlab's RoPE rotates adjacent pairs of each head's dimensions
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import safetensors.torch
+from pydantic import ValidationError
 from torch import Tensor
 
 from lmlab.atomic import atomic_path, atomic_write_json, atomic_write_text, storage_errors
-from lmlab.config import Config, ModelConfig, load_config
+from lmlab.config import ModelConfig, describe_error
 from lmlab.errors import CheckpointError, ConfigError
-from lmlab.inference import END_OF_TEXT
 from lmlab.nn import TransformerLM
-from lmlab.tokenizer import Tokenizer
+from lmlab.tokenizer import END_OF_TEXT, Tokenizer
 from lmlab.tokenizer.files import str_to_token, token_to_str
 
 LLAMA_ONLY = {"norm": "rms", "norm_position": "pre", "position": "rope", "ffn": "swiglu",
@@ -206,12 +206,12 @@ def tokenizer_config(tokenizer: Tokenizer, context_length: int | None) -> dict[s
     return config
 
 
-def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, Config]:
+def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, ModelConfig]:
     """A Llama (or Qwen3) checkpoint folder as an lmlab model, written to the run directory
-    ``out`` as ``model.safetensors`` (weights, config and tokenizer, as ``lmlab export`` writes it):
-    ``lmlab generate`` and ``lmlab eval`` take the folder, ``train.init_from`` fine-tunes from
-    it. Architectures lmlab cannot represent are a one-line error."""
-    from lmlab.training.checkpoint import export_weights
+    ``out`` as ``model.safetensors`` (weights, model config and tokenizer, as ``lmlab export``
+    writes it): ``lmlab generate`` and ``lmlab eval`` take the folder, ``train.init_from``
+    fine-tunes from it. Architectures lmlab cannot represent are a one-line error."""
+    from lmlab.weights import WEIGHTS_FILE, export_weights
 
     folder, out = Path(folder), Path(out)
     if out.exists() and any(out.iterdir()):
@@ -232,25 +232,24 @@ def import_hf(folder: str | Path, out: str | Path) -> tuple[TransformerLM, Confi
             raise CheckpointError(f"{folder}/config.json: {key}={hf[key]!r} has no lmlab "
                                   f"equivalent (lmlab needs {expected!r})")
     tokenizer = tokenizer_from_hf(folder / "tokenizer.json")
-    config = load_config(None, [
-        f"model.vocab_size={hf['vocab_size']}", f"model.d_model={hf['hidden_size']}",
-        f"model.num_layers={hf['num_hidden_layers']}", f"model.num_heads={heads}",
-        f"model.d_ff={hf['intermediate_size']}",
-        f"model.context_length={hf['max_position_embeddings']}",
-        f"model.rope_theta={float(hf.get('rope_theta', 10_000.0))}",
-        f"model.tie_embeddings={str(hf.get('tie_word_embeddings', False)).lower()}",
-        f"model.qk_norm={str(qk_norm).lower()}",
-        f"data.train_path={out / 'data' / 'train.bin'}",
-        f"data.valid_path={out / 'data' / 'valid.bin'}", "train.max_steps=1000",
-        f"run.runs_dir={out.parent}", f"run.name={out.name}"])
-    model = TransformerLM(config.model)
+    try:
+        config = ModelConfig(
+            vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
+            num_layers=hf["num_hidden_layers"], num_heads=heads, d_ff=hf["intermediate_size"],
+            context_length=hf["max_position_embeddings"],
+            rope_theta=float(hf.get("rope_theta", 10_000.0)),
+            tie_embeddings=bool(hf.get("tie_word_embeddings", False)), qk_norm=qk_norm)
+    except ValidationError as exc:
+        raise CheckpointError(f"{folder}/config.json: {describe_error(exc, ModelConfig)}"
+                              ) from None
+    model = TransformerLM(config)
     weights: dict[str, Tensor] = {}
     for path in sorted(folder.glob("*.safetensors")):
         weights.update(safetensors.torch.load_file(path))
     if not weights:
         raise CheckpointError(f"{folder}: no .safetensors weights")
-    model.load_state_dict(_from_hf_names(weights, config.model))
-    export_weights(model, config, out / "model.safetensors", tokenizer.to_texts())
+    model.load_state_dict(_from_hf_names(weights, config))
+    export_weights(model, out / WEIGHTS_FILE, tokenizer.to_texts())
     return model.eval(), config
 
 

@@ -1,12 +1,13 @@
 """From a trained run to text: its model, the tokenizer its data was made with, and completions.
 
-A run records its data (``data.train_path`` in its config), and the data's sidecar records the
-fingerprint of the tokenizer that wrote it, but not where that tokenizer lives. By convention
-(the README recipe and ``lmlab quickstart``) it is the ``tokenizer/`` folder next to the training
-``.bin``; :func:`find_tokenizer` looks there and checks the fingerprint, so a wrong tokenizer is an
-error rather than garbled text.
+A weights file (:mod:`lmlab.weights`) carries its tokenizer. A run records its data
+(``data.train_path`` in its config), and the data's sidecar records the fingerprint of the
+tokenizer that wrote it, but not where that tokenizer lives. By convention (the README recipe and
+``lmlab quickstart``) it is the ``tokenizer/`` folder next to the training ``.bin``;
+:func:`find_tokenizer` looks there and checks the fingerprint, so a wrong tokenizer is an error
+rather than garbled text.
 """
-# TODO(tokenizer): if `lmlab tokenize` recorded the tokenizer directory in the sidecar, this
+# TODO(tokenizer): if `lmlab tokenizer encode` recorded the tokenizer directory in the sidecar, this
 # lookup could read it instead of relying on the folder convention.
 
 import math
@@ -17,32 +18,45 @@ from pathlib import Path
 
 import torch
 
-from lmlab.config import Config
+from lmlab.config import Config, ModelConfig
 from lmlab.errors import CheckpointError, DataError, TokenizerError
 from lmlab.generate import Sampling, decode_stream, generate
 from lmlab.nn import TransformerLM
-from lmlab.tokenizer import Tokenizer
+from lmlab.tokenizer import END_OF_TEXT, Tokenizer
 from lmlab.tokenizer.tokenizer import VOCAB_FILE
 from lmlab.tokens import TokenFile, TokenFileInfo, read_token_info
-from lmlab.training.checkpoint import bundled_tokenizer, load_model, model_file
-
-END_OF_TEXT = "<|endoftext|>"
-"""The document separator: generation stops at it, and an empty prompt starts from it."""
+from lmlab.training.checkpoint import checkpoint_config
+from lmlab.weights import bundled_tokenizer, load_model, model_file
 
 
 def load_run(path: str | Path, tokenizer_dir: str | Path | None = None,
-             device: torch.device | str = "cpu") -> tuple[TransformerLM, Config, Tokenizer]:
-    """The model (in ``eval()`` mode, on ``device``), config and tokenizer of a run directory,
-    checkpoint file or exported weights file; ``tokenizer_dir`` overrides the tokenizer an
-    export carries and the lookup of :func:`find_tokenizer`."""
+             device: torch.device | str = "cpu") -> tuple[TransformerLM, ModelConfig, Tokenizer]:
+    """The model (in ``eval()`` mode, on ``device``), its config and the tokenizer of a run
+    directory, checkpoint file or weights file; ``tokenizer_dir`` overrides the tokenizer a
+    weights file carries and the lookup of :func:`find_tokenizer`."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint file")
-    model, config = load_model(path, device=device)
+    model, model_config = load_model(path, device=device)
     bundled = bundled_tokenizer(model_file(path)) if tokenizer_dir is None else None
     if bundled is not None:
-        return model, config, Tokenizer.from_texts(bundled)
-    return model, config, find_tokenizer(config, tokenizer_dir)
+        return model, model_config, Tokenizer.from_texts(bundled)
+    config = run_config(path)
+    if config is not None:
+        return model, model_config, find_tokenizer(config, tokenizer_dir)
+    if tokenizer_dir is None:
+        raise TokenizerError(f"{model_file(path)} carries no tokenizer: pass --tokenizer DIR")
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    _check_fits(tokenizer, tokenizer_dir, model_config.vocab_size, None, None)
+    return model, model_config, tokenizer
+
+
+def run_config(path: str | Path) -> Config | None:
+    """The training config of a run directory or checkpoint file (the one its checkpoint was
+    saved with: its data, precision, schedule), or None for a weights file, which holds the
+    model alone."""
+    file = model_file(path)
+    return None if file.suffix == ".safetensors" else checkpoint_config(file)
 
 
 def find_tokenizer(config: Config, tokenizer_dir: str | Path | None = None) -> Tokenizer:
@@ -59,30 +73,31 @@ def find_tokenizer(config: Config, tokenizer_dir: str | Path | None = None) -> T
         expected = None
     if tokenizer_dir is not None:
         tokenizer = Tokenizer.load(tokenizer_dir)
-        _check_fits(tokenizer, tokenizer_dir, config, expected, train_path)
+        _check_fits(tokenizer, tokenizer_dir, config.model.vocab_size, expected, train_path)
         return tokenizer
     candidates = [train_path.parent / "tokenizer", train_path.parent]
     for candidate in candidates:
         if (candidate / VOCAB_FILE).is_file():
             tokenizer = Tokenizer.load(candidate)
             if expected is None or tokenizer.fingerprint() == expected:
-                _check_fits(tokenizer, candidate, config, expected, train_path)
+                _check_fits(tokenizer, candidate, config.model.vocab_size, expected,
+                            train_path)
                 return tokenizer
     looked = " and ".join(str(c) for c in candidates)
     raise TokenizerError(f"cannot find the tokenizer that made {train_path} (none in {looked} "
                          f"matches its sidecar): pass --tokenizer DIR")
 
 
-def _check_fits(tokenizer: Tokenizer, where: str | Path, config: Config, expected: str | None,
-                train_path: Path) -> None:
+def _check_fits(tokenizer: Tokenizer, where: str | Path, vocab_size: int, expected: str | None,
+                train_path: Path | None) -> None:
     if expected is not None and tokenizer.fingerprint() != expected:
         raise TokenizerError(f"tokenizer {where} is not the one that made the run's data "
                              f"{train_path} (its fingerprint differs from the sidecar's; if it "
                              f"is, the sidecar predates lmlab's current fingerprint: run "
-                             f"`lmlab tokenize` on the text again)")
-    if tokenizer.vocab_size > config.model.vocab_size:
+                             f"`lmlab tokenizer encode` on the text again)")
+    if tokenizer.vocab_size > vocab_size:
         raise TokenizerError(f"tokenizer {where} has {tokenizer.vocab_size} tokens, more than the "
-                             f"model's {config.model.vocab_size} (model.vocab_size)")
+                             f"model's {vocab_size} (model.vocab_size)")
 
 
 def text_tokens(tokenizer: Tokenizer, path: str | Path, context_length: int) -> TokenFile:

@@ -17,10 +17,10 @@ from pathlib import Path
 from lmlab.config import Config, load_config
 from lmlab.datasets import download, head
 from lmlab.errors import ConfigError, DataError
-from lmlab.inference import END_OF_TEXT
-from lmlab.tokenizer import Tokenizer, train_bpe
+from lmlab.tokenizer import END_OF_TEXT, Tokenizer, train_bpe
 from lmlab.tokens import tokenize_file
-from lmlab.training.loop import RunResult, train
+from lmlab.training.loop import train
+from lmlab.training.outcome import RunResult
 
 CONFIG = Path("configs") / "tinystories-cpu.toml"
 """The preset, relative to the working directory or, failing that, to the source checkout."""

@@ -172,7 +172,7 @@ def read_token_info(bin_path: str | Path) -> TokenFileInfo:
     try:
         raw = json.loads(side.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{side}: sidecar missing (written by `lmlab tokenize`)") from None
+        raise DataError(f"{side}: sidecar missing (written by `lmlab tokenizer encode`)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{side}: not valid JSON ({exc})") from None
     names = {f.name for f in fields(TokenFileInfo)}

@@ -4,8 +4,9 @@ Each command lives in a small module that registers itself on the shared typer `
 turns any :class:`~lmlab.errors.LmlabError` into a one-line ``error: ...`` and a non-zero exit.
 
 A command imports the library modules it runs inside its body: torch and matplotlib take seconds
-to import, and ``lmlab --help``, ``lmlab tokenize`` or ``lmlab data download`` need neither
-(``tests/test_tokenize_cli.py`` checks that ``lmlab tokenize`` imports neither).
+to import, and ``lmlab --help``, ``lmlab tokenizer encode`` or ``lmlab data download`` need
+neither (``tests/test_tokenize_cli.py`` checks that ``lmlab tokenizer encode`` imports neither).
+The options several commands share are defined once, in :mod:`lmlab.cli.options`.
 """
 
 import os
@@ -20,7 +21,7 @@ from lmlab.cli import (
     quickstart,  # noqa: F401  (registers `quickstart`)
     report,  # noqa: F401  (registers `report`)
     sweep,  # noqa: F401  (registers `sweep`)
-    tokenizer,  # noqa: F401  (registers `tokenizer train`, `tokenize`)
+    tokenizer,  # noqa: F401  (registers `tokenizer train/encode/export`, `tokenize`)
     train,  # noqa: F401  (registers `train`, `eval`)
 )
 from lmlab.cli.app import app

@@ -14,11 +14,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-TRAINED_MODEL_HELP = ("Run directory (its checkpoints/last.pt), checkpoint file or exported "
-                      ".safetensors file.")
-"""What the commands that read a trained model (``eval``, ``generate``) accept."""
-
-
 def _print_version(wanted: bool) -> None:
     if wanted:
         typer.echo(f"lmlab {version('lmlab')}")

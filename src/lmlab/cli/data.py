@@ -9,7 +9,12 @@ import typer
 from lmlab.cli.app import app
 from lmlab.datasets import DATASETS, download
 
-data_app = typer.Typer(help="Get pretraining text.", no_args_is_help=True)
+data_app = typer.Typer(help="""Get pretraining text.
+
+\b
+Examples:
+  lmlab data download tinystories
+""", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 DatasetName = StrEnum("DatasetName", {name: name for name in DATASETS})
@@ -27,7 +32,13 @@ def download_command(
     """Download a dataset's train.txt and valid.txt from the Hub.
 
     Files already there are kept. Honours HF_ENDPOINT and HF_HUB_OFFLINE; without network it
-    fails in seconds."""
+    fails in seconds.
+
+    \b
+    Examples:
+      lmlab data download tinystories
+      lmlab data download owt --out /data/owt
+    """
     paths = download(name.value, out or Path("data") / name.value)
     for split, path in paths.items():
         typer.echo(f"{split}: {path} ({path.stat().st_size:,} bytes)")

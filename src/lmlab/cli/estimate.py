@@ -1,21 +1,24 @@
 """`lmlab estimate`: what a config's run needs (parameters, FLOPs, memory, time) before it runs."""
 
-from pathlib import Path
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from lmlab.cli.app import app
+from lmlab.cli.options import ConfigFile, Overrides
+from lmlab.compute import GPUS
+
+GpuName = StrEnum("GpuName", {name: name for name in GPUS})
+"""The ``--gpu`` choices: the GPUs of :data:`lmlab.compute.GPUS`."""
 
 
 @app.command("estimate")
 def estimate_command(
-    config: Annotated[Path, typer.Argument(
-        help="TOML config file, e.g. configs/tinystories-17m.toml.", show_default=False)],
-    overrides: Annotated[list[str] | None, typer.Argument(
-        help="Config overrides as section.key=value.", show_default=False)] = None,
-    gpu: Annotated[str, typer.Option(
-        help="The GPU to estimate for: H100, H200, B200, A100, L4 or 'RTX 4090'.")] = "H100",
+    config: ConfigFile,
+    overrides: Overrides = None,
+    gpu: Annotated[GpuName, typer.Option(
+        help="The GPU to estimate for (quote 'RTX 4090').")] = GpuName.H100,
     mfu: Annotated[float, typer.Option(
         min=0.01, max=1.0, help="Model FLOPs utilisation to assume (0.3-0.5 is typical for "
         "small models in bf16).")] = 0.4,
@@ -23,16 +26,20 @@ def estimate_command(
     """The parameters, FLOPs, memory and time of a run, up front.
 
     Counts are exact; memory is an estimate (fp32 weights, gradients and optimizer state;
-    activations at the configured batch); time is the token budget at --mfu of the GPU's peak."""
-    from lmlab.compute import GPUS, estimate
-    from lmlab.config import load_config
-    from lmlab.errors import ConfigError
+    activations at the configured batch); time is the token budget at --mfu of the GPU's peak.
 
-    if gpu not in GPUS:
-        raise ConfigError(f"--gpu must be one of {', '.join(GPUS)}, got {gpu!r}")
+    \b
+    Examples:
+      lmlab estimate configs/tinystories-17m.toml --gpu H100 --mfu 0.4
+      lmlab estimate configs/tinystories-17m.toml train.batch_size=128 --gpu L4
+    """
+    from lmlab.compute import estimate
+    from lmlab.config import load_config
+
     cfg = load_config(config, overrides or [])
     est = estimate(cfg)
-    card = GPUS[gpu]
+    name = gpu.value
+    card = GPUS[name]
     bf16 = cfg.train.dtype != "float32"
     peak = card["bfloat16" if bf16 else "float32"]
     gb = 1e9
@@ -46,16 +53,16 @@ def estimate_command(
     ]
     seconds = est.seconds(peak, mfu)
     if seconds is not None:
-        lines.append(f"{'time on ' + gpu:<16} {seconds / 3600:.2f} h for {est.tokens:,} tokens at "
+        lines.append(f"{'time on ' + name:<16} {seconds / 3600:.2f} h for {est.tokens:,} tokens at "
                      f"{mfu:.0%} MFU of {peak / 1e12:,.0f} TFLOP/s "
                      f"({'bf16' if bf16 else 'fp32'}): {peak * mfu / est.flops_per_token:,.0f} "
                      f"tokens/s")
     if cfg.train.time_budget_s is not None:
         reachable = cfg.train.time_budget_s * peak * mfu / est.flops_per_token
         lines.append(f"in the budget    {reachable:,.0f} tokens in {cfg.train.time_budget_s:g} s "
-                     f"on {gpu} at {mfu:.0%} MFU")
+                     f"on {name} at {mfu:.0%} MFU")
     typer.echo("\n".join(lines))
     if est.memory_bytes > card["memory"]:
         typer.echo(f"warning: about {est.memory_bytes / gb:.1f} GB will not fit in the "
-                   f"{card['memory'] / gb:.0f} GB of one {gpu}: lower train.batch_size (raise "
+                   f"{card['memory'] / gb:.0f} GB of one {name}: lower train.batch_size (raise "
                    f"train.grad_accum to keep the batch)", err=True)

@@ -2,12 +2,12 @@
 
 import re
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import TRAINED_MODEL_HELP, app
+from lmlab.cli.app import app
+from lmlab.cli.options import Device, RunTokenizer, TrainedModel
 from lmlab.errors import ConfigError
 from lmlab.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLING, Sampling
 
@@ -33,8 +33,7 @@ def _sampling(temperature: float, top_k: int | None, top_p: float) -> Sampling:
 
 @app.command("generate")
 def generate_command(
-    run: Annotated[Path, typer.Argument(
-        help=TRAINED_MODEL_HELP, show_default=False)],
+    run: TrainedModel,
     prompt: Annotated[str, typer.Option(
         help="Text to continue; empty: start a new document.")] = "",
     max_new_tokens: Annotated[int, typer.Option(
@@ -52,11 +51,8 @@ def generate_command(
     seed: Annotated[int | None, typer.Option(
         help="Seed of the sampler: the same seed gives the same text (default: random).",
         show_default=False)] = None,
-    tokenizer: Annotated[Path | None, typer.Option(
-        help="Tokenizer directory (default: the tokenizer/ folder next to the run's training "
-        ".bin, checked against its sidecar).", show_default=False)] = None,
-    device: Annotated[str, typer.Option(
-        help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
+    tokenizer: RunTokenizer = None,
+    device: Device = "auto",
     study: Annotated[bool, typer.Option(
         "--study", help="The generation study instead of one sample: one sample at each "
         "temperature 0.7, 1.0, 1.2 x top-p 0.9, 1.0 (same seed, default 0), each with the mean "
@@ -66,7 +62,14 @@ def generate_command(
     """Continue a prompt with a trained model, streaming the text.
 
     Each piece of text is printed as soon as its tokens are sampled and decode to whole
-    characters."""
+    characters.
+
+    \b
+    Examples:
+      lmlab generate runs/tinystories-cpu --prompt 'Once upon a time' --seed 0
+      lmlab generate runs/tinystories-cpu/model.safetensors --temperature 0
+      lmlab generate runs/tinystories-cpu --study --prompt 'Once upon a time'
+    """
     from lmlab.device import resolve_device
     from lmlab.inference import complete, generation_study, load_run
 

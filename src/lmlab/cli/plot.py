@@ -1,12 +1,28 @@
 """`lmlab plot`: the CLI over :mod:`lmlab.experiments.plot`."""
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lmlab.cli.app import app
-from lmlab.errors import ConfigError
+
+
+class XAxis(StrEnum):
+    """The x axes of a learning curve: the keys of :data:`lmlab.training.rundir.X_KEYS` (which
+    imports torch, so they are named again here; tests/test_cli_help.py checks they agree)."""
+
+    step = "step"
+    tokens = "tokens"
+    wall_time = "wall_time"
+
+
+class Panels(StrEnum):
+    """How several metrics share a figure."""
+
+    same = "same"
+    separate = "separate"
 
 
 @app.command("plot")
@@ -16,7 +32,8 @@ def plot_command(
         show_default=False)],
     out: Annotated[Path, typer.Option(help="Figure to write: .png, .svg or .pdf.")] = Path(
         "curves.png"),
-    x: Annotated[str, typer.Option(help="x axis: step, tokens or wall_time.")] = "step",
+    x: Annotated[XAxis, typer.Option(
+        help="x axis: optimizer steps, training tokens or seconds of training.")] = XAxis.step,
     metric: Annotated[list[str] | None, typer.Option(
         help="A metrics.jsonl key to plot (repeat for several; default train/loss and "
         "val/loss).", show_default=False)] = None,
@@ -24,18 +41,23 @@ def plot_command(
     smooth: Annotated[int, typer.Option(
         min=1, help="Trailing moving average of the train/ metrics over this many logged points "
         "(evaluations are not smoothed).")] = 1,
-    panels: Annotated[str, typer.Option(
+    panels: Annotated[Panels, typer.Option(
         help="same: every metric on one axes (train dashed); separate: one panel each.")
-    ] = "same",
+    ] = Panels.same,
 ) -> None:
     """Overlay the learning curves of many runs in one figure.
 
     Each curve is labelled by what differs between the runs' configs. Works on runs that are
-    still going; a diverged run ends in a cross."""
-    if panels not in ("same", "separate"):
-        raise ConfigError(f"--panels must be same or separate, got {panels!r}")
+    still going; a diverged run ends in a cross.
+
+    \b
+    Examples:
+      lmlab plot runs/lr --x tokens --out lr.png
+      lmlab plot runs/lr/lr_max-0.001 runs/lr/lr_max-0.01 --metric val/loss --log
+      lmlab plot runs/quickstart/tinystories-cpu --x wall_time --panels separate
+    """
     from lmlab.experiments.plot import DEFAULT_METRICS, load_runs, plot_runs, save_figure
 
-    figure = plot_runs(load_runs(runs), x=x, metrics=metric or DEFAULT_METRICS, log=log,
-                       smooth=smooth, panels=panels)  # type: ignore[arg-type]
+    figure = plot_runs(load_runs(runs), x=x.value, metrics=metric or DEFAULT_METRICS, log=log,
+                       smooth=smooth, panels=panels.value)  # type: ignore[arg-type]
     typer.echo(f"wrote {save_figure(figure, out)}")

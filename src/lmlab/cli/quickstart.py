@@ -1,5 +1,6 @@
 """`lmlab quickstart`: the CLI over :func:`lmlab.quickstart.quickstart`, plus a sample."""
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -7,14 +8,12 @@ import typer
 
 from lmlab.cli.app import app
 from lmlab.cli.generate import stream
-from lmlab.errors import LmlabError
+from lmlab.cli.options import Overrides
 
 
 @app.command("quickstart")
 def quickstart_command(
-    overrides: Annotated[list[str] | None, typer.Argument(
-        help="Config overrides as section.key=value, e.g. model.d_model=64.",
-        show_default=False)] = None,
+    overrides: Overrides = None,
     train_text: Annotated[Path | None, typer.Option(
         help="UTF-8 training text, documents separated by <|endoftext|> (default: download "
         "TinyStories).", show_default=False)] = None,
@@ -39,10 +38,18 @@ def quickstart_command(
     """The whole pipeline in one command, on TinyStories.
 
     Train a tokenizer, tokenize, train the tinystories-cpu model (about ten minutes on two CPU
-    cores), evaluate it and print a sample."""
+    cores), evaluate it and print a sample.
+
+    \b
+    Examples:
+      lmlab quickstart
+      lmlab quickstart --train-text train.txt --valid-text valid.txt --steps 200
+      lmlab quickstart model.d_model=64 --time-budget 60 --out runs/qs64
+    """
     from lmlab.generate import Sampling
     from lmlab.inference import complete, load_run
-    from lmlab.quickstart import quickstart
+    from lmlab.quickstart import default_config, quickstart
+    from lmlab.training.outcome import outcome
 
     words = list(overrides or [])
     if steps is not None:
@@ -52,8 +59,13 @@ def quickstart_command(
     result = quickstart(out, train_text, valid_text, config_path=config, overrides=words,
                         show_progress=progress, on_step=lambda line: typer.echo(f"==> {line}"))
     if result.status != "finished":
-        raise LmlabError(f"the run stopped at step {result.step} ({result.status}); metrics "
-                         f"kept in {result.run_dir}")
+        data = out / "data"
+        done = outcome(result, shlex.join([
+            "lmlab", "train", str(config or default_config()), *words,
+            f"data.train_path={data / 'train.bin'}", f"data.valid_path={data / 'valid.bin'}",
+            f"run.runs_dir={out}", "--resume"]))
+        typer.echo(done.message, err=done.to_stderr)
+        raise typer.Exit(done.exit_code)
     metrics = "  ".join(f"{key} {value:.4f}" for key, value in result.metrics.items()
                         if key.startswith("val/"))
     typer.echo(f"==> evaluated {result.run_dir} after {result.step} steps "

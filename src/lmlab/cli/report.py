@@ -20,7 +20,13 @@ def report_command(
     """Write the experiment log of a folder of runs, in Markdown.
 
     Per sweep: a table of what varied and how each run ended, its config changes from the base,
-    a learning-curve figure and a sample from the best run."""
+    a learning-curve figure and a sample from the best run.
+
+    \b
+    Examples:
+      lmlab report runs --out EXPERIMENTS.md
+      lmlab report runs/lr --out docs/lr.md --no-samples
+    """
     from lmlab.experiments.report import write_report
 
     path = write_report(runs_dir, out, samples=samples,

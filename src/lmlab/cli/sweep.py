@@ -3,6 +3,7 @@ into a :class:`~lmlab.experiments.sweep.Sweep`, and the summary shown as a rich 
 
 import shlex
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +17,14 @@ from lmlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from lmlab.experiments.planning import Plan
+
+
+class LrScaling(StrEnum):
+    """``--lr-scaling``: the powers of :data:`lmlab.experiments.sweep.LrScaling` (a module that
+    imports pydantic, so they are named again here; tests/test_cli_help.py checks they agree)."""
+
+    sqrt = "sqrt"
+    linear = "linear"
 
 
 @app.command("sweep")
@@ -43,7 +52,7 @@ def sweep_command(
     fixed_tokens: Annotated[bool, typer.Option(
         "--fixed-tokens", help="Keep the base config's token budget at every point: steps = "
         "tokens / (batch_size x grad_accum x context_length).")] = False,
-    lr_scaling: Annotated[str | None, typer.Option(
+    lr_scaling: Annotated[LrScaling | None, typer.Option(
         help="Rescale optim.lr_max by (tokens per step / base tokens per step) to the power "
         "1/2 (sqrt) or 1 (linear).", show_default=False)] = None,
     seeds: Annotated[int | None, typer.Option(
@@ -59,7 +68,15 @@ def sweep_command(
 
     The runs go under runs/<sweep>/<point>/, and a summary is printed at the end (also in
     summary.csv and summary.json). Run the same command again to continue a stopped sweep:
-    finished and diverged points are skipped, the others resume from their checkpoints."""
+    finished and diverged points are skipped, the others resume from their checkpoints.
+
+    \b
+    Examples:
+      lmlab sweep configs/tinystories-cpu.toml --grid optim.lr_max=1e-3,1e-2
+      lmlab sweep configs/experiments/lr_sweep.toml --variant cpu --dry-run
+      lmlab sweep configs/tinystories-cpu.toml --seeds 3 \\
+          --list "model.norm=none optim.lr_max=1e-3"
+    """
     from lmlab.experiments.planning import plan
     from lmlab.experiments.runner import run_sweep
     from lmlab.experiments.sweep import Sweep, is_sweep_file
@@ -73,7 +90,8 @@ def sweep_command(
         base = Sweep(config=config)
     sweep = base.merge(overrides=overrides or [], grid=parse_grid(grid or []),
                        points=parse_points(points or []), name=name,
-                       fixed_tokens=fixed_tokens or None, lr_scaling=lr_scaling, seeds=seeds)
+                       fixed_tokens=fixed_tokens or None,
+                       lr_scaling=lr_scaling.value if lr_scaling else None, seeds=seeds)
     the_plan = plan(sweep)
     if dry_run:
         _list_runs(the_plan)
@@ -156,15 +174,18 @@ seeds are in summary.csv and summary.json."""
 
 def _table(rows: list[dict[str, Any]], root: Path) -> Table:
     """The summary rows as a rich table that reads at 80 columns and in a log file: numbers are
-    never cut, a long run name or status wraps instead; over seeds, a result is mean±std."""
+    never cut, a long run name or status wraps instead; over seeds, a result is mean ± std."""
+    from lmlab.experiments.summary import mean_spread
+
     seeds = max((row.get("seeds", 1) for row in rows), default=1)
     per_point = f", {seeds} seeds per point" if seeds > 1 else ""
     table = Table(title=f"{root}{per_point} (all columns: summary.csv, summary.json)",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     present = {key for row in rows for key in row}
     columns = [key for key in SHOWN if key in present]
-    cells = [[_cell(row.get(column), row.get(f"{column}_std")) for column in columns]
-             for row in rows]
+    cells = [[mean_spread(row[column], row[f"{column}_std"])
+              if f"{column}_std" in row and row[column] is not None else _cell(row.get(column))
+              for column in columns] for row in rows]
     for i, column in enumerate(columns):
         widest = max([len(SHOWN[column]), *(len(line[i]) for line in cells)])
         if column in ("run", "status"):
@@ -176,11 +197,9 @@ def _table(rows: list[dict[str, Any]], root: Path) -> Table:
     return table
 
 
-def _cell(value: Any, std: float | None = None) -> str:
+def _cell(value: Any) -> str:
     from lmlab.config import format_value
 
-    if isinstance(value, float) and std is not None:
-        return f"{value:.4g}±{std:.2g}"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int) and not isinstance(value, bool):

@@ -1,26 +1,32 @@
-"""`lmlab tokenizer train` and `lmlab tokenize`: the CLI over :mod:`lmlab.tokenizer`."""
+"""`lmlab tokenizer train`, `encode` and `export`: the CLI over :mod:`lmlab.tokenizer` and
+:mod:`lmlab.tokens` (and `lmlab tokenize`, the old name of `lmlab tokenizer encode`)."""
 
+import inspect
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lmlab.cli.app import app
+from lmlab.cli.options import TOKENIZER_DIR_HELP, TokenizerDir, Workers
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokens import sidecar_path, tokenize_file
 
-tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers, and export them.",
-                            no_args_is_help=True)
+tokenizer_app = typer.Typer(help="""Train byte-level BPE tokenizers, encode text, export them.
+
+\b
+Examples:
+  lmlab tokenizer train --input train.txt --vocab-size 2048 --out tok
+  lmlab tokenizer encode --tokenizer tok --input train.txt --out train.bin
+""", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
 
-Workers = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        min=1,
-        help="Processes to use (default: the number of CPUs; tokenize uses one per 4 MB at most).",
-    ),
-]
+
+class TokenizerFormat(StrEnum):
+    """What ``lmlab tokenizer export`` writes."""
+
+    hf = "hf"
 
 
 @tokenizer_app.command("train")
@@ -41,42 +47,22 @@ def train(
     ] = None,
     workers: Workers = None,
 ) -> None:
-    """Learn a byte-level BPE vocabulary and merges from a text file."""
+    """Learn a byte-level BPE vocabulary and merges from a text file.
+
+    \b
+    Examples:
+      lmlab tokenizer train --input data/tinystories/train.txt --vocab-size 2048 \\
+          --special-token '<|endoftext|>' --out data/tinystories-2k/tokenizer
+    """
     vocab, merges = train_bpe(input, vocab_size, special_token, num_workers=workers)
     tokenizer = Tokenizer(vocab, merges, special_token)
     tokenizer.save(out)
     typer.echo(f"wrote {len(vocab)} tokens ({len(merges)} merges) to {out}")
 
 
-@tokenizer_app.command("export")
-def export(
-    tokenizer: Annotated[Path, typer.Argument(
-        help="Tokenizer directory written by `lmlab tokenizer train`.", show_default=False)],
-    out: Annotated[Path, typer.Option(help="Folder to write tokenizer.json into.")],
-    format: Annotated[str, typer.Option(
-        help="hf: tokenizer.json of the Hugging Face tokenizers library.")] = "hf",
-) -> None:
-    """Write a tokenizer as Hugging Face's tokenizer.json, with the same ids as lmlab's.
-
-    `tokenizers.Tokenizer.from_file(OUT/tokenizer.json)` or, with the tokenizer_config.json
-    beside it, `AutoTokenizer.from_pretrained(OUT)` loads it."""
-    from lmlab.atomic import atomic_write_json, atomic_write_text
-    from lmlab.errors import ConfigError
-    from lmlab.hf import hf_tokenizer_json, tokenizer_config
-
-    if format != "hf":
-        raise ConfigError(f"--format must be hf, got {format!r}")
-    loaded = Tokenizer.load(tokenizer)
-    atomic_write_text(out / "tokenizer.json", hf_tokenizer_json(loaded) + "\n")
-    atomic_write_json(out / "tokenizer_config.json", tokenizer_config(loaded, None))
-    typer.echo(f"wrote {out / 'tokenizer.json'} ({loaded.vocab_size:,} tokens)")
-
-
-@app.command("tokenize")
-def tokenize(
-    tokenizer: Annotated[
-        Path, typer.Option(help="Tokenizer directory written by `lmlab tokenizer train`.")
-    ],
+@tokenizer_app.command("encode")
+def encode(
+    tokenizer: TokenizerDir,
     input: Annotated[Path, typer.Option(help="UTF-8 text file to encode.")],
     out: Annotated[
         Path,
@@ -88,7 +74,43 @@ def tokenize(
 
     The .bin is a flat array of uint16 ids (uint32 above 65,536 tokens), ready for np.memmap;
     the JSON sidecar beside it says what it holds and which tokenizer wrote it. Prints the
-    compression: UTF-8 bytes of text per token."""
+    compression: UTF-8 bytes of text per token.
+
+    \b
+    Examples:
+      lmlab tokenizer encode --tokenizer data/tinystories-2k/tokenizer \\
+          --input data/tinystories/valid.txt --out data/tinystories-2k/valid.bin
+    """
     info = tokenize_file(Tokenizer.load(tokenizer), input, out, num_workers=workers)
     typer.echo(f"wrote {info.count:,} {info.dtype} ids to {out} and {sidecar_path(out)}: "
                f"{info.source_bytes / info.count:.2f} bytes per token (the compression ratio)")
+
+
+OLD_NAME_HELP = "Old name of `lmlab tokenizer encode`, which it runs."
+app.command("tokenize", hidden=True,
+            help=f"{OLD_NAME_HELP}\n\n{inspect.cleandoc(encode.__doc__ or '')}")(encode)
+
+
+@tokenizer_app.command("export")
+def export(
+    tokenizer: Annotated[Path, typer.Argument(help=TOKENIZER_DIR_HELP, show_default=False)],
+    out: Annotated[Path, typer.Option(help="Folder to write tokenizer.json into.")],
+    format: Annotated[TokenizerFormat, typer.Option(
+        help="hf: tokenizer.json of the Hugging Face tokenizers library.")] = TokenizerFormat.hf,
+) -> None:
+    """Write a tokenizer as a Hugging Face tokenizer.json (the same ids).
+
+    `tokenizers.Tokenizer.from_file(OUT/tokenizer.json)` or, with the tokenizer_config.json
+    beside it, `AutoTokenizer.from_pretrained(OUT)` loads it.
+
+    \b
+    Examples:
+      lmlab tokenizer export data/tinystories-2k/tokenizer --out hf/tokenizer
+    """
+    from lmlab.atomic import atomic_write_json, atomic_write_text
+    from lmlab.hf import hf_tokenizer_json, tokenizer_config
+
+    loaded = Tokenizer.load(tokenizer)
+    atomic_write_text(out / "tokenizer.json", hf_tokenizer_json(loaded) + "\n")
+    atomic_write_json(out / "tokenizer_config.json", tokenizer_config(loaded, None))
+    typer.echo(f"wrote {out / 'tokenizer.json'} ({loaded.vocab_size:,} tokens)")

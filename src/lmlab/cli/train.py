@@ -1,13 +1,15 @@
 """`lmlab train` and `lmlab eval`: the CLI over :func:`lmlab.training.loop.train` and
 :func:`lmlab.training.evaluate.evaluate`."""
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperCommand
 
-from lmlab.cli.app import TRAINED_MODEL_HELP, app
+from lmlab.cli.app import app
+from lmlab.cli.options import ConfigFile, Device, Overrides, TrainedModel
 
 
 def _config_reference() -> str:
@@ -44,11 +46,8 @@ class _TrainCommand(TyperCommand):
 
 @app.command("train", cls=_TrainCommand)
 def train_command(
-    config: Annotated[Path, typer.Argument(
-        help="TOML config file, e.g. configs/tinystories-cpu.toml.", show_default=False)],
-    overrides: Annotated[list[str] | None, typer.Argument(
-        help="Config overrides as section.key=value, e.g. optim.lr_max=3e-3 run.name=lr3e-3.",
-        show_default=False)] = None,
+    config: ConfigFile,
+    overrides: Overrides = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run from its last checkpoint (same as run.resume=must): "
         "the steps that follow equal those of an uninterrupted run.")] = False,
@@ -65,10 +64,18 @@ def train_command(
     """Train a model from a TOML config.
 
     Writes runs/<name>/ with config.json, env.json, metrics.jsonl, status and
-    checkpoints/last.pt. Ctrl-C saves a checkpoint and stops."""
+    checkpoints/last.pt. Ctrl-C saves a checkpoint and stops.
+
+    \b
+    Examples:
+      lmlab train configs/tinystories-cpu.toml
+      lmlab train configs/tinystories-cpu.toml optim.lr_max=3e-3 run.name=lr3e-3
+      lmlab train configs/tinystories-17m.toml --resume --nproc 4
+    """
     from lmlab.config import load_config
     from lmlab.training.distributed import launch, world_from_env
     from lmlab.training.loop import train
+    from lmlab.training.outcome import outcome
 
     if nproc is not None:
         flags = ["--resume"] if resume else []
@@ -78,27 +85,18 @@ def train_command(
     words = [*(overrides or []), *(["run.resume=must"] if resume else [])]
     result = train(load_config(config, words), show_progress=progress,
                    say=lambda line: _say(line, err=True))
-    summary = ", ".join(f"{key} {value:.4g}" for key, value in result.metrics.items()
-                        if key.startswith("val/")) or "no validation metrics logged"
-    before = "had already " if result.already_done else ""
-    if result.status == "finished":
-        _say(f"{before}finished {result.run_dir} at step {result.step} "
-             f"({result.tokens:,} tokens): {summary}")
-    elif result.status == "interrupted":
-        world = world_from_env()
-        same_world = f" --nproc {world.size}" if world.size > 1 else ""
-        _say(f"interrupted at step {result.step}; checkpoint saved. Resume with: "
-             f"lmlab train {config} {' '.join(overrides or [])} --resume{same_world}", err=True)
-        raise typer.Exit(130)
-    else:
-        _say(f"error: run diverged: {result.reason}; metrics kept in {result.run_dir}", err=True)
-        raise typer.Exit(1)
+    size = world_from_env().size
+    same_world = ["--nproc", str(size)] if size > 1 else []
+    done = outcome(result, shlex.join(["lmlab", "train", str(config), *(overrides or []),
+                                       "--resume", *same_world]))
+    _say(done.message, err=done.to_stderr)
+    if done.exit_code:
+        raise typer.Exit(done.exit_code)
 
 
 @app.command("eval")
 def eval_command(
-    run: Annotated[Path, typer.Argument(
-        help=TRAINED_MODEL_HELP, show_default=False)],
+    run: TrainedModel,
     data: Annotated[Path | None, typer.Option(
         help="Token file (.bin with its sidecar) to evaluate on, every token once.",
         show_default=False)] = None,
@@ -106,12 +104,17 @@ def eval_command(
         help="A UTF-8 text file instead: tokenized with the run's tokenizer first (no .bin "
         "needed).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")] = 32,
-    device: Annotated[str, typer.Option(
-        help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Loss, perplexity and bits per byte on a token or text file.
 
-    Every token is scored once, in windows of the model's context length."""
+    Every token is scored once, in windows of the model's context length.
+
+    \b
+    Examples:
+      lmlab eval runs/tinystories-cpu --data data/tinystories-2k/valid.bin
+      lmlab eval runs/imported --text data/tinystories/valid.txt --device cpu
+    """
     from lmlab.device import resolve_device, resolve_dtype
     from lmlab.errors import ConfigError
     from lmlab.training.evaluate import evaluate
@@ -119,32 +122,35 @@ def eval_command(
     if (data is None) == (text is None):
         raise ConfigError("give one of --data FILE.bin or --text FILE.txt")
     torch_device = resolve_device(device)
+    from lmlab.inference import load_run, run_config, text_tokens
+    from lmlab.weights import load_model
+
     if text is not None:
-        from lmlab.inference import load_run, text_tokens
-
-        model, config, tokenizer = load_run(run, device=torch_device)
-        tokens, source = text_tokens(tokenizer, text, config.model.context_length), text
+        model, model_config, tokenizer = load_run(run, device=torch_device)
+        tokens, source = text_tokens(tokenizer, text, model_config.context_length), text
     else:
-        from lmlab.training.checkpoint import load_model
-
-        model, config = load_model(run, device=torch_device)
-        tokens, source = _checked_tokens(data, config), data
+        model, model_config = load_model(run, device=torch_device)
+    config = run_config(run)  # None for a weights file: no training data, dtype auto
+    if data is not None:
+        tokens, source = _checked_tokens(data, model_config, config), data
     metrics = evaluate(model, tokens, batch_size=batch_size,
-                       context_length=config.model.context_length, device=torch_device,
-                       autocast_dtype=resolve_dtype(config.train.dtype, torch_device))
+                       context_length=model_config.context_length, device=torch_device,
+                       autocast_dtype=resolve_dtype(config.train.dtype if config else "auto",
+                                                    torch_device))
     typer.echo(f"loss {metrics['val/loss']:.4f}  ppl {metrics['val/ppl']:.3f}  "
                f"bpb {metrics['val/bpb']:.4f}  ({len(tokens):,} tokens of {source})")
 
 
-def _checked_tokens(data: Path, config):
-    """The token file, checked against the model and against the run's training data."""
+def _checked_tokens(data: Path, model_config, config):
+    """The token file, checked against the model and against the run's training data (a
+    weights file, ``config`` None, has none to check against)."""
     from lmlab.tokens import load_tokens, sidecar_path
 
-    train_path = config.data.train_path
-    if not sidecar_path(train_path).is_file():
+    train_path = config.data.train_path if config is not None else None
+    if train_path is not None and not sidecar_path(train_path).is_file():
         typer.echo(f"warning: the run's training data {train_path} is gone, so {data} cannot be "
                    f"checked to come from the same tokenizer (only the vocabulary size is)",
                    err=True)
         train_path = None
-    return load_tokens(data, vocab_size=config.model.vocab_size,
-                       context_length=config.model.context_length, tokenizer_of=train_path)
+    return load_tokens(data, vocab_size=model_config.vocab_size,
+                       context_length=model_config.context_length, tokenizer_of=train_path)

@@ -2,11 +2,11 @@
 
 The sweep summary, the plots and the report all need to say *what differs* between runs (the
 columns of a table, the legend of a plot): configs are flattened to dotted keys
-(:func:`lmlab.config.flatten`) and compared key by key; the ``run.*`` keys, which name or place a
-run rather than change what it learns, never count, nor how often a run is evaluated. Token
-files are compared by what they hold, not where they lie: runs that each tokenized the same text
-with the same tokenizer into a folder of their own (``bench/cpu_quality.py --out runs/q$seed``,
-``lmlab quickstart``) trained on the same data, so they are seeds of one point, not two points.
+(:func:`lmlab.config.flatten`) and compared by :func:`lmlab.config.diff`; bookkeeping keys
+(:data:`lmlab.config.BOOKKEEPING`: a run's name and place, how often it is evaluated) never
+count. Token files are compared by what they hold, not where they lie: runs that each tokenized
+the same text with the same tokenizer into a folder of their own (``lmlab quickstart``) trained
+on the same data, so they are seeds of one point, not two points.
 """
 
 import json
@@ -14,15 +14,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from lmlab.config import format_value
+from lmlab.config import BOOKKEEPING, SEED, diff, format_value, has_role
 from lmlab.errors import DataError
 from lmlab.tokens import read_token_info
 from lmlab.training.rundir import Run
 
-IGNORED = ("run.", "train.eval_interval", "train.ckpt_interval", "train.log_interval")
-"""Config keys that name, place or watch a run rather than change what it learns (how often it
-is evaluated, checkpointed or logged: a fixed-token sweep scales these with the batch size)."""
-SEED = "train.seed"
 TOKEN_FILES = ("data.train_path", "data.valid_path")
 
 
@@ -37,30 +33,33 @@ def data_identity(path: Any) -> Any:
         return path
 
 
+def meaning(key: str, value: Any) -> Any:
+    """What a config value means for comparing runs: a token file's path is replaced by
+    :func:`data_identity`, any other value is itself."""
+    return data_identity(value) if key in TOKEN_FILES else value
+
+
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with its token file paths replaced by :func:`data_identity`."""
-    return {key: data_identity(value) if key in TOKEN_FILES else value
-            for key, value in config.items()}
+    return {key: meaning(key, value) for key, value in config.items()}
 
 
 def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """The flattened keys whose values are not the same in every config (:data:`IGNORED` aside).
+    """The flattened keys whose values are not the same in every config (bookkeeping aside).
 
     >>> varied_keys([{"optim.lr_max": 1, "run.name": "a"}, {"optim.lr_max": 2, "run.name": "b"}])
     ['optim.lr_max']
     """
     configs = [_comparable(config) for config in configs]
     keys = sorted({key for config in configs for key in config})
-    return [key for key in keys if not key.startswith(IGNORED)
+    return [key for key in keys if not has_role(key, BOOKKEEPING)
             and len({json.dumps(config.get(key)) for config in configs}) > 1]
 
 
 def differences(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """The keys where ``config`` differs from ``base`` (:data:`IGNORED` aside), with
-    ``config``'s values."""
-    mine, theirs = _comparable(config), _comparable(base)
-    return {key: value for key, value in config.items()
-            if not key.startswith(IGNORED) and theirs.get(key) != mine[key]}
+    """The keys where ``config`` differs from ``base`` (bookkeeping aside, token files by what
+    they hold), with ``config``'s values."""
+    return {change.key: change.after
+            for change in diff(base, config, ignoring=BOOKKEEPING, same=meaning)}
 
 
 def short_names(keys: Sequence[str]) -> dict[str, str]:
@@ -97,7 +96,7 @@ def by_point(runs: Sequence[Run]) -> list[list[Run]]:
     groups: dict[str, list[Run]] = {}
     for run in runs:
         rest = {key: value for key, value in _comparable(run.config).items()
-                if key != SEED and not key.startswith(IGNORED)}
+                if key != SEED and not has_role(key, BOOKKEEPING)}
         groups.setdefault(json.dumps(rest, sort_keys=True), []).append(run)
     points: list[list[Run]] = []
     for group in groups.values():

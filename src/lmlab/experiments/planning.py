@@ -81,10 +81,6 @@ def plan(sweep: Sweep) -> Plan:
     that would share a run directory, or a run directory left by a different config; and
     :class:`DataError` for token files that cannot feed a point's model.
     """
-    if sweep.lr_scaling not in (None, "sqrt", "linear"):
-        raise ConfigError(f"lr_scaling must be sqrt or linear, got {sweep.lr_scaling!r}")
-    if not isinstance(sweep.seeds, int) or sweep.seeds < 1:
-        raise ConfigError(f"seeds must be a whole number >= 1, got {sweep.seeds!r}")
     base = load_config(sweep.config, sweep.overrides)
     root = base.run.runs_dir / (sweep.name or sweep.config.stem)
     varied = sweep.combinations()

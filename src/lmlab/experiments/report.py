@@ -28,7 +28,7 @@ from lmlab.experiments.compare import (
 )
 from lmlab.experiments.plot import plot_learning_rates, plot_runs, save_figure
 from lmlab.experiments.stability import Edge, edges
-from lmlab.experiments.summary import over_seeds, within_noise
+from lmlab.experiments.summary import mean_spread, over_seeds, within_noise
 from lmlab.inference import complete, load_run
 from lmlab.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLING
 from lmlab.training.rundir import Run, RunDir, find_runs
@@ -207,8 +207,7 @@ def _spread(row: dict[str, Any], key: str) -> str:
     """``mean ± std``, or the one finished seed's value marked as such (no spread to show)."""
     if row[key] is None:
         return ""
-    std = row[f"{key}_std"]
-    return f"{row[key]:.4f} ± {std:.4f}" if std is not None else f"{row[key]:.4f} (1 seed)"
+    return mean_spread(row[key], row[f"{key}_std"])
 
 
 def _versus(row: dict[str, Any], best: dict[str, Any] | None) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmlab.experiments.compare import label, shown
-from lmlab.experiments.summary import over_seeds
+from lmlab.experiments.summary import mean_spread, over_seeds
 from lmlab.training.rundir import Run
 
 LR = "optim.lr_max"
@@ -50,10 +50,8 @@ class Edge:
         if best is None:
             return f"Edge of stability{where}: no rate finished."
         lr, row = best
-        std = row["final_val_loss_std"]
-        spread = f" ± {std:.3f}" if std is not None else ""
-        text = (f"Edge of stability{where}: best lr {shown(lr)} (final val loss "
-                f"{row['final_val_loss']:.3f}{spread}); ")
+        loss = mean_spread(row["final_val_loss"], row["final_val_loss_std"])
+        text = f"Edge of stability{where}: best lr {shown(lr)} (final val loss {loss}); "
         if self.diverging is None:
             return text + f"no rate up to {shown(self.rates[-1][0])} diverged."
         return (text + f"smallest diverging lr {shown(self.diverging)}: {self.diverging / lr:.3g}x "

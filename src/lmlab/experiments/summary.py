@@ -87,6 +87,22 @@ def within_noise(a: dict[str, Any], b: dict[str, Any], key: str = "final_val_los
     return abs(a[key] - b[key]) < spread
 
 
+def mean_spread(mean: float, std: float | None) -> str:
+    """A result over seeds as ``mean ± std`` (the mean to 4 significant digits, its spread to 2),
+    or the one finished seed's value marked as such: the one way every table and line writes it.
+
+    >>> mean_spread(2.15, 0.07071), mean_spread(2.4, None)
+    ('2.150 ± 0.071', '2.400 (1 seed)')
+    """
+    text = _significant(mean, 4)
+    return f"{text} ± {_significant(std, 2)}" if std is not None else f"{text} (1 seed)"
+
+
+def _significant(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, trailing zeros kept (``2.150``)."""
+    return f"{value:#.{digits}g}".removesuffix(".")
+
+
 def write_summary(root: Path, rows: list[dict[str, Any]]) -> None:
     """``summary.json`` and ``summary.csv`` in the sweep folder, written atomically."""
     atomic_write_json(root / "summary.json", rows)

@@ -13,49 +13,80 @@ how they ended.
 import itertools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from lmlab.config import format_value, parse_value, read_toml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lmlab.config import describe_error, format_value, parse_value, read_toml
 from lmlab.errors import ConfigError
 from lmlab.experiments.compare import short_names
 
 LrScaling = Literal["sqrt", "linear"]
-FILE_KEYS = ("config", "name", "overrides", "grid", "list", "fixed_tokens", "lr_scaling",
-             "seeds", "description")
-"""The top-level keys of a sweep file (besides its ``[variant.NAME]`` tables)."""
 
 
-@dataclass
-class Sweep:
-    """What to sweep: everything ``lmlab sweep`` takes, from its options or a sweep file."""
+class Sweep(BaseModel):
+    """What to sweep: everything ``lmlab sweep`` takes, from its options or a sweep file.
 
-    config: Path
-    """The base training config (TOML)."""
-    name: str | None = None
-    """Folder under the base config's ``run.runs_dir`` (default: the config's file name)."""
-    overrides: list[str] = field(default_factory=list)
-    """``key=value`` words applied to every point."""
-    grid: dict[str, list[str]] = field(default_factory=dict)
-    """Each key's values; the points are their Cartesian product."""
-    points: list[list[str]] = field(default_factory=list)
-    """Explicit points, each a list of ``key=value`` words (crossed with the grid)."""
-    fixed_tokens: bool = False
-    """Keep the base config's token budget at every point (steps = tokens / tokens per step)."""
-    lr_scaling: LrScaling | None = None
-    """Rescale ``optim.lr_max`` with the tokens per step relative to the base config."""
-    seeds: int = 1
-    """Runs per point, with ``train.seed`` = the base config's seed + 0, 1, ...: the spread over
-    them is the noise a difference between points must beat."""
-    description: str = ""
-    """What the sweep is for: the report shows it above the sweep's table."""
+    A sweep file's top-level keys are these fields (``list`` for :attr:`points`), besides its
+    ``[variant.NAME]`` tables; unknown keys and bad values are errors that name the key, as in
+    the config tables. Build one with :meth:`from_file` or :meth:`merge` to get them as one-line
+    :class:`ConfigError`\\ s."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    config: Path = Field(description="The base training config (TOML).")
+    name: str | None = Field(None, description="Folder under the base config's "
+                             "``run.runs_dir`` (default: the config's file name).")
+    overrides: list[str] = Field(default_factory=list,
+                                 description="``key=value`` words applied to every point.")
+    grid: dict[str, list[str]] = Field(
+        default_factory=dict, description="Each key's values (written as :func:`format_value` "
+        "writes them); the points are their Cartesian product.")
+    points: list[list[str]] = Field(
+        default_factory=list, alias="list", description="Explicit points, each a list of "
+        "``key=value`` words (crossed with the grid); ``list`` in a sweep file.")
+    fixed_tokens: bool = Field(False, description="Keep the base config's token budget at every "
+                               "point (steps = tokens / tokens per step).")
+    lr_scaling: LrScaling | None = Field(None, description="Rescale ``optim.lr_max`` with the "
+                                         "tokens per step relative to the base config.")
+    seeds: int = Field(1, description="Runs per point, with ``train.seed`` = the base config's "
+                       "seed + 0, 1, ...: the spread over them is the noise a difference "
+                       "between points must beat.")
+    description: str = Field("", description="What the sweep is for: the report shows it "
+                             "above the sweep's table.")
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _grid_values(cls, grid: Any) -> Any:
+        """Each key's values as override text, so a file's ``1e-3`` and ``--grid``'s ``1e-3``
+        name the same run."""
+        if not isinstance(grid, dict):
+            return grid  # pydantic says it is not a table
+        return {key: [format_value(v) for v in _non_empty(values, f"grid.{key}")]
+                for key, values in grid.items()}
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points_non_empty(cls, points: Any) -> Any:
+        if isinstance(points, list):
+            for point in points:
+                _non_empty(point, "list", "a non-empty list of key=value words")
+        return points
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_whole(cls, seeds: Any) -> Any:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds must be a whole number >= 1, got {seeds!r}")
+        return seeds
 
     @classmethod
     def from_file(cls, path: str | Path, variant: str | None = None) -> "Sweep":
         """Read a sweep TOML file (see ``configs/experiments/``); ``variant`` applies its
         ``[variant.NAME]`` table on top: its ``config``, ``fixed_tokens`` and ``lr_scaling``
-        replace the top level's, its ``overrides`` are appended, its ``grid`` keys replace."""
+        replace the top level's, its ``overrides`` are appended, its ``grid`` keys replace.
+        The base config's path is relative to the file; ``name`` defaults to the file's stem."""
         path = Path(path)
         raw = read_toml(path)
         variants = raw.pop("variant", {})
@@ -67,34 +98,19 @@ class Sweep:
             raw["overrides"] = [*raw.get("overrides", []), *extra.pop("overrides", [])]
             raw["grid"] = {**raw.get("grid", {}), **extra.pop("grid", {})}
             raw.update(extra)
-        unknown = sorted(set(raw) - set(FILE_KEYS))
-        if unknown:
-            raise ConfigError(f"{path}: unknown sweep key(s) {', '.join(unknown)} "
-                              f"(valid: {', '.join(sorted(FILE_KEYS))}, variant)")
-        if "config" not in raw:
-            raise ConfigError(f"{path}: a sweep file needs config = \"<base config TOML>\"")
-        return cls(
-            config=path.parent / raw["config"],
-            name=raw.get("name", path.stem),
-            overrides=[str(word) for word in raw.get("overrides", [])],
-            grid={key: [format_value(v) for v in _as_list(values, f"{path}: grid.{key}")]
-                  for key, values in raw.get("grid", {}).items()},
-            points=[[str(word) for word in _as_list(point, f"{path}: list")]
-                    for point in raw.get("list", [])],
-            fixed_tokens=raw.get("fixed_tokens", False),
-            lr_scaling=raw.get("lr_scaling"),
-            seeds=raw.get("seeds", 1),
-            description=raw.get("description", ""),
-        )
+        raw.setdefault("name", path.stem)
+        sweep = _validated(raw, str(path))
+        return sweep.model_copy(update={"config": path.parent / sweep.config})
 
     def merge(self, **changes: Any) -> "Sweep":
-        """This sweep with command-line additions: grid keys replace, overrides and points
-        append, other fields replace unless None."""
+        """This sweep with command-line additions, validated: grid keys replace, overrides and
+        points append, other fields replace unless None."""
         grid = {**self.grid, **changes.pop("grid", {})}
         overrides = [*self.overrides, *changes.pop("overrides", [])]
         points = [*self.points, *changes.pop("points", [])]
-        return replace(self, grid=grid, overrides=overrides, points=points,
-                       **{key: value for key, value in changes.items() if value is not None})
+        replaced = {key: value for key, value in changes.items() if value is not None}
+        return _validated({**self.model_dump(), "grid": grid, "overrides": overrides,
+                           "points": points, **replaced}, "sweep")
 
     def combinations(self) -> list[list[str]]:
         """Each point's override words: every explicit point crossed with the grid's product."""
@@ -124,7 +140,16 @@ def point_name(words: Sequence[str]) -> str:
     return re.sub(r"[^\w.\-]", "_", "__".join(parts))
 
 
-def _as_list(value: Any, where: str) -> list[Any]:
+def _validated(raw: dict[str, Any], source: str) -> Sweep:
+    """A :class:`Sweep` from a dict of its fields; a one-line :class:`ConfigError` naming
+    ``source`` and the key, worded as the config tables' errors."""
+    try:
+        return Sweep.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_error(exc, Sweep)}") from None
+
+
+def _non_empty(value: Any, key: str, what: str = "a non-empty list") -> list[Any]:
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where} must be a non-empty list, got {value!r}")
+        raise ValueError(f"{key} must be {what}, got {value!r}")
     return value

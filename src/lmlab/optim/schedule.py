@@ -1,7 +1,11 @@
 """Learning-rate schedules: linear warmup, then a decay from ``lr_max`` to ``lr_min`` (cosine,
-linear, or warmup-stable-decay), then flat."""
+linear, or warmup-stable-decay), then flat; :func:`learning_rate` is a run's rate at a step."""
 
 import math
+
+from lmlab.config import Config
+
+SHAPES = ("cosine", "linear", "wsd")
 
 
 def cosine_schedule(
@@ -15,15 +19,25 @@ def cosine_schedule(
     >>> [round(cosine_schedule(t, 1.0, 0.1, 2, 4), 3) for t in range(6)]
     [0.0, 0.5, 1.0, 0.55, 0.1, 0.1]
     """
+    progress = (t - warmup_iters) / (cosine_cycle_iters - warmup_iters) if (
+        cosine_cycle_iters > warmup_iters) else 1.0
+    return scheduled(t, lr_max, lr_min, warmup_iters, progress)
+
+
+def scheduled(t: int, lr_max: float, lr_min: float, warmup_iters: int, progress: float | None,
+              shape: str = "cosine", decay_fraction: float = 0.2) -> float:
+    """The rate at step ``t``: linear warmup from 0 over ``warmup_iters`` steps, then
+    :func:`decayed` at ``progress`` (0 to 1) of the way to the end, or ``lr_max`` when no end is
+    known (``progress`` None).
+
+    >>> scheduled(1, 1.0, 0.0, 4, 0.0), scheduled(9, 1.0, 0.0, 4, None)
+    (0.25, 1.0)
+    """
     if t < warmup_iters:
         return lr_max * t / warmup_iters
-    if t >= cosine_cycle_iters:
-        return lr_min
-    progress = (t - warmup_iters) / (cosine_cycle_iters - warmup_iters)
-    return lr_min + 0.5 * (1 + math.cos(math.pi * progress)) * (lr_max - lr_min)
-
-
-SHAPES = ("cosine", "linear", "wsd")
+    if progress is None:
+        return lr_max
+    return decayed(progress, lr_max, lr_min, shape, decay_fraction)
 
 
 def decayed(progress: float, lr_max: float, lr_min: float, shape: str = "cosine",
@@ -49,3 +63,28 @@ def decayed(progress: float, lr_max: float, lr_min: float, shape: str = "cosine"
     else:
         raise ValueError(f"unknown schedule {shape!r} (valid: {', '.join(SHAPES)})")
     return lr_min + left * (lr_max - lr_min)
+
+
+def learning_rate(config: Config, step: int, train_time_s: float) -> float:
+    """A run's learning rate for optimizer step ``step`` (0-based), from its ``optim`` table.
+
+    Warmup over ``optim.warmup_iters`` steps, then ``optim.schedule``'s decay down to
+    ``optim.lr_min`` at ``cosine_cycle_iters`` (default: the last step) or, with
+    ``train.schedule_over_time``, at the end of the time budget or at the last step, whichever
+    comes first (so a time-budget run cut short by ``train.max_steps`` still ends annealed);
+    constant ``lr_max`` when neither end is known.
+    """
+    optim = config.optim
+    warmup = optim.warmup_iters
+    progress: float | None
+    if config.train.schedule_over_time:
+        progress = train_time_s / config.train.time_budget_s  # type: ignore[operator]
+        max_steps = config.max_steps
+        if max_steps is not None and max_steps > warmup:
+            progress = max(progress, (step - warmup) / (max_steps - warmup))
+    else:
+        cycle = config.cosine_cycle_iters
+        progress = None if cycle is None else (
+            (step - warmup) / (cycle - warmup) if cycle > warmup else 1.0)
+    return scheduled(step, optim.lr_max, optim.lr_min, warmup, progress, optim.schedule,
+                     optim.decay_fraction)

@@ -2,7 +2,7 @@
 
 The tokenizer deals only in text and ids; writing ids to a token file is :mod:`lmlab.tokens`."""
 
-from lmlab.tokenizer.tokenizer import Tokenizer
+from lmlab.tokenizer.tokenizer import END_OF_TEXT, Tokenizer
 from lmlab.tokenizer.train import train_bpe
 
-__all__ = ["Tokenizer", "train_bpe"]
+__all__ = ["END_OF_TEXT", "Tokenizer", "train_bpe"]

@@ -30,6 +30,9 @@ from lmlab.tokenizer.files import (
 from lmlab.tokenizer.pretokenize import last_safe_cut, special_token_regex
 
 VOCAB_FILE, MERGES_FILE, SPECIALS_FILE = "vocab.json", "merges.txt", "special_tokens.json"
+END_OF_TEXT = "<|endoftext|>"
+"""The document separator of TinyStories, OpenWebText and GPT-2: generation stops at it, and an
+empty prompt starts from it."""
 STREAM_CHARS = 1 << 16
 """How much text :meth:`Tokenizer.encode_iterable` gathers before encoding: a couple of MB of
 numpy arrays at most; a quarter of this was 1.5-2x slower."""
@@ -54,7 +57,7 @@ class Tokenizer:
         self.merges = list(merges)
         self.special_tokens = list(dict.fromkeys(special_tokens or []))
         # The maps below are built in C (map, zip, deque), not by a Python step per token and
-        # per merge: GPT-2 has 50,000 of each, and every `lmlab tokenize` loads them.
+        # per merge: GPT-2 has 50,000 of each, and every `lmlab tokenizer encode` loads them.
         order = sorted(self.vocab, reverse=True)  # the lowest id of a repeated token is kept
         ids = dict(zip(map(self.vocab.__getitem__, order), order, strict=True))
         missing = [b for b in range(256) if bytes([b]) not in ids]
@@ -93,10 +96,10 @@ class Tokenizer:
     def fingerprint(self) -> str:
         """A sha256 of what the ids mean: equal for tokenizers that encode and decode alike.
 
-        Every sidecar of ``lmlab tokenize`` records one, so it is hashed from arrays rather than
-        from 100,000 token strings (6 ms for GPT-2's instead of 20-40): the ids of the 256 single
-        bytes, the merges as id pairs in rank order with the id each makes (which spell out
-        those tokens' bytes), any other token with its bytes, and the special tokens.
+        Every sidecar of ``lmlab tokenizer encode`` records one, so it is hashed from arrays
+        rather than from 100,000 token strings: the ids of the 256 single bytes, the merges as
+        id pairs in rank order with the id each makes (which spell out those tokens' bytes), any
+        other token with its bytes, and the special tokens.
         """
         merger = self._encoder.merger
         ids = np.sort(np.fromiter(self.vocab, np.int64, len(self.vocab)))

@@ -2,9 +2,9 @@
 
 The entry point a sweep's subprocesses run (:mod:`lmlab.experiments.runner`): the config is the
 point's, already resolved and validated, so no command line is composed. It prints the run's
-notes and progress lines (its ``train.log``), one line on how the run ended, and exits 0
-(finished), 1 (diverged, or an ``error:`` line for bad input) or 130 (interrupted at a
-checkpoint).
+notes and progress lines (its ``train.log``), then the line :func:`~lmlab.training.outcome.outcome`
+writes on how the run ended, and exits with its code: 0 (finished), 1 (diverged, or an ``error:``
+line for bad input) or 130 (interrupted at a checkpoint).
 """
 
 import json
@@ -13,6 +13,10 @@ import sys
 from lmlab.config import config_from_dict
 from lmlab.errors import ConfigError, LmlabError
 from lmlab.training.loop import train
+from lmlab.training.outcome import outcome
+
+RESUME_HINT = "the same lmlab sweep command (finished points are skipped)"
+"""How a sweep's interrupted point continues: its sweep, run again."""
 
 
 def main() -> int:
@@ -26,10 +30,9 @@ def main() -> int:
     except LmlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    why = f": {result.reason}" if result.reason else ""
-    print(f"{result.status} {result.run_dir} at step {result.step} ({result.tokens:,} tokens)"
-          f"{why}", file=sys.stderr)
-    return {"finished": 0, "interrupted": 130}.get(result.status, 1)
+    done = outcome(result, RESUME_HINT)
+    print(done.message, file=sys.stderr)  # all of it is the run's train.log
+    return done.exit_code
 
 
 if __name__ == "__main__":

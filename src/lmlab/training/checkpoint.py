@@ -14,31 +14,25 @@ A training checkpoint is one ``torch.save`` file (:attr:`RunDir.checkpoint`,
 
 With all of these a resumed run takes exactly the steps the uninterrupted run would have taken.
 Files are written atomically and read with ``weights_only=True`` (no arbitrary code on load).
-
-For use elsewhere, :func:`export_weights` writes the weights alone as ``safetensors`` (a format
-any framework reads without pickle), with the run's config in the file's metadata, so that
-:func:`load_model` (and ``lmlab generate``) can read the file on its own.
+:func:`read_checkpoint` and :func:`checkpoint_config` read one back for others: the portable
+model files of :mod:`lmlab.weights` (which also read a checkpoint's model) live apart from this
+training state.
 """
 
-import json
 import os
 import pickle
 from pathlib import Path
 from typing import IO, Any
 
-import safetensors.torch
 import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
 from torch import nn
 
 from lmlab.atomic import atomic_path
-from lmlab.config import Config, ModelConfig, config_from_dict
+from lmlab.config import Config, ModelConfig, config_from_dict, model_differences
 from lmlab.errors import CheckpointError, ConfigError, first_line
-from lmlab.training.rundir import RunDir
 
 FORMAT = "lmlab-checkpoint-1"
-WEIGHTS_FORMAT = "lmlab-weights-1"
 _TRAINING_KEYS = ("iteration", "model", "optimizer", "config", "rng", "sampler", "progress")
 
 PathOrFile = str | os.PathLike | IO[bytes]
@@ -55,7 +49,7 @@ def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, iteratio
 def load_checkpoint(src: PathOrFile, model: nn.Module,
                     optimizer: torch.optim.Optimizer | None) -> int:
     """Restore model (and optimizer, when given) state from ``src``; return the iteration."""
-    state = _load(src)
+    state = read_checkpoint(src)
     restore_model(state, model, optimizer, src)
     return state["iteration"]
 
@@ -73,16 +67,12 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
     Raises :class:`CheckpointError` when the file is missing, truncated, not a training
     checkpoint, or was saved for a different model shape.
     """
-    state = _load(path)
+    state = read_checkpoint(path)
     missing = [key for key in _TRAINING_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint (lacks {', '.join(missing)})")
     saved = state["config"]
-    try:  # keys added since the checkpoint was written take their defaults
-        saved_model = ModelConfig(**saved.get("model", {}))
-    except ValidationError as exc:
-        raise CheckpointError(f"{path} holds an invalid model config: "
-                              f"{exc.errors()[0]['msg']}") from None
+    saved_model = saved_model_config(saved.get("model", {}), path)
     differ = model_differences(saved_model, config.model)
     if differ:
         raise CheckpointError(f"{path} was saved with a different model: {'; '.join(differ)}")
@@ -101,119 +91,43 @@ def load_training_state(path: str | Path, config: Config) -> dict[str, Any]:
     return state
 
 
-def model_differences(saved: ModelConfig, wanted: ModelConfig, *,
-                      ignoring: frozenset[str] = frozenset()) -> list[str]:
-    """``model.key=saved (config has wanted)`` for each model key in which a checkpoint's model
-    and the configured one differ, ``d_ff`` compared as used (given or by default), so a run can
-    say at once every reason its weights do not fit.
+def read_checkpoint(src: PathOrFile, *, mmap: bool = False) -> dict[str, Any]:
+    """The dict an lmlab checkpoint holds (the keys in the module docstring; the functional
+    :func:`save_checkpoint` writes no config), or a one-line :class:`CheckpointError`. With
+    ``mmap`` (a path only) tensors stay on disk until used: cheap when only the config is read."""
+    if isinstance(src, str | os.PathLike) and not Path(src).is_file():
+        raise CheckpointError(f"checkpoint {src} does not exist")
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True, mmap=mmap)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"{src} is truncated or not a checkpoint ({first_line(exc)})"
+                              ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{src} is not an lmlab checkpoint")
+    return state
 
-    >>> model_differences(ModelConfig(d_model=32), ModelConfig(d_model=64, d_ff=172))
-    ['model.d_model=32 (config has 64)', 'model.d_ff=128 (config has 172)']
-    """
-    def fields(model: ModelConfig) -> dict[str, Any]:
-        return {**model.model_dump(mode="json", exclude=set(ignoring)), "d_ff": model.ffn_width}
 
-    theirs, ours = fields(saved), fields(wanted)
-    return [f"model.{key}={theirs[key]!r} (config has {value!r})"
-            for key, value in ours.items() if theirs[key] != value]
-
-
-def load_model(path: str | Path, device: torch.device | str | None = None
-               ) -> tuple[nn.Module, Config]:
-    """A trained model and its config from a run directory, a checkpoint file or a weights file
-    written by :func:`export_weights`, ready for inference (``eval()`` mode, on ``device``,
-    default cpu).
-
-    >>> model, config = load_model("runs/tinystories-cpu")  # doctest: +SKIP
-    """
-    from lmlab.nn import TransformerLM  # the model depends on config, not on checkpoints
-
-    path = model_file(path)
-    if path.suffix == ".safetensors":
-        return _load_weights(path, device)
-    state = _load(path)
+def checkpoint_config(src: str | Path) -> Config:
+    """The resolved config of the run that saved the training checkpoint ``src``: the data,
+    schedule and precision a model was trained with, which the portable weights of
+    :mod:`lmlab.weights` do not carry. Its tensors are not read (``mmap``)."""
+    state = read_checkpoint(src, mmap=True)
     if "config" not in state:
-        raise CheckpointError(f"{path} has no config: it was not saved by `lmlab train`")
-    config = _config(state["config"], path)
-    model = TransformerLM(config.model, device=device)
-    restore_model(state, model, None, path)
-    return model.eval(), config
-
-
-def model_file(path: str | Path) -> Path:
-    """The file that holds a run's model: ``path`` itself, or in a run directory its
-    ``checkpoints/last.pt``, else its ``model.safetensors`` (an export or an import)."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    checkpoint, weights = RunDir(path).checkpoint, path / "model.safetensors"
-    return weights if not checkpoint.exists() and weights.exists() else checkpoint
-
-
-def export_weights(model: nn.Module, config: Config, out: str | Path,
-                   tokenizer_files: dict[str, str] | None = None) -> None:
-    """Write ``model``'s weights to ``out`` as safetensors (atomically), ``config`` and, when
-    given, the tokenizer's files (:meth:`Tokenizer.to_texts`) in its metadata, so the one file
-    is all ``lmlab generate`` needs wherever it is copied.
-
-    Tensor names are the model's state-dict names, each present: a tied embedding is stored
-    under both of its names (safetensors holds no shared tensors, so the second is a copy, one
-    vocab x d_model matrix more), and a plain ``load_file`` + ``load_state_dict`` finds every key.
-    """
-    metadata = {"format": WEIGHTS_FORMAT, "config": json.dumps(config.model_dump(mode="json"))}
-    if tokenizer_files is not None:
-        metadata["tokenizer"] = json.dumps(tokenizer_files)
-    stored: dict[int, str] = {}
-    tensors = {}
-    for name, tensor in model.state_dict().items():
-        first = stored.setdefault(tensor.data_ptr(), name)
-        tensors[name] = tensor.detach().contiguous() if first == name else tensor.detach().clone()
-    with atomic_path(out) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata)
-
-
-def bundled_tokenizer(path: str | Path) -> dict[str, str] | None:
-    """The tokenizer files :func:`export_weights` put in a weights file, or None."""
-    path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return None
+        raise CheckpointError(f"{src} has no config: it was not saved by `lmlab train`")
     try:
-        with safetensors.safe_open(path, "pt") as weights:
-            bundled = (weights.metadata() or {}).get("tokenizer")
-    except (SafetensorError, OSError):
-        return None  # load_model says what is wrong with the file
-    return json.loads(bundled) if bundled else None
-
-
-def _load_weights(path: Path, device: torch.device | str | None) -> tuple[nn.Module, Config]:
-    from lmlab.nn import TransformerLM
-
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist")
-    try:
-        with safetensors.safe_open(path, "pt") as weights:
-            metadata = weights.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path} is truncated or not a safetensors file "
-                              f"({first_line(exc)})") from None
-    if metadata.get("format") != WEIGHTS_FORMAT or "config" not in metadata:
-        raise CheckpointError(f"{path} holds no lmlab config: it was not written by "
-                              f"`lmlab export`")
-    config = _config(json.loads(metadata["config"]), path)
-    model = TransformerLM(config.model, device=device)
-    try:
-        model.load_state_dict(safetensors.torch.load_file(path, device=str(device or "cpu")))
-    except (RuntimeError, SafetensorError) as exc:
-        raise CheckpointError(f"{path} does not fit its own config: "
-                              f"{first_line(exc)[:300]}") from None
-    return model.eval(), config
-
-
-def _config(saved: dict[str, Any], path: Path) -> Config:
-    try:
-        return config_from_dict(saved, source=str(path))
+        return config_from_dict(state["config"], source=str(src))
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
+
+
+def saved_model_config(table: dict[str, Any], src: Any) -> ModelConfig:
+    """A saved ``model`` table as a :class:`ModelConfig`; keys added since it was written take
+    their defaults, and an invalid table is a one-line :class:`CheckpointError` naming ``src``."""
+    try:
+        return ModelConfig(**table)
+    except (ValidationError, TypeError) as exc:
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise CheckpointError(f"{src} holds an invalid model config: {detail}") from None
 
 
 def _save(obj: dict[str, Any], out: PathOrFile) -> None:
@@ -227,19 +141,6 @@ def _save(obj: dict[str, Any], out: PathOrFile) -> None:
                 raise
     else:
         torch.save(obj, out)
-
-
-def _load(src: PathOrFile) -> dict[str, Any]:
-    if isinstance(src, str | os.PathLike) and not Path(src).is_file():
-        raise CheckpointError(f"checkpoint {src} does not exist")
-    try:
-        state = torch.load(src, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{src} is truncated or not a checkpoint ({first_line(exc)})"
-                              ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{src} is not an lmlab checkpoint")
-    return state
 
 
 def restore_model(state: dict[str, Any], model: nn.Module,

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lmlab.config import Config
 from lmlab.errors import ConfigError, DistributedError, first_line
 
 
@@ -125,6 +126,17 @@ def world_from_env() -> World:
     except ValueError:
         raise ConfigError("RANK, LOCAL_RANK and WORLD_SIZE must be integers (torchrun sets "
                           "them)") from None
+
+
+def config_for_world(config: Config, world: World) -> Config:
+    """A copy of ``config`` with ``train.world_size`` from torchrun (checked when set)."""
+    if "world_size" in config.train.model_fields_set and config.train.world_size != world.size:
+        raise ConfigError(f"train.world_size={config.train.world_size} does not match the "
+                          f"{world.size} process(es) started (torchrun's WORLD_SIZE): leave it "
+                          f"unset, or start that many")
+    config = config.model_copy(deep=True)
+    config.train.world_size = world.size
+    return config
 
 
 def backend_for(name: str, device: torch.device) -> str:

@@ -49,13 +49,8 @@ STALL_FRACTION = 0.01
 
 
 class LossHistory(Protocol):
-    """An evaluation is checked too (:meth:`DivergenceRules.check_evaluation`): a validation loss
-that is not finite or above ``train.diverge_factor`` times the first training loss means the
-model blew up after its last logged training loss (a no-norm model's last update can do that:
-it logged 3.61 at its last step and scored 32.5 on validation after it).
-
-What the rules remember between logs: the run's :class:`~lmlab.training.loop.Progress`,
-    saved in every checkpoint."""
+    """What the rules remember between logs: the run's
+    :class:`~lmlab.training.state.Progress`, saved in every checkpoint."""
 
     first_loss: float | None
     """The first step's loss."""

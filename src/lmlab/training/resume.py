@@ -16,17 +16,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from lmlab.config import Config, flatten, format_value
+from lmlab.config import (
+    DATA_KEYS,
+    LAUNCH_KEYS,
+    LENGTH_KEYS,
+    MODEL_KEYS,
+    Change,
+    Config,
+    diff,
+    format_value,
+    has_role,
+)
 from lmlab.errors import ConfigError
 from lmlab.training.rundir import RunDir
-
-FIXED = ("model.", "data.")
-"""Key prefixes a resume may not change: the run would become another experiment."""
-LENGTH_KEYS = ("train.max_steps", "train.max_tokens", "train.time_budget_s",
-               "train.schedule_over_time", "optim.cosine_cycle_iters")
-"""Keys that set when the run ends and how its schedule reaches that end."""
-UNCOMPARED = ("run.resume", "train.world_size")
-"""Keys that say how this session starts, not what the run is."""
 
 
 def resume_wanted(config: Config, run: RunDir, say: Callable[[str], None],
@@ -58,22 +60,19 @@ def resume_notes(saved: dict[str, Any], config: Config) -> list[str]:
 
     Raises :class:`ConfigError` naming the keys when the model or the data differ.
     """
-    before = flatten(saved)
-    after = flatten(config.model_dump(mode="json"))
-    changed = [key for key in after
-               if key in before and before[key] != after[key] and key not in UNCOMPARED]
-    fixed = [key for key in changed if key.startswith(FIXED)]
+    changed = diff(saved, config, ignoring=LAUNCH_KEYS)
+    fixed = [change for change in changed if has_role(change.key, MODEL_KEYS + DATA_KEYS)]
     if fixed:
         raise ConfigError(f"cannot resume {config.run_dir} with another model or data: "
-                          f"{_changes(fixed, before, after)} (start a new run.name instead)")
-    length = [key for key in changed if key in LENGTH_KEYS]
-    other = [key for key in changed if key not in LENGTH_KEYS]
+                          f"{_changes(fixed)} (start a new run.name instead)")
+    length = [change for change in changed if has_role(change.key, LENGTH_KEYS)]
+    other = [change for change in changed if not has_role(change.key, LENGTH_KEYS)]
     notes = []
     if length:
-        notes.append(f"resuming with {_changes(length, before, after)}: the run now ends "
+        notes.append(f"resuming with {_changes(length)}: the run now ends "
                      f"{describe_end(config)}")
     if other:
-        notes.append(f"resuming with other settings: {_changes(other, before, after)}")
+        notes.append(f"resuming with other settings: {_changes(other)}")
     return notes
 
 
@@ -89,8 +88,8 @@ def describe_end(config: Config) -> str:
     return " or ".join(ends) + (", whichever comes first" if len(ends) > 1 else "")
 
 
-def _changes(keys: list[str], before: dict[str, Any], after: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {_shown(before[key])} -> {_shown(after[key])}" for key in keys)
+def _changes(changes: list[Change]) -> str:
+    return ", ".join(f"{c.key} {_shown(c.before)} -> {_shown(c.after)}" for c in changes)
 
 
 def _shown(value: Any) -> str:

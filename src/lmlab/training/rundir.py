@@ -56,6 +56,13 @@ class RunDir:
         """Whether a run has already written here."""
         return self.config.exists() or self.metrics.exists()
 
+    def start(self, config: Config, device: torch.device) -> None:
+        """Write what a training session starts with: the resolved config, the environment,
+        and the ``running`` status."""
+        self.write_config(config)
+        self.write_env(device)
+        self.set_status("running")
+
     def write_config(self, config: Config) -> None:
         atomic_write_json(self.config, config.model_dump(mode="json"))
 
@@ -107,6 +114,13 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl`` (see :func:`read_metrics`)."""
         return read_metrics(self.metrics)
+
+    def last_metrics(self) -> dict[str, float]:
+        """The last logged value of each metric (``train/loss``, ``val/bpb``...)."""
+        metrics: dict[str, float] = {}
+        for record in self.read_metrics():
+            metrics.update({key: value for key, value in record.items() if "/" in key})
+        return metrics
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -4,15 +4,10 @@ Unknown keys and bad values are errors that name the key (``extra="forbid"`` eve
 in a TOML file or a CLI override never silently trains the wrong model.
 """
 
-import json
-import tomllib
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from lmlab.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Section(BaseModel):
@@ -174,8 +169,10 @@ class OptimConfig(_Section):
 class DataConfig(_Section):
     """Where the tokenized data lives (the context length is ``model.context_length``)."""
 
-    train_path: Path = Field(description="Training tokens: a .bin written by `lmlab tokenize`.")
-    valid_path: Path = Field(description="Validation tokens: a .bin written by `lmlab tokenize`.")
+    train_path: Path = Field(
+        description="Training tokens: a .bin written by `lmlab tokenizer encode`.")
+    valid_path: Path = Field(
+        description="Validation tokens: a .bin written by `lmlab tokenizer encode`.")
     sampling: Literal["random", "epochs"] = Field(
         "random", description="Training windows: 'random' starts anywhere, drawn with "
         "replacement; 'epochs' cuts each pass over the file into windows from a random offset "
@@ -335,145 +332,3 @@ class Config(_Section):
     @property
     def run_dir(self) -> Path:
         return self.run.runs_dir / self.run.name
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a TOML config, apply ``key.sub=value`` overrides and validate the result.
-
-    Override values are parsed as TOML values (``3e-3``, ``true``, ``["wandb"]``), falling back
-    to a plain string (``run.name=my-run``); ``none`` means None.
-
-    >>> cfg = load_config(None, ["data.train_path=t.bin", "data.valid_path=v.bin",
-    ...                          "train.max_steps=10", "optim.lr_max=3e-3"])
-    >>> cfg.optim.lr_max, cfg.max_steps
-    (0.003, 10)
-    """
-    raw = read_toml(path) if path is not None else {}
-    if isinstance(raw.get("config"), str):
-        raise ConfigError(f"{path} is a sweep file (it names a base config): run it with "
-                          f"`lmlab sweep {path}`, or give its base config")
-    for item in overrides:
-        _apply_override(raw, item)
-    return config_from_dict(raw, source=str(path) if path is not None else "overrides")
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a dict (a config or a sweep file); a :class:`ConfigError` naming the file
-    when it is missing or not valid TOML."""
-    path = Path(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-
-
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
-    """Validate a nested dict (parsed TOML, or a run's config.json) into a :class:`Config`."""
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from None
-
-
-def _apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set ``section.key`` in ``raw`` from one ``section.key=value`` word."""
-    key, sep, text = item.partition("=")
-    section, dot, name = key.strip().partition(".")
-    if not sep or not dot or not name or "." in name:
-        raise ConfigError(f"override {item!r} is not of the form section.key=value")
-    sections = _section_fields()
-    if section not in sections:
-        raise ConfigError(f"unknown config section {section!r} in {item!r} "
-                          f"(valid: {', '.join(sections)})")
-    if name not in sections[section]:
-        raise ConfigError(f"unknown config key '{key}' (valid {section} keys: "
-                          f"{', '.join(sections[section])})")
-    table = raw.setdefault(section, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"config section {section!r} must be a table")
-    value = parse_value(text.strip())
-    annotation = sections[section][name]
-    if value is None and ("none" in get_args(annotation) or annotation is str):
-        value = "none"  # a choice named "none" (model.norm=none) or a name, not an unset key
-    table[name] = value
-
-
-def parse_value(text: str) -> Any:
-    """An override value as TOML would read it, else the raw string; ``none`` is None.
-
-    >>> parse_value("3e-3"), parse_value("true"), parse_value("my-run"), parse_value("none")
-    (0.003, True, 'my-run', None)
-    """
-    if text.lower() in ("none", "null"):
-        return None
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def format_value(value: Any) -> str:
-    """A config value as a short, exact override value: the inverse of how overrides are read.
-
-    >>> format_value(0.0003), format_value(True), format_value(None), format_value("rms")
-    ('0.0003', 'true', 'none', 'rms')
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    if isinstance(value, list):
-        return json.dumps(value)
-    return str(value)
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested tables to the dotted keys that overrides use.
-
-    >>> flatten({"model": {"d_model": 64}, "optim": {"lr_max": 0.001}})
-    {'model.d_model': 64, 'optim.lr_max': 0.001}
-    """
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _section_fields() -> dict[str, dict[str, Any]]:
-    """Valid keys of each config table with their types, e.g. ``{"model": {"vocab_size": int,
-    ...}, ...}``."""
-    return {
-        name: {key: sub.annotation for key, sub in field.annotation.model_fields.items()}  # type: ignore[union-attr]
-        for name, field in Config.model_fields.items()
-    }
-
-
-def _describe(exc: ValidationError) -> str:
-    """One line for a pydantic error: each problem with its dotted key and, for unknown keys,
-    the valid ones."""
-    sections = _section_fields()
-    problems = []
-    for err in exc.errors():
-        loc = [str(part) for part in err["loc"]]
-        key = ".".join(loc) or "config"
-        if err["type"] == "extra_forbidden":
-            valid = sections.get(loc[0], list(sections)) if len(loc) > 1 else list(sections)
-            problems.append(f"unknown key '{key}' (valid: {', '.join(valid)})")
-        elif err["type"] == "missing":
-            problems.append(f"missing key '{key}'")
-        elif err["type"] == "value_error":  # our own validators name their keys
-            problems.append(err["msg"].removeprefix("Value error, "))
-        elif err["type"] == "string_pattern_mismatch" and len(loc) == 2:  # say it, not a regex
-            field = Config.model_fields[loc[0]].annotation.model_fields[loc[1]]  # type: ignore
-            problems.append(f"{key} {err.get('input')!r} is not valid: {field.description}")
-        else:
-            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(problems)

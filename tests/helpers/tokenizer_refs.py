@@ -1,14 +1,30 @@
-"""References for the tokenizer tests: GPT-2's byte notation, the CS336 fixtures, tiktoken."""
+"""References for the tokenizer tests: GPT-2's byte notation, the CS336 fixtures, tiktoken, and
+hypothesis's tricky texts."""
 
 import json
 import os
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
-from tests.conftest import SHARED_DATA
+from tests.helpers.paths import SHARED_DATA
 
 FIXTURES = SHARED_DATA / "fixtures"
+EOT = "<|endoftext|>"
+# Text that stresses the regex and the units: contractions, digits, runs of spaces and newlines,
+# whitespace beyond ASCII, words around the 15 bytes that a unit's packed key holds, other scripts.
+# Not code points unassigned in Python's Unicode database (Cn): the `regex` module's newer tables
+# make some of them letters (U+3D000 is one) where tiktoken's older ones do not.
+TRICKY = st.lists(
+    st.one_of(
+        st.sampled_from(list(" \n\t'sdmtlvre0123 ...!?<|>") + [EOT, "  ", "\n\n", "'ll", "'ve"]),
+        st.sampled_from(["\xa0", "\x85", "\u2003", "\u2028", "\u3000", "\u1680", "\x1c", "\x00"]),
+        st.sampled_from(["a" * 7, "b" * 8, "c" * 14, "d" * 15, "e" * 16, "é" * 8, "lmlab.tokens"]),
+        st.characters(codec="utf-8", exclude_categories=["Cn"]),
+    ),
+    max_size=30,
+).map("".join)
 
 
 def need(path: Path) -> Path:

@@ -1,12 +1,19 @@
-"""Token files for tests, written like `lmlab tokenize` writes them (ids + sidecar)."""
+"""Tiny runs for tests: token files written like `lmlab tokenize` writes them (ids + sidecar),
+the override words of a run that takes a step in milliseconds on a CPU, a sweep of such runs, and
+the losses a run logged."""
 
+import subprocess
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from lmlab.atomic import atomic_write_json
+from lmlab.experiments.sweep import Sweep
 from lmlab.tokens import TokenFileInfo, sidecar_path, token_dtype
+from lmlab.training.rundir import RunDir
+from tests.helpers.paths import REPO
 
 
 def write_tokens(path: Path, ids, vocab_size: int, source_bytes: int | None = None,
@@ -39,6 +46,9 @@ def pattern_tokens(n: int, vocab_size: int, seed: int = 0) -> np.ndarray:
 
 VOCAB = 64
 CONTEXT = 16
+PRESET = REPO / "configs" / "tinystories-cpu.toml"
+STEPS_ONLY = ["train.time_budget_s=none", "train.schedule_over_time=false"]
+"""With ``PRESET``: the run's length in steps alone (the preset's time budget off)."""
 
 
 def tiny_run(tmp_path: Path, *overrides: str, train_tokens: int = 20_000,
@@ -60,3 +70,23 @@ def tiny_run(tmp_path: Path, *overrides: str, train_tokens: int = 20_000,
         "train.compile=false",  # the CPU preset compiles: ~20 s of a test's few steps
         *overrides,
     ]
+
+
+def tiny_sweep(tmp_path: Path, *overrides: str, **options) -> Sweep:
+    """A sweep of the tiny test runs (30 steps of a 2-layer, 32-wide model)."""
+    words = [*tiny_run(tmp_path), *STEPS_ONLY, *overrides]
+    return Sweep(config=PRESET, name="s", overrides=words, **options)
+
+
+def losses(run: Path) -> dict[int, float]:
+    """The train loss the run at ``run`` logged, by step."""
+    return {r["step"]: r["train/loss"] for r in RunDir(run).read_metrics() if "train/loss" in r}
+
+
+def wait_for_step(run: Path, step: int, proc: subprocess.Popen) -> None:
+    """Wait (60 s at most) until the training process ``proc`` has logged ``step`` in ``run``."""
+    deadline = time.monotonic() + 60
+    while max(losses(run), default=0) < step:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

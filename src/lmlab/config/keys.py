@@ -1,0 +1,113 @@
+"""Dotted config keys, what each kind of key means for a run, and the one diff of two configs.
+
+A config flattens to dotted keys (``optim.lr_max``), the names overrides use. Keys play one of
+these roles, declared here once for resumes, sweeps, comparisons and reports alike:
+
+- the **model** (``model.*``) and the **data** (``data.*``): what the weights are and what they
+  learn from; a resume may not change them;
+- the **length** (:data:`LENGTH_KEYS`): when the run ends and how its schedule reaches that end;
+- the **seed** (:data:`SEED`): which of several runs of one point this is;
+- **bookkeeping** (:data:`BOOKKEEPING`): how a run is named, placed, tracked or watched;
+- **launch** keys (:data:`LAUNCH_KEYS`): how one session of a run is started;
+- every other key is a **setting** of the training (rates, batch, precision...).
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from lmlab.config.tables import ModelConfig
+
+MODEL_KEYS = ("model.",)
+DATA_KEYS = ("data.",)
+LENGTH_KEYS = ("train.max_steps", "train.max_tokens", "train.time_budget_s",
+               "train.schedule_over_time", "optim.cosine_cycle_iters")
+SEED = "train.seed"
+BOOKKEEPING = ("run.", "train.eval_interval", "train.ckpt_interval", "train.log_interval")
+"""Keys that name, place, track or watch a run rather than change what it learns (how often it
+is evaluated, checkpointed or logged: a fixed-token sweep scales these with the batch size)."""
+LAUNCH_KEYS = ("run.resume", "train.world_size")
+"""Keys that say how one session starts: a resume may change them (the global batch, which the
+world size is part of, is checked by the data sampler's state)."""
+
+
+def has_role(key: str, role: Iterable[str]) -> bool:
+    """Whether a dotted key is one of ``role``'s keys, or under one of its ``section.``
+    prefixes.
+
+    >>> has_role("run.name", BOOKKEEPING), has_role("train.seed", BOOKKEEPING)
+    (True, False)
+    """
+    return any(key == name or (name.endswith(".") and key.startswith(name)) for name in role)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables to the dotted keys that overrides use.
+
+    >>> flatten({"model": {"d_model": 64}, "optim": {"lr_max": 0.001}})
+    {'model.d_model': 64, 'optim.lr_max': 0.001}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key whose value differs between two configs."""
+
+    key: str
+    before: Any
+    after: Any
+
+
+def diff(before: BaseModel | Mapping[str, Any], after: BaseModel | Mapping[str, Any], *,
+         ignoring: Iterable[str] = (), same: Callable[[str, Any], Any] | None = None
+         ) -> list[Change]:
+    """The keys whose values differ from ``before`` to ``after``, in ``after``'s key order.
+
+    Either side is a config (any pydantic table), a nested dict (a run's ``config.json``) or
+    dotted keys. Keys in ``ignoring`` (keys or ``section.`` prefixes, e.g. :data:`BOOKKEEPING`)
+    are skipped, and so are keys that one side lacks (a config written before a key existed
+    has its default). ``same(key, value)``, when given, maps a value to what it means before
+    comparing (a token file's path to what the file holds).
+
+    >>> [c.key for c in diff({"model": {"d_model": 32}, "run": {"name": "a"}},
+    ...                      {"model": {"d_model": 64}, "run": {"name": "b"}},
+    ...                      ignoring=BOOKKEEPING)]
+    ['model.d_model']
+    """
+    old, new = _flat(before), _flat(after)
+    meaning = same or (lambda key, value: value)
+    return [Change(key, old[key], value) for key, value in new.items()
+            if key in old and not has_role(key, ignoring)
+            and meaning(key, old[key]) != meaning(key, value)]
+
+
+def _flat(config: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(config, BaseModel):
+        config = config.model_dump(mode="json")
+    return flatten(config)
+
+
+def model_differences(saved: ModelConfig, wanted: ModelConfig, *,
+                      ignoring: Iterable[str] = ()) -> list[str]:
+    """``model.key=saved (config has wanted)`` for each model key in which a saved model and the
+    configured one differ, ``d_ff`` compared as used (given or by default), so a run can say at
+    once every reason its weights do not fit.
+
+    >>> model_differences(ModelConfig(d_model=32), ModelConfig(d_model=64, d_ff=172))
+    ['model.d_model=32 (config has 64)', 'model.d_ff=128 (config has 172)']
+    """
+    def as_used(model: ModelConfig) -> dict[str, Any]:
+        return {"model": {**model.model_dump(mode="json"), "d_ff": model.ffn_width}}
+
+    skipped = [f"model.{key}" for key in ignoring]
+    return [f"{change.key}={change.before!r} (config has {change.after!r})"
+            for change in diff(as_used(saved), as_used(wanted), ignoring=skipped)]
