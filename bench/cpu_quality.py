@@ -1,4 +1,4 @@
-"""Quality per second of the CPU preset: the best model ``configs/tinystories-cpu.toml`` makes in
+"""Quality per second of the CPU preset: the best model the ``tinystories-cpu`` preset makes in
 its time budget, in validation bits per byte.
 
 Runs ``lmlab quickstart`` on the shared TinyStories sample: a BPE tokenizer with the preset's

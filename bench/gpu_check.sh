@@ -7,7 +7,7 @@
 #    own attention and (compiled) with fused attention
 # 3. bench/muon_step.py on CUDA: lmlab's Muon step (batched, bf16) against torch.optim.Muon on
 #    the 17M model's block matrices
-# 4. a two-minute rehearsal of configs/experiments/leaderboard.toml (the 110M recipe, compiled)
+# 4. a two-minute rehearsal of the leaderboard preset (the 110M recipe, compiled)
 #    on random OWT-vocabulary ids (speed and MFU only: random ids teach nothing), its tokens/s
 #    and train/mfu from metrics.jsonl
 # Without CUDA it says so, runs the CPU-safe part (lmlab estimate) and exits 0.
@@ -23,7 +23,7 @@ step() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
 step "device"
 if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "no CUDA device: skipping the GPU parts (tests -m cuda, train_step on CUDA, rehearsal)"
-    python -m lmlab estimate configs/tinystories-17m.toml data.train_path=x data.valid_path=x
+    python -m lmlab estimate tinystories-17m data.train_path=x data.valid_path=x
     exit 0
 fi
 python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"
@@ -39,9 +39,9 @@ timeout 70 python bench/train_step.py --device cuda --configs cs336-17m --modes 
     --fused-attention --batch-size 64 --rounds 3 --warmup 5 --steps 20 || status=1
 
 step "Muon step on CUDA: lmlab vs torch.optim.Muon"
-timeout 30 python bench/muon_step.py --config configs/tinystories-17m.toml --device cuda || status=1
+timeout 30 python bench/muon_step.py --config tinystories-17m --device cuda || status=1
 
-step "leaderboard rehearsal: 120 s of configs/experiments/leaderboard.toml on random ids"
+step "leaderboard rehearsal: 120 s of the leaderboard preset on random ids"
 python - "$WORK" <<'PY' || status=1
 import sys
 from pathlib import Path
@@ -53,7 +53,7 @@ rng = np.random.default_rng(0)
 for split, n in (("train", 50_000_000), ("valid", 1_000_000)):
     write_tokens(out / f"{split}.bin", rng.integers(0, 32_000, n), 32_000)
 PY
-timeout 200 python -m lmlab sweep configs/experiments/leaderboard.toml --name rehearsal \
+timeout 200 python -m lmlab sweep leaderboard --name rehearsal \
     "data.train_path=$WORK/train.bin" "data.valid_path=$WORK/valid.bin" "run.runs_dir=$WORK/runs" \
     train.time_budget_s=120 train.eval_interval=0 train.eval_batches=20 train.ckpt_interval=0 \
     || status=1

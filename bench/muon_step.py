@@ -10,7 +10,7 @@ Timed rounds alternate (ABBA); the ratio is the median over rounds of reference 
 (> 1 means lmlab is faster).
 
     python bench/muon_step.py                               # the CPU preset's matrices
-    python bench/muon_step.py --config configs/tinystories-17m.toml --device cuda
+    python bench/muon_step.py --config tinystories-17m --device cuda
 """
 
 import argparse
@@ -76,7 +76,7 @@ def compare(name: str, ours: Muon, reference: torch.optim.Muon, args, device) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/tinystories-cpu.toml")
+    parser.add_argument("--config", default="tinystories-cpu")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="steps per timed round")

@@ -9,8 +9,8 @@ order, so a busy machine slows both alike, and the best round of each counts (as
 busy machine only ever slows a round down); the overhead is 1 - loop tokens/s / bare tokens/s
 (target <= 3%).
 
-    python bench/trainer_overhead.py                          # configs/tinystories-cpu.toml
-    python bench/trainer_overhead.py --config configs/tinystories-17m.toml --steps 50
+    python bench/trainer_overhead.py                          # the tinystories-cpu preset
+    python bench/trainer_overhead.py --config tinystories-17m --steps 50
 """
 
 import argparse
@@ -115,7 +115,7 @@ def _sync(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/tinystories-cpu.toml")
+    parser.add_argument("--config", default="tinystories-cpu")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=3)

@@ -1,7 +1,10 @@
 """docs/architecture.md stays true: it names every module; imports only point down its layers."""
 
 import ast
+import io
+import itertools
 import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,85 @@ def test_the_checker_sees_an_upward_import() -> None:
     """The layer check itself can fail: the model importing the trainer would be caught."""
     assert layer_of("training/loop.py") > layer_of("nn/transformer.py")
     assert "training/rundir.py" in lmlab_imports("weights.py")
+
+
+MEASUREMENT = re.compile(r"\b20\d\d-\d\d|\btok/s|\btokens/s")
+"""A date or a throughput: measurements live in docs/benchmarks.md, which the code links to."""
+
+
+def _prose(text: str, first_line: int) -> list[tuple[int, str]]:
+    """The lines of a docstring with their line numbers, doctest examples and their expected
+    output aside (that output is the program's, e.g. a progress line that prints ``tok/s``)."""
+    lines, in_example = [], False
+    for offset, line in enumerate(text.splitlines()):
+        stripped = line.strip()
+        in_example = stripped.startswith(">>>") or (in_example and bool(stripped))
+        if not in_example:
+            lines.append((first_line + offset, line))
+    return lines
+
+
+def measurements_in(source: str) -> list[tuple[int, str]]:
+    """``(line, text)`` of each docstring line (module, class, function and attribute ones) and
+    comment of ``source`` that quotes a date or a tokens/s; string literals that code prints are
+    not looked at."""
+    prose = []
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            docstring = ast.get_docstring(node, clean=False)
+            if docstring is not None:
+                prose += _prose(docstring, body[0].lineno)
+        for before, statement in itertools.pairwise(body):  # attribute docstrings
+            if (isinstance(before, (ast.Assign, ast.AnnAssign))
+                    and isinstance(statement, ast.Expr)
+                    and isinstance(statement.value, ast.Constant)
+                    and isinstance(statement.value.value, str)):
+                prose += _prose(statement.value.value, statement.lineno)
+    prose += [(token.start[0], token.string)
+              for token in tokenize.generate_tokens(io.StringIO(source).readline)
+              if token.type == tokenize.COMMENT]
+    return sorted((line, text.strip()) for line, text in prose if MEASUREMENT.search(text))
+
+
+def test_no_dates_or_throughputs_in_docstrings_and_comments() -> None:
+    """Code says what and why; a speed claim links to the heading of docs/benchmarks.md that
+    measures it, where the dates, machines and tokens/s live."""
+    found = [f"src/lmlab/{module}:{line}: {text}" for module in MODULES
+             for line, text in measurements_in((SRC / module).read_text(encoding="utf-8"))]
+    assert not found, "move these measurements to docs/benchmarks.md:\n" + "\n".join(found)
+
+
+def test_the_measurement_checker_sees_a_dated_docstring() -> None:
+    source = (
+        '"""A module."""\n'
+        "def f(n):\n"
+        '    """Fast: 8,100 tokens/s on the 2-core VM (2026-12-02).\n'
+        "\n"
+        "    >>> f(3)\n"
+        "    '3 tok/s'\n"
+        '    """\n'
+        "    rate = n  # 12 tok/s here\n"
+        '    """A rate, measured 2026-11-28."""\n'
+        '    return f"{rate} tok/s"\n'
+    )
+    assert [line for line, _ in measurements_in(source)] == [3, 8, 9]
+    assert measurements_in('def f():\n    """Fast (measured: docs/benchmarks.md)."""\n') == []
+
+
+def test_measured_links_name_a_heading_of_the_benchmarks() -> None:
+    """Each ``(measured: docs/benchmarks.md, "Heading")`` in the source names the start of a
+    heading (or of a bold paragraph) that is there."""
+    benchmarks = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    names = [line.lstrip("#").strip() for line in benchmarks.splitlines() if line.startswith("#")]
+    names += re.findall(r"\*\*(.+?)\*\*", " ".join(benchmarks.split()))
+    link = re.compile(r'measured: docs/benchmarks\.md((?:,? (?:and )?"[^"]+")+)')
+    broken = []
+    for module in MODULES:
+        text = re.sub(r"\s*\n\s*(?:#\s*)?", " ", (SRC / module).read_text(encoding="utf-8"))
+        broken += [f"src/lmlab/{module}: {name!r}" for match in link.finditer(text)
+                   for name in re.findall(r'"([^"]+)"', match.group(1))
+                   if not any(heading.startswith(name) for heading in names)]
+    assert not broken, "no such heading in docs/benchmarks.md:\n" + "\n".join(broken)

@@ -52,7 +52,7 @@ def test_training_refuses_a_validation_file_from_another_tokenizer(tmp_path: Pat
 
 def test_a_time_budget_schedule_cut_short_by_steps_still_anneals(tmp_path: Path,
                                                                  capsys) -> None:
-    """`lmlab train configs/tinystories-cpu.toml train.max_steps=2000` (the README's example):
+    """`lmlab train tinystories-cpu train.max_steps=2000` (the README's example):
     the cosine must end at the step limit, not at the 600 s budget the run never reaches."""
     config = tmp_path / "empty.toml"
     config.write_text("")

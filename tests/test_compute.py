@@ -10,9 +10,9 @@ from lmlab.nn import TransformerLM
 from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
 from tests.helpers.lmlab_cli import cli
+from tests.helpers.paths import PRESETS
 from tests.helpers.tiny_runs import tiny_run
 
-REPO = Path(__file__).resolve().parents[1]
 PLACEHOLDER = ["data.train_path=t.bin", "data.valid_path=v.bin"]
 
 
@@ -23,7 +23,7 @@ PLACEHOLDER = ["data.train_path=t.bin", "data.valid_path=v.bin"]
      "model.value_residual=true"]],
     ids=str)
 def test_the_estimate_counts_what_the_model_has(words: list[str]) -> None:
-    config = load_config(REPO / "configs" / "tinystories-17m.toml", [*PLACEHOLDER, *words])
+    config = load_config(PRESETS / "tinystories-17m.toml", [*PLACEHOLDER, *words])
     model = TransformerLM(config.model, device="meta")
     est = estimate(config)
     assert est.parameters == model.num_parameters()
@@ -33,7 +33,7 @@ def test_the_estimate_counts_what_the_model_has(words: list[str]) -> None:
 
 
 def test_estimate_prints_counts_time_and_a_memory_warning(capsys) -> None:
-    config = REPO / "configs" / "tinystories-17m.toml"
+    config = PRESETS / "tinystories-17m.toml"
     code, out, err = cli(capsys, "estimate", config, *PLACEHOLDER, "--gpu", "H100")
     assert code == 0 and err == ""
     model = TransformerLM(load_config(config, PLACEHOLDER).model, device="meta")

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from lmlab.datasets import download, install_text
+from lmlab.datasets import download, fetch_start, install_text
 from lmlab.errors import DataError
+from tests.helpers.hub import local_hub
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the refusal is instant
 
@@ -46,7 +47,8 @@ def test_without_network_download_fails_fast_and_says_what_to_do(tmp_path, monke
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     start = time.perf_counter()
-    with pytest.raises(DataError, match=r"TinyStoriesV2-GPT4-train.txt.*local text files"):
+    with pytest.raises(DataError, match=r"TinyStoriesV2-GPT4-train.txt.*local text: lmlab "
+                                        r"quickstart --train-text FILE"):
         download("tinystories", tmp_path / "ts", timeout_s=2)
     assert time.perf_counter() - start < 3
     assert not (tmp_path / "ts").exists()
@@ -73,3 +75,34 @@ def test_download_cli_fails_fast_offline(tmp_path):
     assert done.stderr.startswith(f"error: cannot reach {UNREACHABLE}")
     assert "owt_train.txt.gz" in done.stderr and len(done.stderr.splitlines()) == 1
 
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local Hub (``HF_ENDPOINT``) serving 2,000 short stories separated by <|endoftext|>."""
+    body = "".join(f"Story {i}: Tom saw a cat, and it was a happy day.\n<|endoftext|>\n"
+                   for i in range(2000)).encode()
+    with local_hub(body, monkeypatch) as server:
+        yield server
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["range", "no-range-support"])
+def test_fetch_start_takes_whole_documents_from_one_range_and_caches_them(hub, tmp_path,
+                                                                         ranges):
+    hub.ranges = ranges
+    path = fetch_start("tinystories", "valid", 1000, tmp_path, progress=False)
+    text = path.read_bytes()
+    last_whole = hub.body.rfind(b"<|endoftext|>", 0, 1000)  # the last one whole in 1000 bytes
+    assert text == hub.body[:last_whole + len("<|endoftext|>")] and len(text) > 900
+    assert hub.requests == [("/datasets/roneneldan/TinyStories/resolve/main/"
+                             "TinyStoriesV2-GPT4-valid.txt", "bytes=0-999")]
+    assert fetch_start("tinystories", "valid", 1000, tmp_path, progress=False) == path
+    assert len(hub.requests) == 1  # the second call read the cache
+
+
+def test_fetch_start_offline_is_one_line_that_names_the_local_way(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="HF_HUB_OFFLINE is set: .* lmlab quickstart "
+                                        "--train-text FILE --valid-text FILE"):
+        fetch_start("tinystories", "train", 1000, tmp_path)
+    assert list(tmp_path.iterdir()) == []

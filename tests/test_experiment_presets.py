@@ -1,5 +1,5 @@
-"""Every preset in configs/experiments/ plans (GPU and CPU variants) and its CPU variant trains;
-bad sweep files are one-line errors."""
+"""Every sweep preset (src/lmlab/presets/experiments/) plans (GPU and CPU variants) and its CPU
+variant trains; bad sweep files are one-line errors."""
 
 import shlex
 from dataclasses import replace
@@ -12,10 +12,12 @@ from lmlab.errors import ConfigError
 from lmlab.experiments.planning import plan
 from lmlab.experiments.runner import run_sweep
 from lmlab.experiments.sweep import Sweep, is_sweep_file
+from tests.helpers.paths import PRESETS as ALL_PRESETS
+from tests.helpers.paths import REPO
 from tests.helpers.readme import bash_blocks, commands, parse
 from tests.helpers.tiny_runs import tiny_run
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
+EXPERIMENTS = ALL_PRESETS / "experiments"
 PRESETS = sorted(path for path in EXPERIMENTS.glob("*.toml") if is_sweep_file(path))
 PROBLEMS = {"lr_sweep", "batch_size", "no_rmsnorm", "post_norm", "nope", "silu_ffn", "owt_main",
             "leaderboard"}
@@ -119,5 +121,5 @@ def test_the_readme_experiment_commands_parse(words: list[str]) -> None:
 
 
 def test_the_readme_lists_every_preset() -> None:
-    readme = (EXPERIMENTS.parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert all(f"| `{path.name}` |" in readme for path in PRESETS)

@@ -25,6 +25,7 @@ from lmlab.training import checkpoint
 from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
 from tests.helpers.lmlab_cli import cli
+from tests.helpers.paths import PRESETS
 from tests.helpers.tiny_runs import losses, tiny_run, wait_for_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,14 +36,14 @@ STEPS = ["train.max_steps=40", "optim.cosine_cycle_iters=40", "train.ckpt_interv
 def _start(words: list[str], *extra: str) -> subprocess.Popen:
     """`lmlab train` in its own process, as a user's terminal would run it."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    config = REPO / "configs" / "experiments" / "cpu-base.toml"
+    config = PRESETS / "experiments" / "cpu-base.toml"
     return subprocess.Popen([sys.executable, "-m", "lmlab", "train", str(config), *words,
                              *extra, "--no-progress"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
 def _config(words: list[str]):
-    return load_config(REPO / "configs" / "experiments" / "cpu-base.toml", words)
+    return load_config(PRESETS / "experiments" / "cpu-base.toml", words)
 
 
 def _no_temporary_files(folder: Path) -> bool:
@@ -81,7 +82,7 @@ def test_a_second_writer_stops_before_writing(tmp_path: Path, capsys) -> None:
     first = _start(words)
     try:
         wait_for_step(run.root, 6, first)
-        config = REPO / "configs" / "experiments" / "cpu-base.toml"
+        config = PRESETS / "experiments" / "cpu-base.toml"
         code, out, err = cli(capsys, "train", config, *words, "--resume")
         assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
         assert err.startswith(f"error: {run.root} is in use: pid {first.pid} on ")
@@ -103,7 +104,7 @@ def test_a_second_writer_stops_before_writing(tmp_path: Path, capsys) -> None:
 def test_a_second_sweep_on_one_folder_skips_the_point_the_first_holds(tmp_path: Path,
                                                                        capsys) -> None:
     words = [w for w in tiny_run(tmp_path) if not w.startswith("run.name")]
-    config = REPO / "configs" / "experiments" / "cpu-base.toml"
+    config = PRESETS / "experiments" / "cpu-base.toml"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     args = ["sweep", str(config), *words, *STEPS, "train.max_steps=100000", "--grid",
             "optim.lr_max=1e-2", "--name", "s"]
@@ -155,7 +156,7 @@ def test_a_full_disk_during_a_checkpoint_ends_cleanly(tmp_path: Path, reference,
             real_save(obj, f)
 
         monkeypatch.setattr(checkpoint.torch, "save", fills_up)
-    config = REPO / "configs" / "experiments" / "cpu-base.toml"
+    config = PRESETS / "experiments" / "cpu-base.toml"
     code, out, err = cli(capsys, "train", config, *words, "--no-progress")
     monkeypatch.undo()
     assert code == 1 and len(err.strip().splitlines()) == 1, err
@@ -185,7 +186,7 @@ def test_a_read_only_run_directory_ends_cleanly(tmp_path: Path, reference,
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", read_only)
-    config = REPO / "configs" / "experiments" / "cpu-base.toml"
+    config = PRESETS / "experiments" / "cpu-base.toml"
     code, _, err = cli(capsys, "train", config, *words, "--no-progress")
     monkeypatch.undo()
     assert code == 1 and len(err.strip().splitlines()) == 1

@@ -11,7 +11,7 @@ from tests.helpers.lmlab_cli import cli
 from tests.helpers.readme import parse
 
 RUN = Path("runs/tiny")
-HINT = "lmlab train configs/tinystories-cpu.toml --resume"
+HINT = "lmlab train tinystories-cpu --resume"
 
 
 def test_a_finished_run_prints_its_validation_metrics_on_stdout_and_exits_0() -> None:

@@ -45,8 +45,8 @@ def test_a_bad_override_is_named(tmp_path, text):
 def test_without_texts_or_network_it_fails_fast_and_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    with pytest.raises(DataError, match="cannot reach .* --train-text/--valid-text"):
-        quickstart(tmp_path / "out", download_dir=tmp_path / "dl")
+    with pytest.raises(DataError, match="cannot reach .* --train-text FILE --valid-text FILE"):
+        quickstart(tmp_path / "out", cache=tmp_path / "cache")
     assert not (tmp_path / "out").exists()
 
 

@@ -15,9 +15,7 @@ from lmlab.tokens import tokenize_file
 from lmlab.training.rundir import RunDir
 from tests.helpers.fake_runs import fake_run
 from tests.helpers.lmlab_cli import cli
-from tests.helpers.paths import SHARED_DATA
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import PRESETS, SHARED_DATA
 
 
 def test_every_run_is_in_the_report_and_every_figure_exists(tmp_path: Path,
@@ -62,7 +60,7 @@ def test_a_sweep_report_names_its_base_and_generates_a_sample(tmp_path: Path) ->
              "model.num_heads=2", "train.batch_size=4", "train.max_steps=6",
              "train.time_budget_s=none", "train.schedule_over_time=false",
              "train.eval_interval=3", "optim.warmup_iters=1", "train.compile=false"]
-    sweep = Sweep(config=REPO / "configs" / "tinystories-cpu.toml", name="lr", overrides=words,
+    sweep = Sweep(config=PRESETS / "tinystories-cpu.toml", name="lr", overrides=words,
                   grid={"optim.lr_max": ["1e-3", "1e-2"]}, description="Two learning rates.")
     run_sweep(plan(sweep))
     report = write_report(tmp_path / "runs", tmp_path / "out" / "EXPERIMENTS.md").read_text()

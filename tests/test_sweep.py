@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from lmlab.errors import ConfigError
 from lmlab.experiments.planning import plan
 from lmlab.experiments.runner import run_sweep
-from lmlab.experiments.sweep import Sweep, is_sweep_file
+from lmlab.experiments.sweep import Sweep
 from lmlab.training.rundir import Run, RunDir
 from tests.helpers.lmlab_cli import cli
 from tests.helpers.tiny_runs import CONTEXT, PRESET, STEPS_ONLY, tiny_run, tiny_sweep
@@ -193,9 +192,6 @@ def test_a_run_written_before_new_config_keys_is_the_same_point(tmp_path: Path) 
     assert events == ["lr_max-0.01: finished, skipped"]
 
 
-EXPERIMENTS = REPO / "configs" / "experiments"
-
-
 @pytest.mark.parametrize(("text", "message"), [
     ("seeds = 0", "seeds must be a whole number >= 1, got 0"),
     ("seeds = 2.5", "seeds must be a whole number >= 1, got 2.5"),
@@ -261,12 +257,3 @@ def test_a_good_sweep_file_round_trips(tmp_path: Path) -> None:
     assert merged.grid == {"optim.lr_max": ["1e-2"], "train.batch_size": ["4"]}
     assert merged.overrides == ["train.max_steps=10", "train.seed=3"]
     assert len(merged.points) == 3 and (merged.seeds, merged.lr_scaling) == (2, "linear")
-
-
-@pytest.mark.parametrize("preset", [path for path in sorted(EXPERIMENTS.glob("*.toml"))
-                                    if is_sweep_file(path)], ids=lambda path: path.stem)
-def test_every_preset_loads_in_every_variant(preset: Path) -> None:
-    variants = tomllib.loads(preset.read_text(encoding="utf-8")).get("variant", {})
-    for variant in [None, *variants]:
-        sweep = Sweep.from_file(preset, variant)
-        assert sweep.config.is_file() and sweep.combinations(), (preset, variant)

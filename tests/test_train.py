@@ -19,6 +19,7 @@ from lmlab.training.loop import train
 from lmlab.training.rundir import RunDir
 from lmlab.weights import load_model
 from tests.helpers.lmlab_cli import cli
+from tests.helpers.paths import PRESETS
 from tests.helpers.tiny_runs import (
     CONTEXT,
     VOCAB,
@@ -37,7 +38,7 @@ VAL_KEYS = {"val/loss", "val/ppl", "val/bpb"}
 
 def test_train_writes_the_run_directory_and_learns(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = cli(capsys, "train", "configs/tinystories-cpu.toml", *tiny_run(tmp_path),
+    code, out, _ = cli(capsys, "train", "tinystories-cpu", *tiny_run(tmp_path),
                        "train.time_budget_s=none", "train.schedule_over_time=false",
                        "model.tie_embeddings=false", "--no-progress")
     assert code == 0, out
@@ -97,11 +98,10 @@ def test_resume_auto_and_a_finished_run(tmp_path: Path) -> None:
 
 def _start(tmp_path: Path, *words: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.Popen([sys.executable, "-m", "lmlab", "train", str(REPO / "configs" /
-                            "tinystories-cpu.toml"), *tiny_run(tmp_path), *words,
-                             "train.time_budget_s=none", "train.schedule_over_time=false",
-                             "--no-progress"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "lmlab", "train", "tinystories-cpu",
+                             *tiny_run(tmp_path), *words, "train.time_budget_s=none",
+                             "train.schedule_over_time=false", "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
@@ -117,7 +117,7 @@ def test_sigkill_between_checkpoints_resumes_from_the_last_one(tmp_path: Path) -
     saved_step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["iteration"]
     assert saved_step >= 10 and saved_step % 5 == 0
     before = losses(run)
-    preset = REPO / "configs" / "tinystories-cpu.toml"
+    preset = PRESETS / "tinystories-cpu.toml"
     config = [*tiny_run(tmp_path), *words, "train.max_steps=30", "train.ckpt_interval=0",
               "train.time_budget_s=none", "train.schedule_over_time=false"]
     result = train(load_config(preset, [*config, "run.resume=must"]))
@@ -146,7 +146,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path: Path) -> None:
 
 def test_divergence_stops_the_run_and_keeps_the_metrics(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
-    code, _, err = cli(capsys, "train", "configs/tinystories-cpu.toml", *tiny_run(tmp_path),
+    code, _, err = cli(capsys, "train", "tinystories-cpu", *tiny_run(tmp_path),
                        "train.time_budget_s=none", "train.schedule_over_time=false",
                        "optim.lr_max=10", "optim.warmup_iters=0", "optim.grad_clip=none",
                        "train.max_steps=200", "--no-progress")
@@ -219,7 +219,7 @@ def test_logged_bits_per_byte_match_a_hand_computation(tmp_path: Path,
 def test_the_cpu_preset_trains(tmp_path: Path) -> None:
     """The preset's own model, optimizer and ``torch.compile``, for two steps on synthetic data
     (a model change that breaks compiling would break the quickstart)."""
-    preset = REPO / "configs" / "tinystories-cpu.toml"
+    preset = PRESETS / "tinystories-cpu.toml"
     vocab_size = load_config(preset, ["data.train_path=t", "data.valid_path=v"]).model.vocab_size
     train_bin = write_tokens(tmp_path / "t.bin", pattern_tokens(5000, vocab_size), vocab_size)
     result = train(load_config(preset, [
@@ -242,7 +242,7 @@ def test_the_cpu_preset_trains(tmp_path: Path) -> None:
 )
 def test_bad_input_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture,
                                        words: list[str], message: str) -> None:
-    code, _, err = cli(capsys, "train", "configs/tinystories-cpu.toml", *tiny_run(tmp_path),
+    code, _, err = cli(capsys, "train", "tinystories-cpu", *tiny_run(tmp_path),
                        "train.time_budget_s=none", "train.schedule_over_time=false", *words)
     assert code == 1
     assert message in err and err.count("\n") == 1, err
@@ -254,13 +254,13 @@ def test_existing_runs_and_bad_checkpoints(tmp_path: Path, capsys: pytest.Captur
     train(load_config(None, words))
     with pytest.raises(Exception, match="already exists: resume it with --resume"):
         train(load_config(None, words))
-    code, _, err = cli(capsys, "train", "configs/tinystories-cpu.toml", *words,
+    code, _, err = cli(capsys, "train", "tinystories-cpu", *words,
                        "train.time_budget_s=none", "train.schedule_over_time=false",
                        "model.d_model=64", "--resume")
     assert code == 1 and "different model: model.d_model=32 (config has 64)" in err
     checkpoint = tmp_path / "runs" / "run" / "checkpoints" / "last.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
-    code, _, err = cli(capsys, "train", "configs/tinystories-cpu.toml", *words,
+    code, _, err = cli(capsys, "train", "tinystories-cpu", *words,
                        "train.time_budget_s=none", "train.schedule_over_time=false", "--resume")
     assert code == 1 and "is truncated or not a checkpoint" in err and err.count("\n") == 1
 

@@ -10,7 +10,7 @@ RUNS=${RUNS:-runs/experiments}
 export OMP_NUM_THREADS=1
 for preset in lr_sweep no_rmsnorm post_norm nope silu_ffn owt_main leaderboard batch_size; do
     start=$(date +%s)
-    lmlab sweep "configs/experiments/$preset.toml" --variant cpu --seeds "$SEEDS" --parallel 2 \
+    lmlab sweep "$preset" --variant cpu --seeds "$SEEDS" --parallel 2 \
         "run.runs_dir=$RUNS"
     echo "$preset: $(( $(date +%s) - start )) s" | tee -a "$RUNS/times.txt"
 done

@@ -3,6 +3,8 @@
 ``download("tinystories", "data/tinystories")`` leaves ``train.txt`` and ``valid.txt`` there, the
 layout every other command expects. Files already present are kept, so a second call costs
 nothing. Compressed files (the OWT sample ships as ``.gz``) are decompressed on the way.
+``fetch_start`` fetches only the first megabytes of a split (one HTTP range request, cached):
+what a quick run needs of a multi-gigabyte corpus.
 
 Without network the Hub client retries for half a minute before giving up; a quick probe of the
 Hub first (or ``HF_HUB_OFFLINE=1``) turns that into an error within seconds that says what to do.
@@ -21,6 +23,7 @@ from tqdm import tqdm
 
 from lmlab.atomic import atomic_path
 from lmlab.errors import DataError, first_line
+from lmlab.progress import bar_disabled
 from lmlab.tokenizer.tokenizer import END_OF_TEXT
 
 
@@ -97,10 +100,56 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
+def cache_dir() -> Path:
+    """Where fetched text is kept: ``LMLAB_CACHE``, else ``$XDG_CACHE_HOME/lmlab`` (default
+    ``~/.cache/lmlab``)."""
+    if os.environ.get("LMLAB_CACHE"):
+        return Path(os.environ["LMLAB_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lmlab"
+
+
+def fetch_start(name: str, split: str, max_bytes: int, cache: Path | None = None, *,
+                timeout_s: float = PROBE_TIMEOUT_S, progress: bool = True) -> Path:
+    """The first whole documents (at most ``max_bytes``) of a dataset's split, fetched with one
+    HTTP range request into ``cache`` (default :func:`cache_dir`) and read from there next time.
+
+    Raises :class:`~lmlab.errors.DataError` within about ``timeout_s`` seconds without network.
+    """
+    dataset = DATASETS[name]
+    filename = dataset.files[split]
+    if filename.endswith(".gz"):
+        raise DataError(f"{name} ships compressed: its start cannot be fetched alone; use "
+                        f"`lmlab data download {name}`")
+    cached = (cache or cache_dir()) / name / f"{split}-first-{max_bytes}-bytes.txt"
+    if cached.is_file():
+        return cached
+    endpoint = _check_hub_reachable(dataset, timeout_s)
+    from huggingface_hub import hf_hub_url  # imported here: only downloads need it
+
+    url = hf_hub_url(dataset.repo_id, filename, repo_type="dataset", endpoint=endpoint)
+    request = urllib.request.Request(url, headers={"Range": f"bytes=0-{max_bytes - 1}",
+                                                   "User-Agent": "lmlab"})
+    data = bytearray()
+    try:
+        with (tqdm(total=max_bytes, unit="B", unit_scale=True, desc=f"{filename} (start)",
+                   disable=bar_disabled(progress)) as bar,
+              urllib.request.urlopen(request, timeout=max(timeout_s, 30.0)) as response):
+            while len(data) < max_bytes and (chunk := response.read(1 << 20)):
+                data += chunk  # a server that ignores the range sends it all: stop at max_bytes
+                bar.update(len(chunk))
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataError(f"fetching the start of {filename} from {dataset.repo_id} failed: "
+                        f"{first_line(exc)}") from None
+    with atomic_path(cached) as tmp:
+        tmp.write_bytes(_whole_documents(bytes(data[:max_bytes]), END_OF_TEXT, url))
+    return cached
+
+
 def _offline_message(dataset: HubDataset, reason: str) -> str:
     files = ", ".join(dataset.files.values())
     return (f"{reason}: download {files} from https://huggingface.co/datasets/{dataset.repo_id} "
-            f"another way, or use local text files (quickstart: --train-text/--valid-text)")
+            f"another way, or train on local text: lmlab quickstart --train-text FILE "
+            f"--valid-text FILE")
 
 
 def _check_hub_reachable(dataset: HubDataset, timeout_s: float) -> str:
@@ -146,12 +195,18 @@ def head(src: str | Path, dest: str | Path, max_bytes: int, separator: str = END
         return src
     with open(src, "rb") as f:
         data = f.read(max_bytes)
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(_whole_documents(data, separator, src))
+    return dest
+
+
+def _whole_documents(data: bytes, separator: str, source: object) -> bytes:
+    """``data`` up to and including its last ``separator`` (else its last newline), so that
+    every document and every UTF-8 character in it is whole."""
     marker = separator.encode("utf-8")
     end = data.rfind(marker)
     end = end + len(marker) if end >= 0 else data.rfind(b"\n") + 1
     if end <= 0:
-        raise DataError(f"{src}: no {separator} or newline in its first {max_bytes:,} bytes to "
-                        f"cut at")
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data[:end])
-    return dest
+        raise DataError(f"{source}: no {separator} or newline in its first {len(data):,} bytes "
+                        f"to cut at")
+    return data[:end]

@@ -22,10 +22,9 @@ def flush_denormals(device: torch.device) -> None:
     """On a CPU, compute float32 values below ~1e-38 as zero (process-wide).
 
     Why: as training goes on, attention probabilities and gradients far below 1e-38 appear, and x86
-    CPUs compute such subnormal floats up to ~100x slower. Measured on the 2-core VM (2026-12-02,
-    ``configs/experiments/cpu-base.toml`` at lr 3e-2, 150 steps, one thread): 49 s -> 36 s, the
-    late steps 5,300 -> 8,100 tokens/s, with the same losses to the printed digit. GPUs flush
-    subnormals in their fast paths already, so nothing changes there.
+    CPUs compute such subnormal floats many times slower; flushing them to zero speeds up the
+    late steps and leaves the losses the same (measured: docs/benchmarks.md, "Subnormal floats
+    on a CPU"). GPUs flush subnormals in their fast paths already, so nothing changes there.
     """
     if device.type == "cpu":
         torch.set_flush_denormal(True)
@@ -63,12 +62,9 @@ def resolve_matmul_dtype(name: str, device: torch.device) -> torch.dtype:
     matmuls run natively: a CUDA GPU that has them, or a CPU with AMX or AVX-512 BF16.
 
     Why: Muon's Newton-Schulz iteration needs no more than bfloat16 (its reference runs in it),
-    and on hardware made for it bfloat16 is the faster path (``bench/muon_step.py``, 2026-12-04,
-    the CPU preset's 28 block matrices): 7.2 ms a step against 13.1 ms in float32 on a 2-core
-    VM with AMX, 12.0 against 20.7 ms on a 2-core AMD EPYC with AVX-512 BF16 and no AMX (the
-    17M model's matrices there: 475 against 966 ms). Without bfloat16 instructions it is
-    emulated and slower than float32: with oneDNN held to plain AVX-512 ~3x, to AVX2 ~30x
-    (``ONEDNN_MAX_CPU_ISA``).
+    and where bfloat16 matmuls are native it is the faster path; without bfloat16 instructions
+    it is emulated and slower than float32 (measured: docs/benchmarks.md, "Optimizer: one Muon
+    step").
     """
     if name != "auto":
         return torch.bfloat16 if name == "bfloat16" else torch.float32

@@ -17,11 +17,9 @@ class _CrossEntropy(torch.autograd.Function):
     On a CPU both run over blocks of rows small enough to stay in cache (``CPU_BLOCK`` values),
     so the passes after the first read cache instead of memory and no logits-sized temporary is
     allocated. A GPU takes all rows at once (one kernel per pass).
-    It pays in memory (``bench/train_step.py --autograd cross_entropy``, 2-core x86_64,
-    2026-12-02): with autograd over the formula a CS336-model step keeps 593 MB for its backward
-    instead of 514 MB, the small CPU model 362 MB instead of 284 MB. Speed was not resolved:
-    0.93x the reference instead of 0.99x on the CS336 model, 1.02x instead of 0.97x on the small
-    one, both within the run-to-run noise of a few percent.
+    Against autograd over the formula it pays in memory (a step keeps less for its backward);
+    in speed the two are within noise (measured: docs/benchmarks.md, "The architecture change
+    (issue 16), before and after; what each hand-written backward pays").
     """
 
     CPU_BLOCK = 1 << 19

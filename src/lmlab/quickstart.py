@@ -4,9 +4,10 @@ It is exactly what the README's recipe does by hand, one library call per step::
 
     text ─► train_bpe ─► tokenizer/ ─► tokenize_file ─► train.bin, valid.bin ─► train ─► run
 
-with ``configs/tinystories-cpu.toml`` (a model that learns visibly in ten minutes on two cores)
+with the ``tinystories-cpu`` preset (a model that learns visibly in ten minutes on two cores)
 and the tokenizer's vocabulary taken from the config's ``model.vocab_size``. Without text files
-it downloads TinyStories. Everything it writes goes under one folder::
+it fetches the start of TinyStories from the Hub (cached, see :func:`lmlab.datasets.fetch_start`).
+Everything it writes goes under one folder::
 
     <out>/data/tokenizer/  <out>/data/{train,valid}.bin  <out>/<run.name>/ (the run directory)
 """
@@ -14,27 +15,24 @@ it downloads TinyStories. Everything it writes goes under one folder::
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lmlab.config import Config, load_config
-from lmlab.datasets import download, head
+from lmlab.config import Config, load_config, preset_path
+from lmlab.datasets import cache_dir, fetch_start, head
 from lmlab.errors import ConfigError, DataError
 from lmlab.tokenizer import END_OF_TEXT, Tokenizer, train_bpe
 from lmlab.tokens import tokenize_file
 from lmlab.training.loop import train
 from lmlab.training.outcome import RunResult
 
-CONFIG = Path("configs") / "tinystories-cpu.toml"
-"""The preset, relative to the working directory or, failing that, to the source checkout."""
+CONFIG = "tinystories-cpu"
+"""The preset trained when no config is given (``lmlab presets tinystories-cpu`` prints it)."""
 MAX_TEXT_BYTES = {"train": 32 << 20, "valid": 2 << 20}
 """Most text used per split: plenty for ten CPU minutes, and a validation pass of seconds. A
 bigger file (the 2.2 GB TinyStories train split) is cut to its first whole documents."""
 
 
 def default_config() -> Path:
-    """``configs/tinystories-cpu.toml`` in the working directory or in the lmlab checkout."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (root / CONFIG).is_file():
-            return root / CONFIG
-    raise ConfigError(f"cannot find {CONFIG} (run from the lmlab checkout, or pass --config)")
+    """The packaged :data:`CONFIG` preset, wherever lmlab is installed and run from."""
+    return preset_path(CONFIG)
 
 
 def quickstart(
@@ -44,12 +42,13 @@ def quickstart(
     *,
     config_path: str | Path | None = None,
     overrides: Sequence[str] = (),
-    download_dir: str | Path = Path("data") / "tinystories",
+    cache: str | Path | None = None,
     show_progress: bool = False,
     on_step: Callable[[str], None] = lambda message: None,
 ) -> RunResult:
     """Train a tokenizer, tokenize, and train the preset on ``train_text`` / ``valid_text``
-    (default: TinyStories, downloaded into ``download_dir``); return how the run ended.
+    (default: the start of TinyStories, fetched into ``cache``, by default
+    :func:`~lmlab.datasets.cache_dir`); return how the run ended.
 
     ``overrides`` are config overrides (``train.max_steps=20``); the data paths and
     ``run.runs_dir`` are the quickstart's own. ``on_step`` receives a line per step, for the CLI
@@ -64,8 +63,10 @@ def quickstart(
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty: remove it or choose --out")
     if train_text is None or valid_text is None:
-        on_step(f"downloading TinyStories into {download_dir}")
-        texts = download("tinystories", download_dir)
+        folder = Path(cache) if cache is not None else cache_dir()
+        on_step(f"fetching the start of TinyStoriesV2 from the Hub (cached in {folder})")
+        texts = {split: fetch_start("tinystories", split, MAX_TEXT_BYTES[split], folder,
+                                    progress=show_progress) for split in ("train", "valid")}
     else:
         texts = {"train": Path(train_text), "valid": Path(valid_text)}
         for path in texts.values():

@@ -33,8 +33,9 @@ CHUNK_BYTES = 4 << 20
 """Largest piece of the input one worker encodes at a time."""
 WORKER_MIN_BYTES = 4 << 20
 """Input per worker below which fewer processes are started: each worker learns the words of
-its text on its own (a first pass is several times slower than a cached one), so on a small file
-a second process repeats that work and its start-up for little gain."""
+its text on its own (a first pass is slower than a cached one), so on a small file a second
+process repeats that work and its start-up for little gain (measured: docs/benchmarks.md,
+"Encoding")."""
 FORMAT = "lmlab-tokens-v1"
 _SCAN_CHUNK = 1 << 24
 """Ids read at a time when scanning a file for its largest id."""

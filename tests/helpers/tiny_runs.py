@@ -13,7 +13,7 @@ from lmlab.atomic import atomic_write_json
 from lmlab.experiments.sweep import Sweep
 from lmlab.tokens import TokenFileInfo, sidecar_path, token_dtype
 from lmlab.training.rundir import RunDir
-from tests.helpers.paths import REPO
+from tests.helpers.paths import PRESETS
 
 
 def write_tokens(path: Path, ids, vocab_size: int, source_bytes: int | None = None,
@@ -46,7 +46,7 @@ def pattern_tokens(n: int, vocab_size: int, seed: int = 0) -> np.ndarray:
 
 VOCAB = 64
 CONTEXT = 16
-PRESET = REPO / "configs" / "tinystories-cpu.toml"
+PRESET = PRESETS / "tinystories-cpu.toml"
 STEPS_ONLY = ["train.time_budget_s=none", "train.schedule_over_time=false"]
 """With ``PRESET``: the run's length in steps alone (the preset's time budget off)."""
 

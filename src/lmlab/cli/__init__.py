@@ -18,6 +18,7 @@ from lmlab.cli import (
     export,  # noqa: F401  (registers `export`)
     generate,  # noqa: F401  (registers `generate`)
     plot,  # noqa: F401  (registers `plot`)
+    presets,  # noqa: F401  (registers `presets`)
     quickstart,  # noqa: F401  (registers `quickstart`)
     report,  # noqa: F401  (registers `report`)
     sweep,  # noqa: F401  (registers `sweep`)

@@ -30,8 +30,8 @@ def estimate_command(
 
     \b
     Examples:
-      lmlab estimate configs/tinystories-17m.toml --gpu H100 --mfu 0.4
-      lmlab estimate configs/tinystories-17m.toml train.batch_size=128 --gpu L4
+      lmlab estimate tinystories-17m --gpu H100 --mfu 0.4
+      lmlab estimate tinystories-17m train.batch_size=128 --gpu L4
     """
     from lmlab.compute import estimate
     from lmlab.config import load_config

@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 ConfigFile = Annotated[Path, typer.Argument(
-    help="TOML config file, e.g. configs/tinystories-cpu.toml.", show_default=False)]
-"""A training config (``train``, ``estimate``)."""
+    help="TOML config file, or a preset's name, e.g. tinystories-cpu (lmlab presets lists them).",
+    show_default=False)]
+"""A training config or preset (``train``, ``estimate``)."""
 
 Overrides = Annotated[list[str] | None, typer.Argument(
     help="Config overrides as section.key=value, e.g. optim.lr_max=3e-3 run.name=lr3e-3.",

@@ -28,7 +28,8 @@ def quickstart_command(
         min=1, help="Train for this many seconds instead of the config's 600.",
         show_default=False)] = None,
     config: Annotated[Path | None, typer.Option(
-        help="Config to train (default: configs/tinystories-cpu.toml).", show_default=False)
+        help="Config file or preset to train (default: the tinystories-cpu preset).",
+        show_default=False)
     ] = None,
     prompt: Annotated[str, typer.Option(help="Start of the sample printed at the end.")
     ] = "Once upon a time",
@@ -48,7 +49,7 @@ def quickstart_command(
     """
     from lmlab.generate import Sampling
     from lmlab.inference import complete, load_run
-    from lmlab.quickstart import default_config, quickstart
+    from lmlab.quickstart import CONFIG, quickstart
     from lmlab.training.outcome import outcome
 
     words = list(overrides or [])
@@ -61,7 +62,7 @@ def quickstart_command(
     if result.status != "finished":
         data = out / "data"
         done = outcome(result, shlex.join([
-            "lmlab", "train", str(config or default_config()), *words,
+            "lmlab", "train", str(config or CONFIG), *words,
             f"data.train_path={data / 'train.bin'}", f"data.valid_path={data / 'valid.bin'}",
             f"run.runs_dir={out}", "--resume"]))
         typer.echo(done.message, err=done.to_stderr)

@@ -30,7 +30,8 @@ class LrScaling(StrEnum):
 @app.command("sweep")
 def sweep_command(
     config: Annotated[Path, typer.Argument(
-        help="A training config TOML, or a sweep file (configs/experiments/*.toml).",
+        help="A training config or a sweep file (TOML), or a preset's name, e.g. lr_sweep "
+        "(lmlab presets lists them).",
         show_default=False)],
     overrides: Annotated[list[str] | None, typer.Argument(
         help="Overrides for every point, as section.key=value.", show_default=False)] = None,
@@ -72,9 +73,9 @@ def sweep_command(
 
     \b
     Examples:
-      lmlab sweep configs/tinystories-cpu.toml --grid optim.lr_max=1e-3,1e-2
-      lmlab sweep configs/experiments/lr_sweep.toml --variant cpu --dry-run
-      lmlab sweep configs/tinystories-cpu.toml --seeds 3 \\
+      lmlab sweep tinystories-cpu --grid optim.lr_max=1e-3,1e-2
+      lmlab sweep lr_sweep --variant cpu --dry-run
+      lmlab sweep tinystories-cpu --seeds 3 \\
           --list "model.norm=none optim.lr_max=1e-3"
     """
     from lmlab.experiments.planning import plan

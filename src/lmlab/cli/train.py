@@ -61,16 +61,16 @@ def train_command(
         "N times that; resume with --resume on any N that keeps it.", show_default=False)
     ] = None,
 ) -> None:
-    """Train a model from a TOML config.
+    """Train a model from a TOML config or preset.
 
     Writes runs/<name>/ with config.json, env.json, metrics.jsonl, status and
     checkpoints/last.pt. Ctrl-C saves a checkpoint and stops.
 
     \b
     Examples:
-      lmlab train configs/tinystories-cpu.toml
-      lmlab train configs/tinystories-cpu.toml optim.lr_max=3e-3 run.name=lr3e-3
-      lmlab train configs/tinystories-17m.toml --resume --nproc 4
+      lmlab train tinystories-cpu
+      lmlab train tinystories-cpu optim.lr_max=3e-3 run.name=lr3e-3
+      lmlab train tinystories-17m --resume --nproc 4
     """
     from lmlab.config import load_config
     from lmlab.training.distributed import launch, world_from_env

@@ -12,12 +12,14 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from lmlab.config.presets import resolve_config
 from lmlab.config.tables import Config
 from lmlab.errors import ConfigError
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a TOML config, apply ``key.sub=value`` overrides and validate the result.
+    """Read a TOML config (a file, or a preset's name: :func:`resolve_config`), apply
+    ``key.sub=value`` overrides and validate the result.
 
     Override values are parsed as TOML values (``3e-3``, ``true``, ``["wandb"]``), falling back
     to a plain string (``run.name=my-run``); ``none`` means None.
@@ -37,12 +39,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a dict (a config or a sweep file); a :class:`ConfigError` naming the file
-    when it is missing or not valid TOML."""
-    path = Path(path)
+    """A TOML file as a dict (a config or a sweep file, or the preset it names); a
+    :class:`ConfigError` naming the file when it is missing or not valid TOML."""
+    path = resolve_config(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except FileNotFoundError:  # removed since resolve_config saw it
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None

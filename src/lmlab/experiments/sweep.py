@@ -4,10 +4,11 @@
 
     base config + overrides ─► points (grid product × list) ─► runs/<sweep>/<point>/ ─► summary
 
-A :class:`Sweep` comes from ``lmlab sweep``'s options or from a sweep file
-(``configs/experiments/*.toml``); :mod:`lmlab.experiments.planning` turns it into validated
-points, :mod:`lmlab.experiments.runner` runs them, :mod:`lmlab.experiments.summary` tabulates
-how they ended.
+A :class:`Sweep` comes from ``lmlab sweep``'s options or from a sweep file (a preset such as
+``lr_sweep`` in ``lmlab/presets/experiments/``, or a file of one's own);
+:mod:`lmlab.experiments.planning` turns it into validated points,
+:mod:`lmlab.experiments.runner` runs them, :mod:`lmlab.experiments.summary` tabulates how they
+ended.
 """
 
 import itertools
@@ -18,7 +19,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lmlab.config import describe_error, format_value, parse_value, read_toml
+from lmlab.config import (
+    describe_error,
+    find_preset,
+    format_value,
+    parse_value,
+    read_toml,
+    resolve_config,
+)
 from lmlab.errors import ConfigError
 from lmlab.experiments.compare import short_names
 
@@ -83,11 +91,13 @@ class Sweep(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, variant: str | None = None) -> "Sweep":
-        """Read a sweep TOML file (see ``configs/experiments/``); ``variant`` applies its
+        """Read a sweep TOML file or preset (``lr_sweep``); ``variant`` applies its
         ``[variant.NAME]`` table on top: its ``config``, ``fixed_tokens`` and ``lr_scaling``
         replace the top level's, its ``overrides`` are appended, its ``grid`` keys replace.
-        The base config's path is relative to the file; ``name`` defaults to the file's stem."""
-        path = Path(path)
+        The base config is the file of that path relative to the sweep file or, when there is
+        none, the preset it names (so a sweep file copied elsewhere still finds its base);
+        ``name`` defaults to the file's stem."""
+        path = resolve_config(path)
         raw = read_toml(path)
         variants = raw.pop("variant", {})
         if variant is not None:
@@ -100,7 +110,7 @@ class Sweep(BaseModel):
             raw.update(extra)
         raw.setdefault("name", path.stem)
         sweep = _validated(raw, str(path))
-        return sweep.model_copy(update={"config": path.parent / sweep.config})
+        return sweep.model_copy(update={"config": _base_config(path, sweep.config)})
 
     def merge(self, **changes: Any) -> "Sweep":
         """This sweep with command-line additions, validated: grid keys replace, overrides and
@@ -138,6 +148,14 @@ def point_name(words: Sequence[str]) -> str:
     parts = [f"{names[key]}-{format_value(parse_value(word.partition('=')[2].strip()))}"
              for key, word in zip(keys, words, strict=True)]
     return re.sub(r"[^\w.\-]", "_", "__".join(parts))
+
+
+def _base_config(sweep_file: Path, config: Path) -> Path:
+    """A sweep file's base config: the file beside it, else the preset it names, else the path
+    beside it (whose reading then says it does not exist)."""
+    beside = sweep_file.parent / config
+    preset = None if beside.is_file() else find_preset(config)
+    return preset.path if preset is not None else beside
 
 
 def _validated(raw: dict[str, Any], source: str) -> Sweep:

@@ -17,10 +17,11 @@ class RotaryPositionalEmbedding(nn.Module):
     non-persistent buffers: they are derived, so they stay out of the state dict.
     A pair is a complex number ``x[2i] + i x[2i+1]`` and the rotation a multiplication by
     ``cos + i sin``: one complex multiply forward and one backward, instead of the half dozen
-    real ops over strided halves that the written-out formula costs (about 4x faster on a CPU).
-    Under ``torch.compile`` the written-out formula runs instead (inductor fuses it into one
-    kernel but has no code generation for complex numbers), and on devices other than CPUs and
-    CUDA GPUs (complex support on e.g. MPS depends on the OS version).
+    real ops over strided halves that the written-out formula costs (measured:
+    docs/benchmarks.md, "Model: one training step"). Under ``torch.compile`` the written-out
+    formula runs instead (inductor fuses it into one kernel but has no code generation for
+    complex numbers), and on devices other than CPUs and CUDA GPUs (complex support on e.g. MPS
+    depends on the OS version).
     """
 
     def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
@@ -82,10 +83,9 @@ class _CausalAttention(torch.autograd.Function):
     and runs a pass per op; here masking and softmax work in place and only the probabilities
     are kept. Queries go in blocks of ``BLOCK`` rows and each block meets only the keys up to
     its last position, which skips most of the fully masked upper triangle.
-    It pays in speed and memory (``bench/train_step.py --autograd attention``, 2-core x86_64,
-    2026-12-02): with autograd over :func:`scaled_dot_product_attention` instead, a CS336-model
-    step runs at 0.65x the reference instead of 0.99x and keeps 804 MB for its backward instead
-    of 514 MB; the small CPU model 0.89x instead of 0.97x, 349 MB instead of 284 MB.
+    On a CPU it pays in speed and in memory against autograd over the formula (measured:
+    docs/benchmarks.md, "The architecture change (issue 16), before and after; what each
+    hand-written backward pays").
     Backward per block: ``dV = P^T dO``, ``dS = P * (dO V^T - rowsum(dO * O))`` (the rowsum
     equals ``rowsum(P * dP)``), ``dQ = dS K / sqrt(d)``, ``dK = dS^T Q / sqrt(d)``.
     Probabilities stay float32 (as in fused kernels) even for bf16 inputs.
@@ -162,11 +162,11 @@ def causal_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     Shapes: query ``(..., seq, d)``, key and value ``(..., past + seq, d)`` (the queries are the
     last ``seq`` positions); returns ``(..., seq, d)``.
     Under ``torch.compile`` the plain formula runs instead: inductor fuses the mask and the
-    softmax itself, and the blocked Function stops it. On an H200 (CS336 17M model, batch 64,
-    bf16, ``bench/train_step.py``, 2026-12-04) a compiled step ran at 0.44M tokens/s with the
-    Function and 1.56M with the formula; eager, both ran at 0.44-0.45M. On a CPU the compiled
-    formula also beats PyTorch's flash kernel (``fused_attention``), whose backward took 35 ms of
-    the CPU preset's 160 ms step: 11% more tokens in its 600 s (2-core AMD EPYC, 2026-12-05).
+    softmax into its kernels itself, which the blocked Function would stop, so compiled the
+    formula is the faster one on a GPU and, on a CPU, faster than PyTorch's flash kernel
+    (``fused_attention``) too (measured: docs/benchmarks.md, "The GPU check", and
+    "`tinystories-cpu` in ten minutes", "lmlab's own attention instead of the flash kernel,
+    compiled").
     """
     if torch.compiler.is_compiling():
         return masked_causal_attention(query, key, value)

@@ -40,9 +40,9 @@ class _SiLUGate(torch.autograd.Function):
     ``a * sigmoid(a) * b`` runs six element-wise passes over the largest activations backward;
     keeping ``s = sigmoid(a)`` and ``h = silu(a)`` from the forward leaves four:
     ``db = g h`` and ``da = g b silu'(a)`` with ``silu'(a) = s + h (1 - s)``.
-    It pays in memory, not in speed (``bench/train_step.py --autograd silu_gate``, 2-core
-    x86_64, 2026-12-02): a CS336-model step keeps 514 MB for its backward instead of 556 MB
-    (the small CPU model 284 MB instead of 306 MB); the step's speed is the same within noise.
+    It pays in memory (a step keeps less for its backward), not in speed (measured:
+    docs/benchmarks.md, "The architecture change (issue 16), before and after; what each
+    hand-written backward pays").
     """
 
     @staticmethod
@@ -60,7 +60,7 @@ class _SiLUGate(torch.autograd.Function):
 
 
 def silu_gate(a: Tensor, b: Tensor) -> Tensor:
-    """``silu(a) * b`` (same shapes in and out), faster to train through than the formula."""
+    """``silu(a) * b`` (same shapes in and out); its backward keeps less than the formula's."""
     return _SiLUGate.apply(a, b)
 
 
@@ -143,15 +143,13 @@ class Dropout(nn.Module):
     A regulariser for runs that see their data many times: no unit can count on another being
     there, so the model cannot simply memorise. The identity in ``eval()`` mode or with ``p = 0``.
     Shapes: any, unchanged.
-    The mask compares 16 random bits per entry with ``p``, four entries to each 64-bit draw,
-    so ``p`` is rounded to a multiple of 1 / 65,536 (0.1 drops with probability 0.100006).
-    Why: a float from ``uniform_`` costs about what a whole 64-bit integer does, on one core,
-    and ``torch.compile`` leaves ``uniform_`` (and cannot trace ``random_`` at all) outside its
-    kernels, where ``randint`` is drawn inside them. On the 2-core AMD EPYC VM (2026-12-05) the
-    CPU preset's nine ``uniform_`` masks took 10.7 ms of a ~140 ms step, and with this mask the
-    compiled forward fell from ~47 to ~35 ms (``bernoulli_``, slower still, was 7.7% of the
-    step before ``uniform_``). The comparison is in integers whatever ``x``'s dtype, so a
-    bfloat16 activation is dropped with probability ``p`` too.
+    The mask compares 16 random bits per entry with ``p``, four entries to each 64-bit
+    ``randint`` draw, so ``p`` is rounded to a multiple of 1 / 65,536 (0.1 drops with
+    probability 0.100006). Why: one float from ``uniform_`` costs about what a 64-bit integer
+    does, and ``torch.compile`` draws ``randint`` inside its kernels but leaves ``uniform_``
+    outside them (measured: docs/benchmarks.md, "`tinystories-cpu` in ten minutes", "Dropout
+    masks drawn inside the compiled kernels"). The comparison is in integers whatever ``x``'s
+    dtype, so a bfloat16 activation is dropped with probability ``p`` too.
     """
 
     def __init__(self, p: float):

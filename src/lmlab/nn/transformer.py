@@ -78,7 +78,10 @@ class TransformerLM(nn.Module):
     the embedding starts at std ``embedding_std`` (1 unless set): a table that starts 30 times
     larger than the tied one moves 30 times less, relative to its size, under the same AdamW rate.
     ``ln_final`` is a no-op under ``norm = "none"``. The RoPE tables are built once and shared by
-    every layer (they depend only on the positions and the head size).
+    every layer (they depend only on the positions and the head size). With ``unet_skips``
+    block ``i`` of the last ``num_layers // 2`` adds to its input the output of its mirror block
+    ``num_layers - 1 - i``, scaled by a learned weight (init 1); with ``logit_softcap`` the
+    logits are ``cap * tanh(logits / cap)``, bounded by ``cap``.
     """
 
     def __init__(self, config: ModelConfig, device=None, dtype=None):

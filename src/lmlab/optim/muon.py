@@ -32,9 +32,9 @@ def orthogonalize(matrix: Tensor, steps: int = 5, dtype: torch.dtype | None = No
     singular value in ``[0, 1]`` where the iteration converges. Works on the wide orientation so
     the Gram matrix is the smaller ``(min, min)`` one. Leading dimensions are a batch of matrices,
     each orthogonalised on its own; the matmuls run in ``dtype`` (default: the matrix's own).
-    Each step is two fused multiply-adds (``baddbmm``): on the CPU preset's matrices that is
-    ~30% faster than separate products and sums, and in bfloat16 it rounds like
-    ``torch.optim.Muon`` (which uses ``addmm``).
+    Each step is two fused multiply-adds (``baddbmm``, as ``torch.optim.Muon`` uses ``addmm``):
+    fewer passes than separate products and sums, and in bfloat16 the same rounding as
+    ``torch.optim.Muon`` (measured: docs/benchmarks.md, "Optimizer: one Muon step").
     """
     a, b, c = _NEWTON_SCHULZ_COEFFICIENTS
     x = matrix / (matrix.norm(dim=(-2, -1), keepdim=True) + 1e-7)
@@ -58,11 +58,9 @@ def orthogonalize_all(matrices: list[Tensor], steps: int = 5,
     """:func:`orthogonalize` of each matrix, in the matrices' own dtype; those of one shape (a
     tall one as its transpose) go through the iteration together, as one batch.
 
-    Why: a small model's matrices are too small to keep a CPU's cores busy one at a time. On the
-    2-core VM, a whole Muon step over the CPU preset's 28 block matrices (128 x 128 and
-    128 x 384) takes 13 ms batched in float32 and 7 ms batched in bfloat16 with AMX, against
-    18 ms for ``torch.optim.Muon``, which goes one matrix at a time in bfloat16; on an AMD EPYC
-    VM with AVX-512 BF16, 21 and 12 ms against 21 ms (``bench/muon_step.py``, 2026-12-04).
+    Why: a small model's matrices are too small to keep a CPU's cores busy one at a time, so a
+    batch of them takes less time than the same matrices one by one, as ``torch.optim.Muon``
+    goes (measured: docs/benchmarks.md, "Optimizer: one Muon step").
     """
     tall = [m.shape[-2] > m.shape[-1] for m in matrices]
     wide = [m.mT if is_tall else m for m, is_tall in zip(matrices, tall, strict=True)]

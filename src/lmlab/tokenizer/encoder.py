@@ -38,7 +38,7 @@ SHORT_CHARS = 1 << 15
 BATCH_CHARS = 1 << 20
 """Text encoded in one batch of numpy operations: enough that their overhead is nothing, small
 enough that their arrays (8 bytes per unit each) are reused from the heap, not mapped afresh
-(encoding 36 MB as one batch was a third slower than in slices)."""
+(measured: docs/benchmarks.md, "Encoding")."""
 
 
 class UnitEncoder:
@@ -80,9 +80,9 @@ class UnitEncoder:
     def _encode_short(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encode short texts unit by unit, through a dict of units (and pre-tokens) by text.
 
-        A batch costs a hundred numpy calls however short it is (0.3-1 ms): a sentence costs
-        10 us in a dict, and a document of new words a millisecond less. The dict starts with
-        the vocabulary's whole tokens.
+        A batch costs a hundred numpy calls however short its text is, far more than a
+        sentence's few dict lookups (measured: docs/benchmarks.md, "Encoding"). The dict starts
+        with the vocabulary's whole tokens.
         """
         if len(self.short_units) > CACHE_SIZE + len(self.whole):
             self.short_units = dict(self.whole)
@@ -179,9 +179,8 @@ def cycle_collector_paused() -> Iterator[None]:
     Both make tens of thousands of lists, tuples and strings, none of them in a reference
     cycle, so reference counting frees them all; but every few hundred of them start a
     collection, and now and then a full one walks every object of the process (a fresh
-    tokenizer's merge table alone holds 100,000 tuples). That cost 5-10% of a first pass over
-    varied text in interleaved runs, up to a quarter right after a tokenizer was built, and 5%
-    of loading GPT-2's tokenizer.
+    tokenizer's merge table alone holds 100,000 tuples), which slows a first pass over varied
+    text and the loading of a tokenizer (measured: docs/benchmarks.md, "Encoding").
     """
     if not gc.isenabled():
         yield

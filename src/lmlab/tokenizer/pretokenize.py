@@ -24,7 +24,8 @@ from lmlab.errors import DataError
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PRETOKEN_RE = regex.compile(GPT2_PATTERN)
 # The same pattern for ASCII text, where a letter is [A-Za-z], a number [0-9] and a space one of
-# six characters (not \x1c-\x1f, which Python's `re` would count): `re` runs it twice as fast.
+# six characters (not \x1c-\x1f, which Python's `re` would count): `re` runs it faster than
+# `regex` runs the GPT-2 pattern (measured: docs/benchmarks.md, "BPE training").
 _S = r"\t\n\x0b\x0c\r "
 ASCII_PRETOKEN_RE = re.compile(
     rf"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^{_S}A-Za-z0-9]+|[{_S}]+(?![^{_S}])|[{_S}]+"""
@@ -36,8 +37,9 @@ UNIT_RE = re.compile(f"[{WHITESPACE}]*+[^{WHITESPACE}]++|[{WHITESPACE}]++")
 r"""Units: a run of whitespace and the run of non-space after it. Every boundary between units is
 a ``\S\s`` position, so units pre-tokenize on their own exactly as within the whole text; and
 natural text repeats units (`` the``, `` said,``) enough that encoding caches them. A simple
-pattern with ``re`` finds units several times faster than the GPT-2 regex finds pre-tokens
-(possessive, since the two classes never compete for a character: 10% faster again)."""
+pattern with ``re`` finds units faster than the GPT-2 regex finds pre-tokens; its quantifiers are
+possessive (no backtracking), since the two classes never compete for a character (measured:
+docs/benchmarks.md, "Encoding")."""
 
 # A `\S\s` position in a str: the next one, and the last one (searched backwards from the end).
 _CUT_RE = regex.compile(r"\S(?=\s)")
@@ -49,7 +51,7 @@ _BOUNDARY_WINDOW = 1 << 16
 
 
 def pretokens(text: str) -> list[str]:
-    """The GPT-2 pre-tokens of ``text`` (with ``re`` when it is all ASCII: twice as fast).
+    """The GPT-2 pre-tokens of ``text`` (with the faster ``re`` pattern when it is all ASCII).
 
     >>> pretokens("Hello, world's  2 cats!")
     ['Hello', ',', ' world', "'s", ' ', ' 2', ' cats', '!']

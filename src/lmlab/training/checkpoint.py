@@ -5,12 +5,13 @@ A training checkpoint is one ``torch.save`` file (:attr:`RunDir.checkpoint`,
 
     format      "lmlab-checkpoint-1"
     iteration   optimizer steps taken
-    model       model.state_dict()            (design.md's parameter names)
+    model       model.state_dict()            (the CS336 names: token_embeddings.weight, ...)
     optimizer   optimizer.state_dict()
     config      the run's resolved config, as JSON-able dicts
     rng         {"torch": ByteTensor, "cuda": [ByteTensor] | None}
     sampler     the data sampler's state (its generator: the data position)
-    progress    tokens seen, training and wall-clock seconds, running loss sums
+    progress    lmlab.training.state.Progress: tokens seen, training and wall-clock seconds,
+                running loss sums, what the divergence rules remember
 
 With all of these a resumed run takes exactly the steps the uninterrupted run would have taken.
 Files are written atomically and read with ``weights_only=True`` (no arbitrary code on load).

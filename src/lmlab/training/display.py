@@ -2,7 +2,7 @@
 every :data:`PROGRESS_LINE_S` seconds for a log (``--no-progress``, a sweep, a redirected run).
 
 The bar counts steps of ``max_steps`` or, for a run with a time budget only, seconds of it; both
-show the loss, tokens/s and, when the device's peak is known, the MFU.
+show the loss, the tokens per second and, when the device's peak is known, the MFU.
 """
 
 import time

@@ -90,7 +90,7 @@ class Session:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
         peak = peak_flops(config, name, self.amp_dtype == torch.bfloat16)
         self.flops_per_peak = self.model.flops_per_token() / peak if peak else None
-        """Training FLOPs per token over the device's peak FLOP/s: MFU = tokens/s x this."""
+        """Training FLOPs per token over the device's peak FLOP/s: MFU = this x tokens a second."""
         self.lr, self.grad_norm = 0.0, torch.zeros(())
         """The last step's learning rate and gradient norm (before clipping)."""
         self.interval_tokens, self.interval_time = 0, 0.0
