@@ -8,11 +8,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-import typer.main
 
-from lmlab.cli import app
 from tests.helpers.paths import REPO
-from tests.helpers.readme import commands, parse
+from tests.helpers.readme import FENCE, as_lmlab, bash_blocks, commands, first_command, parse
 
 DOCS = REPO / "docs"
 MARKDOWN = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
@@ -23,12 +21,8 @@ GUIDES = [DOCS / name for name in ("README.md", "tokenizer.md", "training.md", "
                                    "multi-gpu.md", "gpu.md", "huggingface.md")]
 GUIDES += [DOCS / "experiments" / "README.md"]
 """The guides by job: a student runs what they say from the repository root."""
-PENDING = {"presets": "`lmlab presets` is not registered yet (being added with the presets move)"}
-"""Commands the guides already teach whose CLI lands with another change: skipped until then."""
-FENCE = re.compile(r"^\s*(```|~~~)")
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s*(\S+)", flags=re.MULTILINE)
-SHELL_BREAKS = {"|", "||", "&&", ";", "&"}
 
 
 def rel(path: Path) -> str:
@@ -100,40 +94,8 @@ def test_every_relative_link_resolves(path):
     assert not broken, f"{rel(path)}:\n" + "\n".join(broken)
 
 
-def bash_blocks(path: Path) -> list[str]:
-    """The bodies of the ```bash blocks of one Markdown file."""
-    blocks, body, inside = [], [], False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not inside and re.match(r"^\s*```bash\s*$", line):
-            inside, body = True, []
-        elif inside and FENCE.match(line):
-            inside = False
-            blocks.append("\n".join(body) + "\n")
-        elif inside:
-            body.append(line)
-    return blocks
-
-
-def first_command(words: list[str]) -> list[str]:
-    """The words of the first command of a shell line: environment assignments before it
-    dropped, and what follows a redirection, pipe or ``&&`` cut off."""
-    while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
-        words = words[1:]
-    for i, word in enumerate(words):
-        if word in SHELL_BREAKS or re.match(r"^(\d*>>?|&>|<)$|^\d*>>?[\w./&]", word):
-            return words[:i]
-    return words
-
-
-def as_lmlab(words: list[str]) -> list[str]:
-    """``torchrun ... -m lmlab ARGS`` as the ``lmlab ARGS`` that each process runs."""
-    if words and words[0] == "torchrun":
-        return ["lmlab", *words[words.index("lmlab") + 1:]]
-    return words
-
-
 DOC_COMMANDS = [(path, words) for path in WITH_COMMANDS if path.is_file()
-                for block in bash_blocks(path) for line in commands(block)
+                for block in bash_blocks(path=path) for line in commands(block)
                 if (words := as_lmlab(first_command(line)))]
 LMLAB_COMMANDS = [(path, words) for path, words in DOC_COMMANDS if words[0] == "lmlab"]
 
@@ -152,8 +114,6 @@ def test_the_guides_have_commands():
                          ids=[f"{rel(p)}: {shlex.join(w)}" for p, w in LMLAB_COMMANDS])
 def test_every_guide_command_parses(path, words):
     """Each command names real subcommands and options with valid values (nothing runs)."""
-    if words[1] in PENDING and words[1] not in typer.main.get_command(app).commands:
-        pytest.skip(PENDING[words[1]])
     parse(words)
 
 

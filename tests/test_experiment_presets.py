@@ -1,7 +1,6 @@
 """Every sweep preset (src/lmlab/presets/experiments/) plans (GPU and CPU variants) and its CPU
 variant trains; bad sweep files are one-line errors."""
 
-import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,8 +12,6 @@ from lmlab.experiments.planning import plan
 from lmlab.experiments.runner import run_sweep
 from lmlab.experiments.sweep import Sweep, is_sweep_file
 from tests.helpers.paths import PRESETS as ALL_PRESETS
-from tests.helpers.paths import REPO
-from tests.helpers.readme import bash_blocks, commands, parse
 from tests.helpers.tiny_runs import tiny_run
 
 EXPERIMENTS = ALL_PRESETS / "experiments"
@@ -114,12 +111,3 @@ def test_bad_sweep_files_are_named(tmp_path: Path) -> None:
         Sweep.from_file(bad)
 
 
-@pytest.mark.parametrize("words", [words for block in bash_blocks("Experiments")
-                                   for words in commands(block)], ids=shlex.join)
-def test_the_readme_experiment_commands_parse(words: list[str]) -> None:
-    parse(words)
-
-
-def test_the_readme_lists_every_preset() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert all(f"| `{path.name}` |" in readme for path in PRESETS)

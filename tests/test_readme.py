@@ -1,9 +1,11 @@
-"""The README's commands, as written (litgpt's test_readme idea).
+"""The README is a front page that stays true: its commands run as written (litgpt's
+test_readme idea), it fits on a page, and it names no path outside the repository.
 
-The quickstart block runs for real, in a fresh folder, on the shared TinyStories sample: the test
-only appends a small budget (a few steps of a smaller model) to `lmlab quickstart`. The other
-blocks (the GPU recipe, generation) would take hours or need a network, so they are parsed by the
-CLI instead: every command, option and argument they use must exist.
+The main job (`lmlab quickstart`, no data flags) runs for real in a fresh folder against a local
+stand-in for the Hugging Face Hub that serves the shared TinyStories sample in place of the
+download; the test only appends a small budget. The jobs table runs in order in another fresh
+folder, each command as written plus a tiny model; the commands that need a network or several
+GPUs are parsed by the CLI instead.
 """
 
 import json
@@ -16,13 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.readme import bash_blocks, commands, parse
+from tests.helpers.hub import local_hub
+from tests.helpers.paths import REPO
+from tests.helpers.readme import README, as_lmlab, bash_blocks, commands, parse, table_commands
 
-ROOT = Path(__file__).resolve().parents[1]
+TEXT = README.read_text(encoding="utf-8")
 QUICK = ["--steps", "3", "--no-progress", "model.vocab_size=512", "model.context_length=64",
          "model.num_layers=1", "train.batch_size=8", "train.eval_batches=4",
          "train.compile=false"]
 """Appended to `lmlab quickstart`: seconds instead of the preset's ten minutes."""
+TINY = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.context_length=32",
+        "train.batch_size=4", "train.eval_batches=2", "train.eval_interval=0",
+        "train.ckpt_interval=0", "train.time_budget_s=1", "train.schedule_over_time=false",
+        "train.max_steps=4", "optim.warmup_iters=1",
+        "train.compile=false"]  # the CPU preset compiles: ~10 s for each of the flow's runs
+"""Appended to each `lmlab train` and `lmlab sweep` of the jobs table: a tiny model."""
 
 
 def run(words: list[str], cwd: Path) -> str:
@@ -34,81 +44,92 @@ def run(words: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-@pytest.mark.slow
-def test_quickstart_block_runs_as_written(tmp_path):
-    block = bash_blocks("Quickstart")[0]
-    quickstart, generate = commands(block)
-    # The README runs from the checkout, where ../shared/data is the team's data; here it runs
-    # from a fresh folder, so relative paths that exist from the checkout are made absolute.
-    shared = [ROOT / word for word in quickstart if word.startswith("../")]
-    if not all(path.is_file() for path in shared):
-        pytest.skip(f"shared data not found at {shared}")
-    quickstart = [str((ROOT / w).resolve()) if w.startswith("../") else w for w in quickstart]
+def test_the_readme_is_a_front_page() -> None:
+    assert len(TEXT.splitlines()) <= 200
+    assert not re.search(r"\.\./|/work/|shared/data|/home/|/root/", TEXT), "a path of ours"
+    assert TEXT.index("## Install") < TEXT.index("## The main job") < TEXT.index(
+        "## One command per job") < TEXT.index("## CS336") < TEXT.index("## Figures") < TEXT.index(
+        "## Guides")
+    assert commands(bash_blocks("The main job")[0])[0] == ["lmlab", "quickstart"]  # no data flags
 
-    out = run(quickstart + QUICK, tmp_path)
+
+@pytest.mark.slow
+def test_the_main_job_runs_as_written(shared_data, tmp_path, monkeypatch):
+    quickstart, generate = commands(bash_blocks("The main job")[0])
+    texts = {name: (shared_data / "tinystories" / f"{split}.txt").read_bytes()
+             for name, split in (("TinyStoriesV2-GPT4-train.txt", "train"),
+                                 ("TinyStoriesV2-GPT4-valid.txt", "valid"))}
+    monkeypatch.setenv("LMLAB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    with local_hub(b"", monkeypatch, files=texts) as hub:
+        out = run(quickstart + QUICK, folder)
+    assert {path.rsplit("/", 1)[1] for path, _ in hub.requests} == set(texts)  # both fetched
     loss = float(re.search(r"==> evaluated .* val/loss (\S+)", out).group(1))
     assert math.isfinite(loss) and 0 < loss < math.log(512) + 1
     sample = out.split("==> sample", 1)[1].split("\n", 1)[1]
     assert sample.startswith("Once upon a time") and len(sample) > len("Once upon a time\n")
 
-    run_dir = tmp_path / "runs" / "quickstart" / "tinystories-cpu"
+    run_dir = folder / "runs" / "quickstart" / "tinystories-cpu"
     assert (run_dir / "status").read_text().strip() == "finished"
     assert json.loads((run_dir / "config.json").read_text())["train"]["max_steps"] == 3
-    assert (run_dir / "checkpoints" / "last.pt").is_file()
-    assert (tmp_path / "runs" / "quickstart" / "data" / "tokenizer" / "vocab.json").is_file()
-
-    assert generate[2] == str(run_dir.relative_to(tmp_path))
-    text = run(generate, tmp_path)
+    assert generate[2] == str(run_dir.relative_to(folder))
+    text = run(generate, folder)
     assert text.startswith("Once upon a time") and len(text) > len("Once upon a time\n")
 
 
-def as_lmlab(words: list[str]) -> list[str]:
-    """``torchrun ... -m lmlab ARGS`` as the ``lmlab ARGS`` that each process runs."""
-    if words[0] == "torchrun":
-        return ["lmlab", *words[words.index("lmlab") + 1:]]
-    return words
+def test_the_main_job_offline_ends_in_one_line_that_says_what_to_do(tmp_path):
+    words = commands(bash_blocks("The main job")[0])[0]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1",
+           "LMLAB_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "lmlab", *words[1:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "lmlab quickstart --train-text FILE --valid-text FILE" in lines[0]
 
 
-@pytest.mark.parametrize(
-    "words",
-    [as_lmlab(words) for section in ("Quickstart", "Multiple GPUs", "Generation",
-                                    "Use your model elsewhere")
-     for block in bash_blocks(section) for words in commands(block)
-     if words[0] in ("lmlab", "torchrun")],  # (not the pip install lines)
-    ids=shlex.join,
-)
+JOBS = table_commands("One command per job")
+
+
+@pytest.mark.parametrize("words", [as_lmlab(w) for block in bash_blocks() for w in
+                                   commands(block) if w[0] in ("lmlab", "torchrun")] + JOBS,
+                         ids=shlex.join)
 def test_every_readme_command_parses(words):
     """Each command names real subcommands and options with valid values (nothing runs)."""
     parse(words)
 
 
-TINY = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.context_length=32",
-        "train.batch_size=4", "train.eval_batches=2", "train.eval_interval=0",
-        "train.ckpt_interval=0", "train.time_budget_s=1", "train.schedule_over_time=false",
-        "train.max_steps=4",
-        "train.compile=false"]  # the CPU preset compiles: ~10 s for each of the flow's runs
-"""Appended to each `lmlab train` and `lmlab sweep` of the flow: a few steps of a tiny model."""
-
-
 @pytest.mark.slow
-def test_the_training_and_experiments_flow_runs_as_written(shared_data, tmp_path):
-    """tokenize -> train -> eval -> sweep -> plot -> report, as the README's Training and
-    Experiments sections write them, in a fresh folder whose data/tinystories holds the shared
-    TinyStories sample (what `lmlab data download tinystories` would put there)."""
+def test_the_jobs_run_in_order_as_written(shared_data, tmp_path):
+    """Every job of the table, in its order, in a fresh folder whose data/tinystories holds
+    the start of the shared TinyStories sample (what `lmlab data download` would put there)."""
     text = tmp_path / "data" / "tinystories"
     text.mkdir(parents=True)
     for split in ("train", "valid"):
         (text / f"{split}.txt").write_bytes((shared_data / "tinystories" / f"{split}.txt")
                                             .read_bytes()[:300_000])
-    flow = [words for section in ("Training", "Experiments")
-            for words in commands(bash_blocks(section)[0])]
-    assert [w[1] for w in flow].count("sweep") >= 3 and flow[-1][1] == "report"
-    for words in flow:
-        if words[1] in ("train", "sweep") and "--dry-run" not in words:
+    ran = []
+    for words in JOBS:
+        if words[1:3] == ["data", "download"] or "--nproc" in words:
+            continue  # the network (the shared sample stands in), several GPUs: parsed only
+        if words[1] in ("train", "sweep"):
             words = [*words, *TINY]
         out = run(words, tmp_path)
+        ran.append(words[1:3])
+        if words[1:3] == ["tokenizer", "encode"]:  # the table says: then valid.txt likewise
+            run([w.replace("train.", "valid.") for w in words], tmp_path)
         if words[1] == "train" and "--resume" in words:
-            assert out.startswith("had already finished")  # the preset run resumed, finished
-    assert (tmp_path / "lr.png").stat().st_size > 0 and (tmp_path / "a.svg").stat().st_size > 0
-    report = (tmp_path / "EXPERIMENTS.md").read_text()
-    assert "lr_sweep" in report and "lr_max-0.001" in report
+            assert out.startswith("had already finished")  # the run resumed, finished
+    assert len(ran) == len(JOBS) - 2  # all but the download and the several GPUs
+    assert (tmp_path / "lr-curves.png").stat().st_size > 0
+    assert "lr_max-0.001" in (tmp_path / "report" / "EXPERIMENTS.md").read_text()
+    assert (tmp_path / "runs" / "tinystories-cpu" / "hf" / "config.json").is_file()
+
+
+def test_the_cs336_table_names_every_experiment():
+    experiments = {p.stem for p in (REPO / "src" / "lmlab" / "presets" / "experiments").glob(
+        "*.toml")} - {"cpu-base", "leaderboard"}
+    table = TEXT.split("## CS336", 1)[1].split("\n## ", 1)[0]
+    assert {name for name in experiments if f"| `{name}` |" in table} == experiments

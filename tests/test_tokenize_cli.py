@@ -204,20 +204,26 @@ def test_missing_token_file(tmp_path):
         load_tokens(tmp_path / "nope.bin")
 
 
-def test_readme_tokenizer_commands_run(tmp_path, monkeypatch, capsys):
-    """The README's `## Tokenizer` block, as written, on a small text in a fresh folder."""
+def test_the_tokenizer_guide_commands_run(tmp_path, monkeypatch, capsys):
+    """The first block of docs/tokenizer.md, as written, on a small text in a fresh folder (the
+    text stands in for its download)."""
+    from tests.helpers.paths import REPO
     from tests.helpers.readme import bash_blocks, commands
 
     data = tmp_path / "data" / "tinystories"
     data.mkdir(parents=True)
-    (data / "train.txt").write_bytes(need(FIXTURES / "tinystories_sample.txt").read_bytes())
+    for split in ("train", "valid"):
+        (data / f"{split}.txt").write_bytes(need(FIXTURES / "tinystories_sample.txt").read_bytes())
     monkeypatch.chdir(tmp_path)
-    for words in commands(bash_blocks("Tokenizer")[0]):
+    for words in commands(bash_blocks(path=REPO / "docs" / "tokenizer.md")[0]):
+        if words[1:3] == ["data", "download"]:
+            continue
         code, _, err = cli(capsys, *words[1:])
         assert code == 0, err
     tokens_dir = tmp_path / "data" / "tinystories-10k"  # named by its vocabulary
     tokenizer = Tokenizer.load(tokens_dir / "tokenizer")
     text = (data / "train.txt").read_text(encoding="utf-8")
+    assert (tokens_dir / "valid.bin").is_file()
     assert load_tokens(tokens_dir / "train.bin").tokens.tolist() == tokenizer.encode(text)
 
 

@@ -14,6 +14,8 @@ class Hub(http.server.BaseHTTPRequestHandler):
     (then it sends the whole text, as a server without range support would)."""
 
     body = b""
+    files: dict[str, bytes] = {}
+    """Bodies by file name (the last part of the path); any other path gets :attr:`body`."""
     ranges = True
     requests: list[tuple[str, str | None]] = []
     """Each GET's path and ``Range`` header."""
@@ -25,7 +27,7 @@ class Hub(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         wanted = self.headers.get("Range")
         type(self).requests.append((self.path, wanted))
-        body = self.body
+        body = self.files.get(self.path.rsplit("/", 1)[-1], self.body)
         if wanted and self.ranges:
             start, end = (int(x) for x in wanted.removeprefix("bytes=").split("-"))
             body = body[start:end + 1]
@@ -41,9 +43,11 @@ class Hub(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def local_hub(body: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Hub]]:
-    """Serve ``body`` as every Hub file, with ``HF_ENDPOINT`` pointing at it while in use."""
-    Hub.body, Hub.ranges, Hub.requests = body, True, []
+def local_hub(body: bytes, monkeypatch: pytest.MonkeyPatch, files: dict[str, bytes] | None = None
+              ) -> Iterator[type[Hub]]:
+    """Serve ``files`` by name and ``body`` as every other Hub file, with ``HF_ENDPOINT``
+    pointing at it while in use."""
+    Hub.body, Hub.files, Hub.ranges, Hub.requests = body, files or {}, True, []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

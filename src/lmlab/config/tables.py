@@ -151,7 +151,7 @@ class OptimConfig(_Section):
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon's Nesterov momentum.")
     muon_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Precision of Muon's Newton-Schulz matmuls (auto: bfloat16 on a "
-        "CUDA GPU that supports it and on a CPU with AMX or AVX-512 BF16, where it is 1.7-2x "
+        "CUDA GPU that supports it and on a CPU with AMX or AVX-512 BF16, where it is "
         "faster; float32 elsewhere, where bfloat16 matmuls are emulated and slower)."
     )
     embedding_lr: float | None = Field(
