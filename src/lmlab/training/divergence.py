@@ -1,19 +1,21 @@
-"""When a run has diverged: the rules a user recognises, checked on every logged training loss.
+"""When a run has diverged: the rules a user recognises, judged on the loss of every step.
 
-A run is ``diverged`` when its logged training loss (the mean since the last log)
+The rules read each optimizer step's training loss in turn (the loop hands them over at every
+log, all the steps since the last one), so their windows are counted in steps and the verdict
+does not depend on ``train.log_interval``. A run is ``diverged`` when a step's loss
 
 1. is not finite (NaN or inf);
 2. exceeds ``train.diverge_factor`` times the first step's loss (a blow-up at the start);
 3. after warmup, climbs back and stays far above its best: the smoothed loss (the median of
-   the last :data:`WINDOW` logged losses) rises more than ``train.diverge_rise`` nats above the
-   lowest smoothed loss seen since warmup. A spike of fewer than half a window of logs, however
-   high, does not move the median and passes; a climb that stays does not;
+   the last :data:`WINDOW` steps' losses) rises more than ``train.diverge_rise`` nats above the
+   lowest smoothed loss seen since warmup. A spike of fewer than half a window of steps,
+   however high, does not move the median and passes; a climb that stays does not;
 4. from :data:`LEARNED_BY_WARMUPS` warmups, :data:`LEARNED_BY_MIN_STEPS` steps and
    :data:`LEARNED_BY_FRACTION` of the run on, is still no better than a unigram model of the
    training data (smoothed loss above
    :data:`UNIGRAM_FRACTION` of the data's unigram entropy) *and no longer falling* (the smoothed
    loss fell by less than :data:`STALL_FRACTION` of the unigram loss over the last window of
-   logs): the model has learned nothing beyond token frequencies and has stopped learning, as
+   steps): the model has learned nothing beyond token frequencies and has stopped learning, as
    runs at absurd learning rates end. Every model passes the unigram loss, and many rest there a
    while before they learn how tokens follow each other (so a run at batch 1 sat at it for
    hundreds of steps), hence the wait for a third of the run, and a run at a small rate still on
@@ -24,18 +26,19 @@ that is not finite or above ``train.diverge_factor`` times the first training lo
 model blew up after its last logged training loss (a no-norm model's last update can do that:
 it logged 3.61 at its last step and scored 32.5 on validation after it).
 
-What the rules remember (first loss, the recent logged losses, the best smoothed loss) is part
+What the rules remember (first loss, the recent steps' losses, the best smoothed loss) is part
 of the run's progress, saved in every checkpoint, so a resumed run judges exactly as an
 uninterrupted one.
 """
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-WINDOW = 11
-"""Logged losses whose median is the smoothed loss: a spike of up to five logs leaves it."""
+WINDOW = 100
+"""Steps whose median loss is the smoothed loss: a spike of up to 49 steps leaves it."""
 LEARNED_BY_WARMUPS = 3
 LEARNED_BY_MIN_STEPS = 100
 LEARNED_BY_FRACTION = 1 / 3
@@ -45,7 +48,7 @@ UNIGRAM_FRACTION = 0.95
 """A run whose smoothed loss stays above this fraction of the unigram loss has learned (almost)
 nothing but token frequencies."""
 STALL_FRACTION = 0.01
-"""Falling by less than this fraction of the unigram loss over a window of logs is a stall."""
+"""Falling by less than this fraction of the unigram loss over a window of steps is a stall."""
 
 
 class LossHistory(Protocol):
@@ -55,7 +58,7 @@ class LossHistory(Protocol):
     first_loss: float | None
     """The first step's loss."""
     recent_losses: list[float]
-    """The last two :data:`WINDOW` s of logged losses."""
+    """The losses of the last two :data:`WINDOW` s of steps."""
     best_smoothed_loss: float | None
     """The lowest smoothed loss since warmup."""
 
@@ -72,11 +75,23 @@ class DivergenceRules:
     unigram_loss: float | None
     """Cross-entropy (nats per token) of the training tokens' own frequencies; None: rule 4 off."""
 
+    def check_steps(self, losses: Sequence[float], fractions: Sequence[float], last_step: int,
+                    history: LossHistory) -> str | None:
+        """:meth:`check` each step's loss in order, the last one at ``last_step``, each with the
+        fraction of the budget spent after it; the first reason found, or None."""
+        first_step = last_step - len(losses) + 1
+        for step, loss, fraction in zip(range(first_step, last_step + 1), losses, fractions,
+                                        strict=True):
+            reason = self.check(loss, step, history, fraction)
+            if reason is not None:
+                return reason
+        return None
+
     def check(self, loss: float, step: int, history: LossHistory,
               fraction_done: float = 1.0) -> str | None:
-        """Update ``history`` with the loss logged at ``step`` (``fraction_done`` of the run's
-        budget spent); return why the run diverged (one line naming the rule and the step), or
-        None while it trains."""
+        """Update ``history`` with the loss of optimizer step ``step`` (``fraction_done`` of the
+        run's budget spent after it); return why the run diverged (one line naming the rule and
+        the step), or None while it trains."""
         if not math.isfinite(loss):
             return f"train/loss is {loss} at step {step}"
         first = history.first_loss
@@ -102,7 +117,7 @@ class DivergenceRules:
         if fallen < STALL_FRACTION * unigram:
             return (f"smoothed train/loss {smoothed:.3f} at step {step} is no better than a "
                     f"unigram model of the training data ({unigram:.3f}) and has stopped "
-                    f"falling ({fallen:+.3f} over the last {WINDOW} logs): it has learned only "
+                    f"falling ({fallen:+.3f} over the last {WINDOW} steps): it has learned only "
                     f"token frequencies")
         return None
 

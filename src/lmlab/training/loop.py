@@ -94,8 +94,10 @@ class Session:
         self.lr, self.grad_norm = 0.0, torch.zeros(())
         """The last step's learning rate and gradient norm (before clipping)."""
         self.interval_tokens, self.interval_time = 0, 0.0
-        self.interval_loss = torch.tensor(self.progress.loss_sum, device=device)
-        """Tokens, seconds and summed loss since the last log (the loss stays on the device)."""
+        self.unlogged = [torch.tensor(loss, device=device) for loss, _ in self.progress.unlogged]
+        self.unlogged_fractions = [fraction for _, fraction in self.progress.unlogged]
+        """Tokens, seconds, and each step's loss (on the device until the log) and fraction of
+        the budget spent, since the last log."""
         self.session_start = time.perf_counter() - self.progress.wall_time_s
 
     def _build(self) -> None:
@@ -132,7 +134,7 @@ class Session:
         set_rng_state(state["rng"])
         for note in notes:
             self.say(note)
-        self.step, self.progress = state["iteration"], Progress(**state["progress"])
+        self.step, self.progress = state["iteration"], Progress.from_saved(state["progress"])
         self.saved_step = self.step
 
     def done(self) -> bool:
@@ -189,7 +191,8 @@ class Session:
             self.trackers.close()
         if self.world.is_main:
             self.run.set_status(status, self.reason)
-        return self.result(status)
+        return RunResult(self.run.root, status, self.step, self.progress.tokens, self.metrics,
+                         self.reason)
 
     def train_step(self, stop_requested: bool) -> tuple[bool, float]:
         """One optimizer step: ``grad_accum`` micro-batches, clipping, the update. Returns
@@ -218,29 +221,29 @@ class Session:
         self.progress.tokens += config.tokens_per_step
         self.interval_time += elapsed
         self.interval_tokens += config.tokens_per_step
-        self.interval_loss += step_loss  # stays on the device: no sync until we log
-        self.progress.loss_steps += 1
+        self.unlogged.append(step_loss)
+        self.unlogged_fractions.append(self.fraction_done())
         if self.progress.first_loss is None:
             self.progress.first_loss = world.mean(step_loss).item()
         return stop, elapsed
 
     def log_training(self, display: ProgressDisplay) -> bool:
         """Log and show the mean loss and the throughput since the last log; whether the
-        divergence rules stop the run on it (then :attr:`reason` says why)."""
-        train_loss = self.world.mean(self.interval_loss).item() / self.progress.loss_steps
+        divergence rules, judging each of its steps, stop the run (then :attr:`reason` says why)."""
+        losses = self.world.mean(torch.stack(self.unlogged)).tolist()  # one sync per log
+        train_loss = math.fsum(losses) / len(losses)
         tokens_per_s = self.interval_tokens / self.interval_time
         mfu = tokens_per_s * self.flops_per_peak if self.flops_per_peak else None
         self._log({"train/loss": train_loss, "train/lr": self.lr,
                    "train/grad_norm": self.grad_norm.item(), "train/tokens_per_s": tokens_per_s,
                    **({"train/mfu": mfu} if mfu is not None else {})})
-        self.interval_loss.zero_()
-        self.progress.loss_steps = 0
+        self.reason = self.divergence.check_steps(losses, self.unlogged_fractions, self.step,
+                                                  self.progress)
+        self.unlogged, self.unlogged_fractions = [], []
         self.interval_tokens, self.interval_time = 0, 0.0
         display.show(step=self.step, fraction=self.fraction_done(),
                      train_time_s=self.progress.train_time_s, loss=train_loss, lr=self.lr,
                      tokens_per_s=tokens_per_s, mfu=mfu)
-        self.reason = self.divergence.check(train_loss, self.step, self.progress,
-                                            self.fraction_done())
         return self.reason is not None
 
     def evaluate(self) -> bool:
@@ -259,9 +262,10 @@ class Session:
     def save(self) -> None:
         """Write the checkpoint that a resume continues from exactly (rank 0 writes it)."""
         self.progress.wall_time_s = time.perf_counter() - self.session_start
-        # what every rank resumes from
-        self.interval_loss.copy_(self.world.mean(self.interval_loss))
-        self.progress.loss_sum = self.interval_loss.item()
+        # the steps since the last log, their losses averaged over ranks: what every rank resumes
+        losses = self.world.mean(torch.stack(self.unlogged)).tolist() if self.unlogged else []
+        self.progress.unlogged = [[loss, fraction] for loss, fraction
+                                  in zip(losses, self.unlogged_fractions, strict=True)]
         if self.world.is_main:
             save_training_state(self.run.checkpoint, {
                 "iteration": self.step, "model": self.model.state_dict(),
@@ -279,10 +283,6 @@ class Session:
         if self.world.is_main:
             with contextlib.suppress(StorageError):
                 self.run.set_status("failed")
-
-    def result(self, status: str) -> RunResult:
-        return RunResult(self.run.root, status, self.step, self.progress.tokens, self.metrics,
-                         self.reason)
 
     def recorded_result(self) -> RunResult:
         """A finished run's last metrics, from its log: a resume with nothing left to train."""

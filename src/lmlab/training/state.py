@@ -19,12 +19,22 @@ class Progress:
     """Loss of the first step: the reference for divergence."""
     recent_losses: list[float] = field(default_factory=list)
     best_smoothed_loss: float | None = None
-    """The last logged losses and the best of their median since warmup, for the divergence
+    """The last steps' losses and the best of their median since warmup, for the divergence
     rules (:mod:`lmlab.training.divergence`)."""
-    loss_sum: float = 0.0
-    loss_steps: int = 0
-    """Sum and count of step losses since the last log (the logged loss is their mean); the sum
-    lives on the device between checkpoints."""
+    unlogged: list[list[float]] = field(default_factory=list)
+    """``[loss, fraction of the budget spent]`` of each step since the last log, as a checkpoint
+    taken between logs saw them (the session keeps them on the device)."""
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "Progress":
+        """The counters of a checkpoint; one written before per-step losses were kept holds
+        only their sum, which becomes that many steps of the mean loss, judged as early in the
+        run (fraction 0)."""
+        saved = dict(saved)
+        total, count = saved.pop("loss_sum", 0.0), saved.pop("loss_steps", 0)
+        if count:
+            saved["unlogged"] = [[total / count, 0.0]] * count
+        return cls(**saved)
 
 
 def rng_state() -> dict:
