@@ -82,6 +82,8 @@ def loop_tokens_per_s(config: Config, warmup: int, steps: int, runs_dir: Path) -
                          schedule_over_time=False, eval_interval=0, ckpt_interval=0,
                          eval_batches=1)  # the final evaluation is not timed: keep it short
     raw["run"] |= dict(runs_dir=str(runs_dir), resume="never")
+    # a short timed run refuses a warmup as long as itself; the rate does not change the speed
+    raw["optim"]["warmup_iters"] = min(raw["optim"]["warmup_iters"], (warmup + steps) // 2)
     config = config_from_dict(raw)
     with contextlib.redirect_stderr(io.StringIO()):  # draw the progress bar, but not here
         result = train(config, show_progress=True)

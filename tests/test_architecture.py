@@ -14,7 +14,7 @@ SRC = REPO / "src" / "lmlab"
 MAP = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
 MODULES = sorted(path.relative_to(SRC).as_posix() for path in SRC.rglob("*.py"))
 LAYERS = [  # the layer table of docs/architecture.md, first layer first
-    ("errors.py", "jsonio.py", "atomic.py", "progress.py", "device.py", "config/"),
+    ("errors.py", "text.py", "jsonio.py", "atomic.py", "progress.py", "device.py", "config/"),
     ("datasets.py", "tokenizer/"),
     ("tokens.py",),
     ("nn/", "loss.py", "optim/", "compute.py"),

@@ -22,6 +22,8 @@ from lmlab.config import (
     model_differences,
 )
 from lmlab.errors import ConfigError
+from lmlab.optim import check_schedule
+from tests.helpers.lmlab_cli import cli
 
 REQUIRED = ["data.train_path=t.bin", "data.valid_path=v.bin", "train.max_steps=10"]
 
@@ -75,23 +77,44 @@ def test_resolved_config_round_trips() -> None:
                                 "batch_size, grad_accum"),
         (["trian.seed=1"], "unknown config section 'trian'"),
         (["seed=1"], "not of the form section.key=value"),
-        (["train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
-        (["optim.lr_max=fast"], "optim.lr_max: Input should be a valid number"),
-        (["model.norm=layer"], "model.norm: Input should be 'rms' or 'none'"),
-        (["train.device=tpu"], "train.device"),
-        (["model.num_heads=3"], "must be divisible by model.num_heads"),
-        (["train.max_tokens=100"], "set train.max_steps or train.max_tokens, not both"),
-        (["run.trackers=['mlflow']"], "run.trackers.0"),
-        (["optim.embedding_lr=0"], "optim.embedding_lr: Input should be greater than 0"),
+        (["train.batch_size=0"], "override train.batch_size=0: Input should be greater than 0"),
+        (["optim.lr_max=fast"], "override optim.lr_max=fast: Input should be a valid number"),
+        (["model.norm=layer"], "override model.norm=layer: Input should be 'rms' or 'none'"),
+        (["train.device=tpu"], "override train.device=tpu: not valid: auto (cuda > mps > cpu)"),
+        (["model.num_heads=3"], "override model.num_heads=3: model.d_model (512) must be "
+                                "divisible by model.num_heads (3)"),
+        (["train.max_tokens=100"], "overrides train.max_steps=10 train.max_tokens=100: set "
+                                   "train.max_steps or train.max_tokens, not both"),
+        (["run.trackers=['mlflow']"],
+         "override run.trackers=['mlflow']: Input should be 'wandb' or 'tensorboard'"),
+        (["optim.embedding_lr=0"], "override optim.embedding_lr=0: Input should be greater"),
         (["model.tie_embeddings=true", "optim.embedding_lr=0.1"],
-         "optim.embedding_lr sets an untied embedding's rate, but with model.tie_embeddings"),
+         "overrides model.tie_embeddings=true optim.embedding_lr=0.1: optim.embedding_lr sets an "
+         "untied embedding's rate, but with model.tie_embeddings"),
     ],
 )
-def test_bad_overrides_name_the_key(overrides: list[str], message: str) -> None:
+def test_bad_overrides_name_the_override(overrides: list[str], message: str) -> None:
+    """A bad value given on the command line is blamed on the word that gave it, not on the
+    config file it was read with."""
     with pytest.raises(ConfigError, match=None) as info:
         load_config(None, [*REQUIRED, *overrides])
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_bad_value_is_blamed_where_it_was_given(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[optim]\nlr_max = "x"\n[data]\ntrain_path = "a"\nvalid_path = "b"\n'
+                    "[train]\nmax_steps = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train.batch_size=0", "optim.lr_min=1e-4"])
+    assert str(info.value) == (
+        f"{path}: optim.lr_max: Input should be a valid number, unable to parse string as a "
+        f"number (got 'x'); override train.batch_size=0: Input should be greater than 0")
+    code, out, err = cli(capsys, "train", "tinystories-cpu", "optim.lr_max=abc")
+    assert (code, out) == (1, "") and err == (
+        "error: override optim.lr_max=abc: Input should be a valid number, unable to parse "
+        "string as a number\n")
 
 
 def test_unknown_key_in_file_lists_the_valid_ones(tmp_path: Path) -> None:
@@ -172,3 +195,45 @@ def test_model_differences_compare_the_ffn_width_as_used() -> None:
     assert model_differences(ModelConfig(dropout=0.1), ModelConfig(), ignoring={"dropout"}) == []
     assert model_differences(ModelConfig(num_layers=2), ModelConfig(num_layers=3)) == [
         "model.num_layers=2 (config has 3)"]
+
+
+@pytest.mark.parametrize(("words", "error"), [
+    (["optim.lr_max=1e-4", "optim.lr_min=1e-3"],
+     "optim.lr_min (0.001) is above optim.lr_max (0.0001): the rate would climb as it decays; "
+     "set optim.lr_min at most optim.lr_max"),
+    (["optim.warmup_iters=10", "optim.cosine_cycle_iters=10"],
+     "optim.cosine_cycle_iters (10) is not after optim.warmup_iters (10): the rate would drop "
+     "from optim.lr_max to optim.lr_min the step warmup ends"),
+    (["train.max_steps=3", "optim.warmup_iters=1000"],
+     "the run would end before its warmup does: optim.warmup_iters (1,000) is not below its 3 "
+     "steps (train.max_steps), so it never trains at optim.lr_max; lower optim.warmup_iters or "
+     "train longer"),
+    (["train.max_steps=1", "optim.warmup_iters=1"], "not below its 1 step (train.max_steps)"),
+    (["train.max_steps=none", "train.max_tokens=640", "model.context_length=16",
+      "train.batch_size=8", "optim.warmup_iters=5"],
+     "optim.warmup_iters (5) is not below its 5 steps (train.max_tokens / 128 tokens a step)"),
+])
+def test_a_schedule_that_cannot_be_meant_is_an_error(words: list[str], error: str) -> None:
+    """Checked where a run starts (not where a config is read, so old runs still open)."""
+    config = load_config(None, [*REQUIRED, *words])
+    with pytest.raises(ConfigError) as info:
+        check_schedule(config)
+    assert error in str(info.value)
+
+
+@pytest.mark.parametrize(("words", "warning"), [
+    (["train.max_steps=10", "optim.warmup_iters=6"],
+     "warning: optim.warmup_iters (6) is more than half of the run's 10 steps (train.max_steps): "
+     "most of it trains below optim.lr_max"),
+    (["train.max_steps=10", "optim.warmup_iters=5"], None),  # half: still a run at its peak
+    (["train.max_steps=10", "optim.warmup_iters=0"], None),
+    (["optim.lr_min=1e-3", "optim.lr_max=1e-3", "optim.warmup_iters=2"], None),  # constant
+    (["train.max_steps=none", "train.time_budget_s=60", "optim.warmup_iters=100000"], None),
+    (["train.max_steps=none", "train.time_budget_s=60", "train.schedule_over_time=true",
+      "optim.warmup_iters=50", "optim.cosine_cycle_iters=10"], None),  # the cycle is unused
+])
+def test_an_odd_schedule_is_one_warning(words: list[str], warning: str | None) -> None:
+    """A time budget alone gives no step count to check a warmup against: nothing is said."""
+    said: list[str] = []
+    assert check_schedule(load_config(None, [*REQUIRED, *words]), said.append) == said
+    assert said == ([warning] if warning else [])

@@ -65,7 +65,8 @@ def test_train_compile_without_a_compiler_warns_and_trains_uncompiled(tmp_path: 
                                                                       without_cxx):
     """A preset that asks for torch.compile still runs on a slim image with no g++."""
     notes: list[str] = []
-    config = load_config(None, tiny_run(tmp_path, "train.compile=true", "train.max_steps=3"))
+    config = load_config(None, tiny_run(tmp_path, "train.compile=true", "train.max_steps=3",
+                                        "optim.warmup_iters=1"))
     result = train(config, say=notes.append)
     assert result.status == "finished"
     assert notes == [f"warning: train.compile=true, but no C++ compiler ({without_cxx}) "

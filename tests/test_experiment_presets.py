@@ -25,10 +25,12 @@ def test_one_preset_per_cs336_problem() -> None:
 
 
 def _tiny(sweep: Sweep, tmp_path: Path) -> Sweep:
-    """The preset on tiny test data, with a model and a time budget small enough for a test."""
+    """The preset on tiny test data, with a model and a time budget small enough for a test (and
+    a warmup short enough for the few steps a fixed token budget then leaves a large batch)."""
     data = [w for w in tiny_run(tmp_path) if w.startswith(("data.", "run.runs_dir"))]
     return sweep.merge(overrides=[*data, "model.context_length=16", "model.d_model=32",
                                   "model.num_layers=1", "model.num_heads=2",
+                                  "optim.warmup_iters=1",
                                   "train.batch_size=2", "train.time_budget_s=0.3",
                                   "train.compile=false", "train.device=cpu"])
 

@@ -10,6 +10,7 @@ root (mounting needs it), else a patched write that raises ``ENOSPC``.
 import errno
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -195,3 +196,46 @@ def test_a_read_only_run_directory_ends_cleanly(tmp_path: Path, reference,
     assert _no_temporary_files(run.root) and run.status == "failed"
     resumed = train(_config([*words, "run.resume=must"]))
     assert resumed.step == 40 and losses(run.root) == reference
+
+
+LONG = ["train.max_steps=200", "optim.cosine_cycle_iters=200"]
+"""A run still going when the test stops it, short enough to finish when resumed."""
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_before_the_first_checkpoint_saves_one_and_the_hint_resumes(
+        tmp_path: Path, capsys, sig: signal.Signals) -> None:
+    words = [*tiny_run(tmp_path), *STEPS, *LONG, "train.ckpt_interval=0"]
+    run = RunDir(tmp_path / "runs" / "run")
+    proc = _start(words)
+    wait_for_step(run.root, 3, proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    last = err.strip().splitlines()[-1]
+    assert (proc.returncode, out) == (130, ""), err
+    assert last.startswith("interrupted at step ") and "; checkpoint saved. Resume with: " in last
+    assert run.status == "interrupted" and run.checkpoint.exists()
+    hint = shlex.split(last.split("Resume with: ", 1)[1])
+    code, said, err = cli(capsys, *hint[1:])
+    assert code == 0 and said.startswith(f"finished {run.root} at step 200 "), err
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("saved", [True, False], ids=["checkpoint", "no-checkpoint"])
+def test_the_same_command_after_a_sigkill_names_one_that_works(tmp_path: Path, capsys,
+                                                                saved: bool) -> None:
+    words = [*tiny_run(tmp_path), *STEPS, *LONG, f"train.ckpt_interval={5 if saved else 0}"]
+    run = RunDir(tmp_path / "runs" / "run")
+    proc = _start(words)
+    wait_for_step(run.root, 7, proc)
+    proc.kill()
+    proc.wait()
+    config = PRESETS / "experiments" / "cpu-base.toml"
+    code, _, err = cli(capsys, "train", config, *words)  # the same command, again
+    assert code == 1 and len(err.splitlines()) == 1
+    fix = "--resume" if saved else "run.resume=auto"
+    assert f"already exists: {'resume it with' if saved else 'it has no checkpoint'}" in err
+    assert fix in err
+    code, said, err = cli(capsys, "train", config, *words, fix, "--no-progress")
+    assert code == 0 and said.startswith(f"finished {run.root} at step 200 "), err

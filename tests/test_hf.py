@@ -179,7 +179,8 @@ def test_an_import_fine_tunes_and_evaluates_on_raw_text(tmp_path: Path, tokenize
         f"data.train_path={tmp_path / 'data' / 'train.bin'}",
         f"data.valid_path={tmp_path / 'data' / 'train.bin'}", f"run.runs_dir={tmp_path}",
         "run.name=tuned", f"train.init_from={tmp_path / 'run'}", "train.max_steps=1",
-        "optim.lr_max=1e-9", "optim.warmup_iters=0", "train.eval_batches=0", "train.device=cpu",
+        "optim.lr_max=1e-9", "optim.lr_min=0", "optim.warmup_iters=0", "train.eval_batches=0",
+        "train.device=cpu",
         "model.vocab_size=400", "model.context_length=48", "model.d_model=64",
         "model.num_layers=3", "model.num_heads=4"])
     result = train(config)  # one step at a negligible rate: the imported model, evaluated
@@ -192,3 +193,25 @@ def test_an_import_fine_tunes_and_evaluates_on_raw_text(tmp_path: Path, tokenize
         update={"dropout": 0.1, "fused_attention": True, "embedding_std": 0.02})})
     no_weight_changed.run.name = "switches"
     assert train(no_weight_changed).status == "finished"
+
+
+def test_generate_with_max_new_tokens_warns_of_nothing(tmp_path: Path, tokenizer,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """generation_config.json sets no max_length, which would make every
+    ``generate(max_new_tokens=...)`` warn that both are set."""
+    import json
+    import warnings
+
+    folder = export_hf(_model(True), tokenizer, tmp_path / "hf")
+    assert "max_length" not in json.loads((folder / "generation_config.json").read_text())
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    transformers.logging.enable_propagation()  # its logger does not reach caplog otherwise
+    try:
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
+            warnings.simplefilter("always")
+            out = hf.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=5, do_sample=False)
+    finally:
+        transformers.logging.disable_propagation()
+    assert out.shape[1] <= 8
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert not [line for line in said if "max_length" in line], said

@@ -55,8 +55,9 @@ def test_the_run_s_warnings_reach_the_student(tmp_path, text, without_cxx):
     """The preset compiles; where it cannot (no C++ compiler), the quickstart says so."""
     lines: list[str] = []
     result = quickstart(tmp_path / "out", text, text, on_step=lines.append, overrides=[
-        "train.max_steps=2", "train.schedule_over_time=false", "model.vocab_size=300",
-        "model.context_length=16", "model.num_layers=1", "train.eval_batches=1"])
+        "train.max_steps=2", "optim.warmup_iters=1", "train.schedule_over_time=false",
+        "model.vocab_size=300", "model.context_length=16", "model.num_layers=1",
+        "train.eval_batches=1"])
     assert result.status == "finished"
     warning = "warning: train.compile=true, but no C++ compiler"
     assert any(line.startswith(warning) for line in lines)

@@ -23,9 +23,9 @@ from tests.helpers.paths import REPO
 from tests.helpers.readme import README, as_lmlab, bash_blocks, commands, parse, table_commands
 
 TEXT = README.read_text(encoding="utf-8")
-QUICK = ["--steps", "3", "--no-progress", "model.vocab_size=512", "model.context_length=64",
-         "model.num_layers=1", "train.batch_size=8", "train.eval_batches=4",
-         "train.compile=false"]
+QUICK = ["--steps", "3", "optim.warmup_iters=1", "--no-progress", "model.vocab_size=512",
+         "model.context_length=64", "model.num_layers=1", "train.batch_size=8",
+         "train.eval_batches=4", "train.compile=false"]
 """Appended to `lmlab quickstart`: seconds instead of the preset's ten minutes."""
 TINY = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.context_length=32",
         "train.batch_size=4", "train.eval_batches=2", "train.eval_interval=0",

@@ -2,6 +2,7 @@
 plot, `--dry-run`, and the edge of stability of an lr sweep."""
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from lmlab.experiments.planning import plan
 from lmlab.experiments.plot import load_runs, plot_runs
 from lmlab.experiments.runner import run_sweep
 from lmlab.experiments.stability import edges
-from lmlab.experiments.summary import over_seeds, within_noise
+from lmlab.experiments.summary import NO_BPB, over_seeds, within_noise
 from lmlab.training.rundir import Run, RunDir
 from tests.helpers.fake_runs import fake_run
 from tests.helpers.lmlab_cli import cli
@@ -62,9 +63,10 @@ def test_dry_run_lists_the_planned_runs_with_their_budget_and_trains_nothing(
     code, out, _ = cli(capsys, "sweep", str(PRESET), *words, "--name", "s", "--grid",
                        "optim.lr_max=1e-3,1e-2", "--seeds", "3", "--dry-run")
     assert code == 0, out
-    assert "sweep " in out and "6 runs (2 points x 3 seeds)" in out
-    assert "lr_max-0.01__seed-2: 12 steps, 1,536 tokens  [pending: run]" in out
-    assert "at most 9,216 tokens in all" in out
+    assert "sweep " in out and "6 runs (2 points x 3 seeds), 6 to run" in out
+    assert re.search(r"lr_max-0.01__seed-2: 12 steps, 1,536 tokens, ~\d+ s  \[pending: run\]",
+                     out), out
+    assert "in all: 9,216 tokens, ~" in out and " for the 6 runs to go" in out
     assert not (tmp_path / "runs" / "s").exists()
 
 
@@ -204,3 +206,42 @@ def test_an_lr_grid_per_batch_size_gives_each_its_best_rate_and_curves(
     assert "Edge of stability (batch_size=64): best lr 0.03" in text
     for figure in ("batch_best_steps.png", "batch_best_time.png"):
         assert f"({figure})" in text and (out.parent / figure).stat().st_size > 1000
+
+
+def test_bits_per_byte_that_a_sampled_evaluation_did_not_give_is_a_dash_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "runs" / "s"
+    for name, seed, batches in (("lr_max-0.001__seed-0", 0, 50), ("lr_max-0.001__seed-1", 1, 50),
+                                ("lr_max-0.1__seed-0", 0, 0)):
+        path = seeded_run(root, name, "finished", [5.0, 4.0, 3.0, 2.0], seed,
+                          lr_max=float(name[7:name.index("__")]))
+        config = json.loads((path / "config.json").read_text())
+        config["train"]["eval_batches"] = batches
+        (path / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "report.md"
+    assert cli(capsys, "report", tmp_path / "runs", "--out", out, "--no-samples")[0] == 0
+    text = out.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `lr_max-0.001`"))
+    assert f"| {NO_BPB} |" in row
+    assert ("— bits/byte needs the whole validation file: these runs scored a sample of it "
+            "(train.eval_batches=50; 0 scores all of it)") in text
+    row = next(line for line in text.splitlines() if line.startswith("| `lr_max-0.1`"))
+    assert f"| {NO_BPB} |" not in row  # a whole-file evaluation that logged no bpb: blank
+
+
+def test_the_sweep_table_shows_the_dash_and_its_reason(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from lmlab.cli.sweep import _table
+
+    the_plan = plan(tiny_sweep(tmp_path, "train.eval_batches=4", grid={"optim.lr_max": ["1e-3"]}))
+    rows = [{"run": "lr_max-0.001", "status": "finished", "final_val_loss": 2.0,
+             "val_bpb": None, "steps": 30}]
+    console = Console(record=True, width=100)
+    console.print(_table(rows, the_plan))
+    text = console.export_text()
+    assert "2  " in text and f" {NO_BPB} " in text
+    assert "bits/byte needs the whole validation file" in text and "eval_batches=4" in text
+    rows[0]["val_bpb"] = 1.25
+    console.print(_table(rows, the_plan))
+    assert "needs the whole" not in console.export_text()

@@ -5,6 +5,7 @@ files: one-line errors naming the file and key, a round trip, every preset in ev
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lmlab.compute import estimate, estimated_speed, run_seconds
 from lmlab.errors import ConfigError
 from lmlab.experiments.planning import plan
 from lmlab.experiments.runner import run_sweep
@@ -129,7 +131,7 @@ def test_fixed_tokens_and_lr_scaling_follow_the_batch_size(tmp_path: Path) -> No
     (["--grid", "optim.lr_max"], "--grid 'optim.lr_max' is not of the form section.key=v1,v2"),
     (["--grid", "optim.lr_max=1e-3,"], "is not of the form"),
     (["--grid", "optim.lr_mx=1e-3,1e-2"], "unknown config key 'optim.lr_mx'"),
-    (["--grid", "optim.lr_max=1e-3,-1"], "optim.lr_max: Input should be greater than 0"),
+    (["--grid", "optim.lr_max=1e-3,-1"], "override optim.lr_max=-1: Input should be greater than"),
     (["--grid", "optim.lr_max=1e-3,1e-3"], "are both named 'lr_max-0.001'"),
     (["--grid", "run.name=a,b"], "run.name cannot be swept"),
     (["--list", "model.norm"], "--list 'model.norm' is not a list of section.key=value"),
@@ -181,7 +183,8 @@ def test_the_training_entry_point_trains_a_json_config_and_rejects_bad_input(
 
 def test_a_run_written_before_new_config_keys_is_the_same_point(tmp_path: Path) -> None:
     """Upgrading lmlab adds config keys: a sweep re-run must still skip the finished points."""
-    sweep = tiny_sweep(tmp_path, "train.max_steps=3", grid={"optim.lr_max": ["1e-2"]})
+    sweep = tiny_sweep(tmp_path, "train.max_steps=3", "optim.warmup_iters=1",
+                       grid={"optim.lr_max": ["1e-2"]})
     run_sweep(plan(sweep))
     config = RunDir(tmp_path / "runs" / "s" / "lr_max-0.01").config
     old = json.loads(config.read_text())
@@ -257,3 +260,72 @@ def test_a_good_sweep_file_round_trips(tmp_path: Path) -> None:
     assert merged.grid == {"optim.lr_max": ["1e-2"], "train.batch_size": ["4"]}
     assert merged.overrides == ["train.max_steps=10", "train.seed=3"]
     assert len(merged.points) == 3 and (merged.seeds, merged.lr_scaling) == (2, "linear")
+
+
+def test_a_dry_run_in_an_empty_folder_tells_the_cost_and_the_commands_for_the_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "sweep", "lr_sweep", "--variant", "cpu", "--dry-run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "sweep runs/lr_sweep: 7 runs (7 points x 1 seed), 7 to run"
+    assert lines[1] == ("model: 984,192 parameters: 853,120 in the blocks, 131,072 embedding "
+                        "(tied: also the output)")
+    assert re.fullmatch(r"time: [\d.e-]+ s a step, measured here: 3 steps on cpu after a "
+                        r"warm-up \(random ids, not compiled\)", lines[2]), lines[2]
+    assert re.fullmatch(r"  lr_max-0\.001: 400 steps, 819,200 tokens, ~[\d.]+ (s|min|h)  "
+                        r"\[pending: run\]", lines[3]), lines[3]
+    assert re.search(r"^in all: 5,734,400 tokens, ~[\d.]+ (s|min|h) for the 7 runs to go, one at a "
+                     r"time \(evaluations not counted: data/tinystories-1k/valid.bin is not made "
+                     r"yet\)$", out, re.M), out
+    missing = out[out.index("missing token files"):].splitlines()
+    assert missing[1:] == [
+        "  data/tinystories-1k/train.bin:",
+        "    lmlab data download tinystories",
+        "    lmlab tokenizer train --input data/tinystories/train.txt --vocab-size 1024 "
+        "--special-token '<|endoftext|>' --out data/tinystories-1k/tokenizer",
+        "    lmlab tokenizer encode --tokenizer data/tinystories-1k/tokenizer --input "
+        "data/tinystories/train.txt --out data/tinystories-1k/train.bin",
+        "  data/tinystories-1k/valid.bin:",
+        "    lmlab tokenizer encode --tokenizer data/tinystories-1k/tokenizer --input "
+        "data/tinystories/valid.txt --out data/tinystories-1k/valid.bin"]
+    assert not (tmp_path / "runs").exists()
+    code, _, err = cli(capsys, "sweep", "lr_sweep", "--variant", "cpu")  # the real run refuses
+    assert code == 1 and err == ("error: no such token file: data/tinystories-1k/train.bin, "
+                                 "data/tinystories-1k/valid.bin (add --dry-run to see the "
+                                 "commands that make them)\n")
+
+
+def test_a_dry_run_counts_only_the_runs_left(tmp_path: Path, capsys: pytest.CaptureFixture
+                                             ) -> None:
+    """A finished point is skipped, a stopped one resumes for the steps it has left; the time of
+    a step comes from the config's peak FLOP/s without --measure, evaluations included."""
+    words = [*tiny_run(tmp_path), *STEPS_ONLY, "train.peak_flops=1e9"]
+    the_plan = plan(Sweep(config=PRESET, name="s", overrides=words,
+                          grid={"optim.lr_max": ["1e-3", "1e-2", "1e-1"]}))
+    done, stopped, _ = (point.run_dir for point in the_plan.points)
+    the_plan.root.mkdir(parents=True)
+    (the_plan.root / "sweep.json").write_text(json.dumps(the_plan.describe()))  # a sweep's folder
+    for point, run in zip(the_plan.points, (done, stopped), strict=False):
+        run.root.mkdir()
+        run.config.write_text(json.dumps(point.config.model_dump(mode="json")))
+    done.set_status("finished")
+    stopped.set_status("interrupted")
+    stopped.checkpoint.parent.mkdir()
+    stopped.checkpoint.write_bytes(b"")
+    stopped.metrics.write_text(json.dumps({"step": 15, "tokens": 1920, "wall_time_s": 1.0}))
+    code, out, err = cli(capsys, "sweep", str(PRESET), *words, "--name", "s", "--grid",
+                         "optim.lr_max=1e-3,1e-2,1e-1", "--dry-run", "--no-measure")
+    assert code == 0, err
+    est = estimate(the_plan.points[0].config)
+    step_s = 8 * CONTEXT * est.flops_per_token / (1e9 * 0.4)
+    assert f"time: {step_s:.3g} s a step, estimated: 40% MFU of train.peak_flops 1e+09" in out
+    assert "lr_max-0.001: 30 steps, 3,840 tokens  [finished: skip]" in out
+    assert "lr_max-0.01: 30 steps, 3,840 tokens, ~" in out and "left  [interrupted: resume]" in out
+    assert "lr_max-0.1: 30 steps, 3,840 tokens, ~" in out and "[pending: run]" in out
+    assert "in all: 5,760 tokens, " in out and "for the 2 runs to go" in out
+    assert "evaluations not counted" not in out and "missing token files" not in out
+    left, evaluations = run_seconds(the_plan.points[1].config, estimated_speed(
+        the_plan.points[1].config), valid_tokens=1000, fraction_done=0.5)
+    assert evaluations == 2  # of the steps 20 and 30 (the end)
+    assert left == pytest.approx(15 * step_s + 2 * 8 * step_s / 3)  # 1,000 tokens: 8 windows

@@ -256,3 +256,58 @@ def test_chunks_cut_where_whole_text_would(small_tokenizer, tmp_path_factory, te
     regex = special_token_regex([EOT])
     counted = sum((count_pretokens(piece, regex) for piece in pieces), Counter())
     assert counted == count_pretokens(text, regex)
+
+
+def test_tokenizer_train_fills_no_folder_of_other_files(trained, tmp_path, capsys):
+    """A tokenizer folder is written over (training again), a data folder is not."""
+    text = tmp_path / "text.txt"
+    text.write_text("Once upon a time there was a cat. " * 20, encoding="utf-8")
+    words = ["tokenizer", "train", "--input", text, "--vocab-size", 260]
+    assert cli(capsys, *words, "--out", trained)[0] == 0
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.bin").write_bytes(b"\0\0")
+    code, _, err = cli(capsys, *words, "--out", data)
+    assert code == 1 and err == (f"error: {data} holds files that lmlab tokenizer train did not "
+                                 "write (train.bin): choose another --out, or pass --force to "
+                                 "write into it\n")
+    assert [p.name for p in data.iterdir()] == ["train.bin"]
+    assert cli(capsys, *words, "--out", data, "--force")[0] == 0
+    assert (data / "vocab.json").is_file() and (data / "train.bin").read_bytes() == b"\0\0"
+
+
+def test_encode_writes_over_its_own_token_file_but_not_another_file(trained, tmp_path, capsys):
+    source = FIXTURES / "tinystories_sample.txt"
+    words = ["tokenizer", "encode", "--tokenizer", trained, "--input", source, "--workers", 1]
+    out = tmp_path / "train.bin"
+    for _ in range(2):  # encoding again over its own file
+        code, _, err = cli(capsys, *words, "--out", out)
+        assert code == 0, err
+    mine = tmp_path / "mine.bin"
+    mine.write_bytes(b"my own binary")
+    code, _, err = cli(capsys, *words, "--out", mine)
+    assert code == 1 and err == (f"error: {mine} exists and lmlab tokenizer encode did not write "
+                                 "it (no sidecar mine.bin.json that matches it): choose another "
+                                 "--out, or pass --force to overwrite it\n")
+    assert mine.read_bytes() == b"my own binary" and not sidecar_path(mine).exists()
+    stray = tmp_path / "other.bin"
+    sidecar_path(stray).write_text('{"mine": true}')  # a sidecar name taken by another file
+    code, _, err = cli(capsys, "tokenize", *words[2:], "--out", stray)  # the old name as well
+    assert code == 1 and f"error: {sidecar_path(stray)} exists" in err
+    assert cli(capsys, *words, "--out", mine, "--force")[0] == 0
+    assert load_tokens(mine).tokens.tolist() == load_tokens(out).tokens.tolist()
+    out.unlink()  # its own sidecar left without its .bin: encoded again
+    assert cli(capsys, *words, "--out", out)[0] == 0 and out.is_file()
+
+
+def test_tokenizer_export_fills_no_folder_of_other_files(trained, tmp_path, capsys):
+    pytest.importorskip("tokenizers")
+    assert cli(capsys, "tokenizer", "export", trained, "--out", trained)[0] == 0  # beside itself
+    assert cli(capsys, "tokenizer", "export", trained, "--out", trained)[0] == 0  # and again
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    code, _, err = cli(capsys, "tokenizer", "export", trained, "--out", run)
+    assert code == 1 and "holds files that lmlab tokenizer export did not write (metrics.jsonl)" \
+        in err and "--force" in err
+    assert [p.name for p in run.iterdir()] == ["metrics.jsonl"]

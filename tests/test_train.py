@@ -224,8 +224,8 @@ def test_the_cpu_preset_trains(tmp_path: Path) -> None:
     train_bin = write_tokens(tmp_path / "t.bin", pattern_tokens(5000, vocab_size), vocab_size)
     result = train(load_config(preset, [
         f"data.train_path={train_bin}", f"data.valid_path={train_bin}", "train.max_steps=2",
-        "train.time_budget_s=none", "train.schedule_over_time=false", "train.eval_batches=1",
-        f"run.runs_dir={tmp_path}"]))
+        "optim.warmup_iters=1", "train.time_budget_s=none", "train.schedule_over_time=false",
+        "train.eval_batches=1", f"run.runs_dir={tmp_path}"]))
     assert result.status == "finished" and math.isfinite(result.metrics["val/loss"])
 
 
@@ -250,7 +250,7 @@ def test_bad_input_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_existing_runs_and_bad_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    words = [*tiny_run(tmp_path), "train.max_steps=2"]
+    words = [*tiny_run(tmp_path), "train.max_steps=2", "optim.warmup_iters=1"]
     train(load_config(None, words))
     with pytest.raises(Exception, match="already exists: resume it with --resume"):
         train(load_config(None, words))

@@ -127,13 +127,43 @@ def test_a_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert not any(path.is_file() for path in (tmp_path / "w").rglob("*"))  # no half file
 
 
-def test_a_weights_file_without_its_tokenizer_asks_for_one(tmp_path: Path) -> None:
+def test_a_weights_file_without_its_tokenizer_asks_for_one(tmp_path: Path, capsys) -> None:
+    """The library names its argument, the command line its flag."""
     path = tmp_path / "model.safetensors"
     export_weights(_model(TINY.model_copy(update={"vocab_size": 260})), path)
-    with pytest.raises(TokenizerError, match="carries no tokenizer: pass --tokenizer DIR"):
+    with pytest.raises(TokenizerError) as info:
         load_run(path)
+    assert str(info.value) == (f"{path} carries no tokenizer: give the tokenizer's directory "
+                               f"(tokenizer_dir)")
+    code, _, err = cli(capsys, "generate", path)
+    assert code == 1 and err == f"error: {path} carries no tokenizer: pass --tokenizer DIR\n"
     Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT]).save(tmp_path / "tok")
     assert load_run(path, tmp_path / "tok")[2].vocab_size == 257
+    code, out, err = cli(capsys, "generate", path, "--tokenizer", tmp_path / "tok",
+                         "--max-new-tokens", 2)
+    assert code == 0, err
+
+
+def test_init_from_a_file_that_is_no_model_says_what_it_is(tmp_path: Path) -> None:
+    config = tmp_path / "small.toml"
+    config.write_text("[model]\nd_model = 32\n", encoding="utf-8")
+    with pytest.raises(CheckpointError) as info:
+        initial_weights(config, TINY)
+    assert str(info.value) == (f"{config} is a config, not a model: train it with "
+                               f"`lmlab train {config}`")
+    with pytest.raises(CheckpointError, match=r"no such run directory, checkpoint or weights"):
+        initial_weights(tmp_path / "gone", TINY)
+
+
+def test_a_hugging_face_folder_asks_to_be_imported(tmp_path: Path) -> None:
+    safetensors.torch.save_file({"w": torch.zeros(2)}, tmp_path / "model.safetensors",
+                                {"format": "pt"})
+    (tmp_path / "tokenizer_config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(CheckpointError) as info:
+        load_model(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'model.safetensors'} is a Hugging Face model's: "
+                               f"make the folder an lmlab model with `lmlab import {tmp_path} "
+                               f"--out DIR`")
 
 
 def test_initial_weights_are_checked_against_the_configured_model(tmp_path: Path) -> None:

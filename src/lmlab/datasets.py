@@ -12,6 +12,8 @@ Hub first (or ``HF_HUB_OFFLINE=1``) turns that into an error within seconds that
 
 import gzip
 import os
+import re
+import shlex
 import shutil
 import urllib.error
 import urllib.request
@@ -45,6 +47,10 @@ DATASETS = {
 """TinyStoriesV2-GPT4 (2.2 GB + 22 MB) and the CS336 OpenWebText sample (11 GB + 290 MB)."""
 
 PROBE_TIMEOUT_S = 5.0
+
+_VOCAB_SUFFIX = re.compile(r"(?P<dataset>.+)-\d+k?")
+"""A token folder's name: its text's folder, then the vocabulary size (``owt-1k``,
+``tinystories-10k``)."""
 
 
 def download(name: str, out_dir: str | Path, *, timeout_s: float = PROBE_TIMEOUT_S,
@@ -210,3 +216,43 @@ def _whole_documents(data: bytes, separator: str, source: object) -> bytes:
         raise DataError(f"{source}: no {separator} or newline in its first {len(data):,} bytes "
                         f"to cut at")
     return data[:end]
+
+
+def token_file_commands(bin_path: str | Path, vocab_size: int) -> list[str]:
+    """The commands that make the missing token file ``bin_path`` for a ``vocab_size`` model, in
+    the layout the presets read: ``data/<dataset>-<size>/<split>.bin`` encoded from
+    ``data/<dataset>/<split>.txt`` with the tokenizer ``data/<dataset>-<size>/tokenizer``
+    trained on ``train.txt``. A step whose output is already there (the text, the tokenizer) is
+    left out: a second tokenizer would not match the token files the first one wrote.
+
+    Used by ``lmlab sweep --dry-run`` and the "no such token file" error.
+
+    >>> for line in token_file_commands("data/owt-1k/valid.bin", 1024): print(line)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    lmlab data download owt
+    lmlab tokenizer train --input data/owt/train.txt --vocab-size 1024
+        --special-token '<|endoftext|>' --out data/owt-1k/tokenizer
+    lmlab tokenizer encode --tokenizer data/owt-1k/tokenizer --input data/owt/valid.txt
+        --out data/owt-1k/valid.bin
+    """
+    bin_path = Path(bin_path)
+    folder = bin_path.parent
+    named = _VOCAB_SUFFIX.fullmatch(folder.name)
+    dataset = named["dataset"] if named else folder.name
+    text_dir = folder.parent / dataset if named else folder
+    text, train_text = text_dir / f"{bin_path.stem}.txt", text_dir / "train.txt"
+    tokenizer = folder / "tokenizer"
+    q = shlex.quote
+    commands = []
+    if not (text.is_file() and train_text.is_file()):
+        if dataset in DATASETS:
+            out = "" if text_dir == Path("data") / dataset else f" --out {q(str(text_dir))}"
+            commands.append(f"lmlab data download {dataset}{out}")
+        else:
+            commands.append(f"# put the text in {text_dir}/{{train,valid}}.txt")
+    if not (tokenizer / "vocab.json").is_file():
+        commands.append(f"lmlab tokenizer train --input {q(str(train_text))} --vocab-size "
+                        f"{vocab_size} --special-token {q(END_OF_TEXT)} --out {q(str(tokenizer))}")
+    commands.append(f"lmlab tokenizer encode --tokenizer {q(str(tokenizer))} --input "
+                    f"{q(str(text))} --out {q(str(bin_path))}")
+    return commands

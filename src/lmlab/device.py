@@ -88,13 +88,36 @@ def missing_compiler(device: torch.device) -> str | None:
     return f"no C++ compiler ({', '.join(names)}) on PATH, which torch.compile needs on a CPU"
 
 
+def deterministic_kernels(device: torch.device) -> None:
+    """On a CPU, make the kernels ``torch.compile`` builds give the same sums in every run
+    (process-wide, like :func:`flush_denormals`).
+
+    Why: inductor adds the rows of the embedding's gradient (an ``index_put`` that accumulates,
+    one row per token of the batch) with atomic adds from all threads, so the order of a
+    repeated token's terms, and the last bits of its sum, change from run to run: two compiled
+    runs of one seed, or a resumed run and the one that never stopped, drift apart within a few
+    steps. PyTorch's deterministic mode makes inductor call the eager ``index_put_`` there, which
+    adds them in order on a CPU (its cost: docs/benchmarks.md, "Deterministic compiled kernels
+    on a CPU"). Filling new tensors with NaN, the debugging aid that mode also turns on, is
+    left off: no lmlab code reads memory it has not written. A GPU is left as it is: its
+    deterministic mode needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, and its eager
+    kernels add with atomics too (docs/training.md, "Resume"). ``warn_only``: an op without a
+    deterministic kernel warns instead of stopping the run; a mode the user set is kept.
+    """
+    if device.type != "cpu" or torch.are_deterministic_algorithms_enabled():
+        return
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+
+
 def compiled(model: torch.nn.Module, device: torch.device,
              say: Callable[[str], None]) -> torch.nn.Module:
-    """``model`` under ``torch.compile``, or as it is after one warning through ``say`` where
-    ``device`` cannot compile here (a preset that asks for it should still run on a machine
-    without a C++ compiler)."""
+    """``model`` under ``torch.compile`` with :func:`deterministic_kernels`, or as it is after
+    one warning through ``say`` where ``device`` cannot compile here (a preset that asks for it
+    should still run on a machine without a C++ compiler)."""
     missing = missing_compiler(device)
     if missing is None:
+        deterministic_kernels(device)
         return torch.compile(model)
     say(f"warning: train.compile=true, but {missing}: training without it")
     return model

@@ -185,9 +185,9 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer, out: str | Path) -> Pa
     with storage_errors(out):
         out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", hf_config(config, eos))
-    atomic_write_json(out / "generation_config.json",
-                      {"bos_token_id": eos, "eos_token_id": eos, "max_length":
-                       config.context_length})
+    # no max_length: config.json's max_position_embeddings already bounds the context, and a
+    # max_length here makes every generate(max_new_tokens=...) warn that both are set
+    atomic_write_json(out / "generation_config.json", {"bos_token_id": eos, "eos_token_id": eos})
     with atomic_path(out / "model.safetensors") as tmp:
         safetensors.torch.save_file(hf_state_dict(model), str(tmp), {"format": "pt"})
     atomic_write_text(out / "tokenizer.json", hf_tokenizer_json(tokenizer) + "\n")

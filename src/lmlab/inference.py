@@ -1,14 +1,13 @@
 """From a trained run to text: its model, the tokenizer its data was made with, and completions.
 
 A weights file (:mod:`lmlab.weights`) carries its tokenizer. A run records its data
-(``data.train_path`` in its config), and the data's sidecar records the fingerprint of the
-tokenizer that wrote it, but not where that tokenizer lives. By convention (the README recipe and
-``lmlab quickstart``) it is the ``tokenizer/`` folder next to the training ``.bin``;
-:func:`find_tokenizer` looks there and checks the fingerprint, so a wrong tokenizer is an error
-rather than garbled text.
+(``data.train_path`` in its config, as the user gave it, and in ``env.json`` the folder a relative
+path is relative to: :meth:`RunDir.locate` finds it from any folder), and the data's sidecar
+records the fingerprint of the tokenizer that wrote it and, when ``lmlab tokenizer encode`` wrote
+it, the tokenizer's folder. :func:`find_tokenizer` looks there, then where the README recipe and
+``lmlab quickstart`` put it (``tokenizer/`` next to the training ``.bin``), and checks the
+fingerprint, so a wrong tokenizer is an error rather than garbled text.
 """
-# TODO(tokenizer): if `lmlab tokenizer encode` recorded the tokenizer directory in the sidecar, this
-# lookup could read it instead of relying on the folder convention.
 
 import math
 import statistics
@@ -19,24 +18,34 @@ from pathlib import Path
 import torch
 
 from lmlab.config import Config, ModelConfig
-from lmlab.errors import CheckpointError, DataError, TokenizerError
+from lmlab.errors import DataError, TokenizerError
 from lmlab.generate import Sampling, decode_stream, generate
 from lmlab.nn import TransformerLM
+from lmlab.text import plural
 from lmlab.tokenizer import END_OF_TEXT, Tokenizer
 from lmlab.tokenizer.tokenizer import VOCAB_FILE
 from lmlab.tokens import TokenFile, TokenFileInfo, read_token_info
 from lmlab.training.checkpoint import checkpoint_config
+from lmlab.training.rundir import RunDir
 from lmlab.weights import bundled_tokenizer, load_model, model_file
+
+
+class TokenizerNotFound(TokenizerError):
+    """A model whose tokenizer is neither bundled nor found: the message says where it was looked
+    for, then how to give one (``tokenizer_dir``); a command adds its own flag to :attr:`what`."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: give the tokenizer's directory (tokenizer_dir)")
+        self.what = what
+        """The message without the hint."""
 
 
 def load_run(path: str | Path, tokenizer_dir: str | Path | None = None,
              device: torch.device | str = "cpu") -> tuple[TransformerLM, ModelConfig, Tokenizer]:
     """The model (in ``eval()`` mode, on ``device``), its config and the tokenizer of a run
     directory, checkpoint file or weights file; ``tokenizer_dir`` overrides the tokenizer a
-    weights file carries and the lookup of :func:`find_tokenizer`."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such run directory or checkpoint file")
+    weights file carries and the lookup of :func:`find_tokenizer`. Nothing to load is a one-line
+    :class:`CheckpointError` saying why (:func:`lmlab.weights.model_file`)."""
     model, model_config = load_model(path, device=device)
     bundled = bundled_tokenizer(model_file(path)) if tokenizer_dir is None else None
     if bundled is not None:
@@ -45,7 +54,7 @@ def load_run(path: str | Path, tokenizer_dir: str | Path | None = None,
     if config is not None:
         return model, model_config, find_tokenizer(config, tokenizer_dir)
     if tokenizer_dir is None:
-        raise TokenizerError(f"{model_file(path)} carries no tokenizer: pass --tokenizer DIR")
+        raise TokenizerNotFound(f"{model_file(path)} carries no tokenizer")
     tokenizer = Tokenizer.load(tokenizer_dir)
     _check_fits(tokenizer, tokenizer_dir, model_config.vocab_size, None, None)
     return model, model_config, tokenizer
@@ -54,28 +63,40 @@ def load_run(path: str | Path, tokenizer_dir: str | Path | None = None,
 def run_config(path: str | Path) -> Config | None:
     """The training config of a run directory or checkpoint file (the one its checkpoint was
     saved with: its data, precision, schedule), or None for a weights file, which holds the
-    model alone."""
+    model alone. Its data paths are absolute, found from this folder wherever the run was
+    trained (:meth:`RunDir.locate`)."""
     file = model_file(path)
-    return None if file.suffix == ".safetensors" else checkpoint_config(file)
+    if file.suffix == ".safetensors":
+        return None
+    config = checkpoint_config(file)
+    run = RunDir(file.parent.parent if file.parent.name == "checkpoints" else file.parent)
+    data = {key: run.locate(getattr(config.data, key), config.run_dir)
+            for key in ("train_path", "valid_path")}
+    return config.model_copy(update={"data": config.data.model_copy(update=data)})
 
 
 def find_tokenizer(config: Config, tokenizer_dir: str | Path | None = None) -> Tokenizer:
     """The tokenizer that made the run's training data.
 
-    Tries ``tokenizer_dir`` when given, else ``<train .bin folder>/tokenizer`` and the ``.bin``
-    folder itself. When the training data's sidecar is readable, the tokenizer must have the
+    Tries ``tokenizer_dir`` when given, else the folder the data's sidecar records (written by
+    ``lmlab tokenizer encode``), ``<train .bin folder>/tokenizer`` and the ``.bin`` folder
+    itself. When the training data's sidecar is readable, the tokenizer must have the
     fingerprint it records; otherwise it must at least fit the model's vocabulary.
     """
     train_path = Path(config.data.train_path)
+    expected: str | None = None
+    unreadable, candidates = "", [train_path.parent / "tokenizer", train_path.parent]
     try:
-        expected: str | None = read_token_info(train_path).tokenizer_hash
-    except DataError:  # the data was moved or deleted: the tokenizer cannot be checked by hash
-        expected = None
+        info = read_token_info(train_path)
+        expected = info.tokenizer_hash
+        if info.tokenizer_dir is not None:
+            candidates.insert(0, Path(info.tokenizer_dir))
+    except DataError as exc:  # the data was moved or deleted: the tokenizer cannot be checked
+        unreadable = "the file is gone" if not train_path.is_file() else str(exc)
     if tokenizer_dir is not None:
         tokenizer = Tokenizer.load(tokenizer_dir)
         _check_fits(tokenizer, tokenizer_dir, config.model.vocab_size, expected, train_path)
         return tokenizer
-    candidates = [train_path.parent / "tokenizer", train_path.parent]
     for candidate in candidates:
         if (candidate / VOCAB_FILE).is_file():
             tokenizer = Tokenizer.load(candidate)
@@ -83,9 +104,10 @@ def find_tokenizer(config: Config, tokenizer_dir: str | Path | None = None) -> T
                 _check_fits(tokenizer, candidate, config.model.vocab_size, expected,
                             train_path)
                 return tokenizer
-    looked = " and ".join(str(c) for c in candidates)
-    raise TokenizerError(f"cannot find the tokenizer that made {train_path} (none in {looked} "
-                         f"matches its sidecar): pass --tokenizer DIR")
+    looked = ", ".join(str(c) for c in candidates[:-1]) + f" or {candidates[-1]}"
+    why = (f"none in {looked} matches its sidecar" if expected is not None
+           else f"{unreadable}, and no tokenizer is in {looked}")
+    raise TokenizerNotFound(f"cannot find the tokenizer that made {train_path} ({why})")
 
 
 def _check_fits(tokenizer: Tokenizer, where: str | Path, vocab_size: int, expected: str | None,
@@ -110,7 +132,7 @@ def text_tokens(tokenizer: Tokenizer, path: str | Path, context_length: int) -> 
         raise DataError(f"{path}: cannot read it as UTF-8 text ({exc})") from None
     ids = tokenizer.encode_to_numpy(text)
     if len(ids) < context_length + 1:
-        raise DataError(f"{path} has {len(ids)} tokens, fewer than one context of "
+        raise DataError(f"{path} has {plural(len(ids), 'token')}, fewer than one context of "
                         f"{context_length} + 1 (model.context_length)")
     info = TokenFileInfo(dtype=ids.dtype.name, count=len(ids), vocab_size=tokenizer.vocab_size,
                          tokenizer_hash=tokenizer.fingerprint(),

@@ -18,6 +18,7 @@ from pathlib import Path
 from lmlab.config import Config, load_config, preset_path
 from lmlab.datasets import cache_dir, fetch_start, head
 from lmlab.errors import ConfigError, DataError
+from lmlab.optim import check_schedule
 from lmlab.tokenizer import END_OF_TEXT, Tokenizer, train_bpe
 from lmlab.tokens import tokenize_file
 from lmlab.training.loop import train
@@ -54,10 +55,11 @@ def quickstart(
     ``run.runs_dir`` are the quickstart's own. ``on_step`` receives a line per step, for the CLI
     to show, and the run's own notes (a warning, a progress line when no bar is drawn). Bad
     arguments are errors before any work: both text files or neither, an ``out`` folder that must
-    not exist yet (or be empty), a valid config.
+    not exist yet (or be empty), a valid config and schedule.
     """
     out = Path(out)
     config = _config(config_path, overrides, out)
+    check_schedule(config)  # a schedule that cannot be meant, before minutes of tokenizing
     if (train_text is None) != (valid_text is None):
         raise ConfigError("give both --train-text and --valid-text, or neither (TinyStories)")
     if out.exists() and any(out.iterdir()):

@@ -15,6 +15,7 @@ a loss in nats per token into bits per byte). Both files are written atomically.
 
 import json
 import os
+import shlex
 from dataclasses import asdict, dataclass, fields
 from itertools import pairwise
 from multiprocessing import Pool
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from lmlab.atomic import atomic_path, atomic_write_json
 from lmlab.errors import DataError
 from lmlab.progress import bar_disabled
+from lmlab.text import plural
 from lmlab.tokenizer.pretokenize import find_chunk_boundaries, read_text
 from lmlab.tokenizer.tokenizer import Tokenizer
 
@@ -60,6 +62,10 @@ class TokenFileInfo:
     source_bytes: int
     """Size of that text file in bytes (for bits per byte)."""
     format: str = FORMAT
+    tokenizer_dir: str | None = None
+    """Absolute path of the folder the tokenizer was loaded from, when the writer knew it
+    (``lmlab tokenizer encode``): where a run trained on the file finds its tokenizer. Not part
+    of what the file holds (:attr:`contents`); sidecars written before it have none."""
 
     @property
     def contents(self) -> tuple[str, int, str, int]:
@@ -91,6 +97,7 @@ def tokenize_file(
     *,
     num_workers: int | None = None,
     progress: bool = True,
+    tokenizer_dir: str | Path | None = None,
 ) -> TokenFileInfo:
     """Encode ``input_path`` into ``out_path`` (``.bin``) and its sidecar; return the sidecar.
 
@@ -98,7 +105,8 @@ def tokenize_file(
     CPU count; at most one per ``WORKER_MIN_BYTES`` of input) encode in parallel; the ids equal
     ``tokenizer.encode`` of the whole text. Memory is
     bounded by a few chunks per worker, so the input may be larger than memory. Both files are
-    written atomically.
+    written atomically. ``tokenizer_dir``, the folder ``tokenizer`` was loaded from, is recorded
+    in the sidecar so that the model trained on the ids finds its tokenizer.
     """
     source, out = Path(input_path), Path(out_path)
     if not source.is_file():
@@ -130,6 +138,7 @@ def tokenize_file(
             special_tokens=tokenizer.special_ids,
             source_path=str(source.resolve()),
             source_bytes=size,
+            tokenizer_dir=None if tokenizer_dir is None else str(Path(tokenizer_dir).resolve()),
         )
         atomic_write_json(sidecar_path(out), asdict(info))
     return info
@@ -169,17 +178,19 @@ def read_token_info(bin_path: str | Path) -> TokenFileInfo:
     bin_path = Path(bin_path)
     side = sidecar_path(bin_path)
     if not bin_path.is_file():
-        raise DataError(f"{bin_path}: no such token file")
+        out = shlex.quote(str(bin_path))
+        raise DataError(f"{bin_path}: no such token file (make it from a text file with `lmlab "
+                        f"tokenizer encode --tokenizer DIR --input TEXT --out {out}`)")
     try:
         raw = json.loads(side.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{side}: sidecar missing (written by `lmlab tokenizer encode`)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{side}: not valid JSON ({exc})") from None
-    names = {f.name for f in fields(TokenFileInfo)}
+    names = {f.name for f in fields(TokenFileInfo) if f.name != "tokenizer_dir"}  # required
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or not names <= raw.keys():
         raise DataError(f"{side}: not an lmlab token sidecar ({FORMAT!r} with {sorted(names)})")
-    info = TokenFileInfo(**{k: raw[k] for k in names})
+    info = TokenFileInfo(**{k: raw[k] for k in (*names, "tokenizer_dir") if k in raw})
     if info.dtype not in ("uint16", "uint32"):
         raise DataError(f"{side}: dtype {info.dtype!r} is not uint16 or uint32")
     if not isinstance(info.count, int) or info.count <= 0:
@@ -261,7 +272,7 @@ def load_tokens(bin_path: str | Path, *, vocab_size: int | None = None,
     if tokenizer_of is not None:
         check_same_tokenizer(path, info, tokenizer_of, read_token_info(tokenizer_of))
     if context_length is not None and info.count < context_length + 1:
-        raise DataError(f"{path} has {info.count} tokens, fewer than one context of "
+        raise DataError(f"{path} has {plural(info.count, 'token')}, fewer than one context of "
                         f"{context_length} + 1 (model.context_length)")
     tokens = np.memmap(path, dtype=info.dtype, mode="r", shape=(info.count,))
     if vocab_size is not None and info.vocab_size > vocab_size:

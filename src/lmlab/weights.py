@@ -25,8 +25,11 @@ from lmlab.atomic import atomic_path
 from lmlab.config import ModelConfig, model_differences
 from lmlab.errors import CheckpointError, ConfigError, first_line
 from lmlab.nn import TransformerLM
+from lmlab.text import plural
+from lmlab.tokens import sidecar_path
 from lmlab.training.checkpoint import read_checkpoint, restore_model, saved_model_config
-from lmlab.training.rundir import RunDir
+from lmlab.training.lock import held_by
+from lmlab.training.rundir import RunDir, is_run_dir
 
 WEIGHTS_FORMAT = "lmlab-weights-2"
 FORMAT_1 = "lmlab-weights-1"
@@ -37,12 +40,25 @@ WEIGHTS_FILE = "model.safetensors"
 
 def model_file(path: str | Path) -> Path:
     """The file that holds a run's model: ``path`` itself, or in a run directory its
-    ``checkpoints/last.pt``, else its ``model.safetensors`` (an export or an import)."""
+    ``checkpoints/last.pt``, else its ``model.safetensors`` (an export or an import).
+
+    When there is none, a one-line :class:`CheckpointError` says why, in the user's terms: the
+    run diverged, failed or was stopped before its first checkpoint, or is still training;
+    the folder holds runs (named, to pick one); the file is a config, text or token file.
+    """
     path = Path(path)
-    if not path.is_dir():
+    if path.is_file():
+        if (kind := _not_a_model(path)) is not None:
+            raise CheckpointError(f"{path} is {kind}")
         return path
-    checkpoint, weights = RunDir(path).checkpoint, path / WEIGHTS_FILE
-    return weights if not checkpoint.exists() and weights.exists() else checkpoint
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run directory, checkpoint or weights file"
+                              f"{_runs_beside(path)}")
+    run = RunDir(path)
+    for file in (run.checkpoint, path / WEIGHTS_FILE):
+        if file.is_file():
+            return file
+    raise CheckpointError(_nothing_to_load(run))
 
 
 def load_model(path: str | Path, device: torch.device | str | None = None
@@ -112,6 +128,74 @@ def initial_weights(source: Path, wanted: ModelConfig) -> dict[str, torch.Tensor
     return model.state_dict()
 
 
+_NOT_MODELS = {".toml": "a config, not a model: train it with `lmlab train {path}`",
+               ".json": "a JSON file, not a model", ".jsonl": "a JSON lines file, not a model",
+               ".txt": "a text file, not a model", ".log": "a log, not a model",
+               ".md": "a Markdown file, not a model", ".csv": "a table, not a model"}
+"""What a file of each suffix that no model file has is, in the error that refuses it."""
+
+
+def _not_a_model(path: Path) -> str | None:
+    """What ``path`` is when it is plainly not a model file (a run's own record, a config, a
+    token or text file), or None: then reading it says whether it is one."""
+    if path.name.endswith(".bin.json"):
+        return "the sidecar of a token file, not a model"
+    if path.suffix == ".bin" and sidecar_path(path).is_file():  # not pytorch_model.bin
+        return "a token file (`lmlab tokenizer encode` wrote it), not a model"
+    run = RunDir(path.parent)
+    if is_run_dir(run.root) and path in (run.config, run.env, run.metrics, run.status_file,
+                                         run.log, run.samples):
+        return f"a file of the run directory {run.root}, not a model: give the folder itself"
+    kind = _NOT_MODELS.get(path.suffix.lower())
+    return None if kind is None else kind.format(path=path)
+
+
+def _nothing_to_load(run: RunDir) -> str:
+    """Why a folder with no model file has none: how its run ended, or what the folder is."""
+    path, status = run.root, run.status
+    if status == "diverged":
+        return (f"{path} diverged ({run.reason or 'no reason recorded'}) before its first "
+                f"checkpoint: it kept no model to load")
+    if status in ("failed", "interrupted"):
+        ended = "failed" if status == "failed" else "was interrupted"
+        return f"{path} {ended} before its first checkpoint: it kept no model to load"
+    if status == "running":
+        if (holder := held_by(path)) is not None:
+            return (f"{path} is still training ({holder}) and has saved no checkpoint yet: "
+                    f"its model can be loaded after the first (train.ckpt_interval)")
+        return (f"{path} was stopped (killed) before its first checkpoint: it kept no model "
+                f"to load")
+    if status == "finished":
+        return f"{path} finished, but its {run.checkpoint.relative_to(path)} is gone"
+    if run.exists():
+        return f"{path} has not started training: it has no model to load yet"
+    if runs := _runs_in(path):
+        return f"{path} is a folder of {_listed(runs, path)}: give one of them"
+    return (f"{path} is not a run directory: it holds no {run.checkpoint.relative_to(path)}, "
+            f"{WEIGHTS_FILE} or config.json")
+
+
+def _runs_beside(path: Path) -> str:
+    """`` (runs/ holds 3 runs: a, b, c)`` when the folder a missing run was looked for in holds
+    runs (a misspelt run name), else nothing."""
+    runs = _runs_in(path.parent) if path.parent.is_dir() and path.parent != path else []
+    return f" ({path.parent} holds {_listed(runs, path.parent)})" if runs else ""
+
+
+def _runs_in(folder: Path) -> list[Path]:
+    """The runs in ``folder`` or one level below (``runs/<name>``, a sweep's
+    ``runs/<sweep>/<point>``), sorted: not a search of every folder below a home directory."""
+    return sorted(file.parent for pattern in ("*/config.json", "*/*/config.json")
+                  for file in folder.glob(pattern) if is_run_dir(file.parent))
+
+
+def _listed(runs: list[Path], folder: Path, most: int = 5) -> str:
+    """``4 runs (a, b, ...)``: how many runs, and the first few names under ``folder``."""
+    names = [run.relative_to(folder).as_posix() for run in runs]
+    shown = ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+    return f"{plural(len(names), 'run')} ({shown})"
+
+
 def _load_weights(path: Path, device: torch.device | str | None
                   ) -> tuple[TransformerLM, ModelConfig]:
     if not path.is_file():
@@ -141,4 +225,7 @@ def _model_table(metadata: dict[str, str], path: Path) -> dict[str, Any]:
             return json.loads(metadata["config"]).get("model", {})
     except (json.JSONDecodeError, AttributeError):
         pass
+    if (path.parent / "tokenizer_config.json").is_file():
+        raise CheckpointError(f"{path} is a Hugging Face model's: make the folder an lmlab "
+                              f"model with `lmlab import {path.parent} --out DIR`")
     raise CheckpointError(f"{path} holds no lmlab config: it was not written by `lmlab export`")

@@ -25,15 +25,17 @@ def estimate_command(
 ) -> None:
     """The parameters, FLOPs, memory and time of a run, up front.
 
-    Counts are exact; memory is an estimate (fp32 weights, gradients and optimizer state;
-    activations at the configured batch); time is the token budget at --mfu of the GPU's peak.
+    Counts are exact, each by its name (CS336's "non-embedding" parameters include the output
+    projection, Kaplan et al.'s leave it out); memory is an estimate (fp32 weights, gradients
+    and optimizer state; activations at the configured batch); time is the token budget at
+    --mfu of the GPU's peak.
 
     \b
     Examples:
       lmlab estimate tinystories-17m --gpu H100 --mfu 0.4
       lmlab estimate tinystories-17m train.batch_size=128 --gpu L4
     """
-    from lmlab.compute import estimate
+    from lmlab.compute import duration, estimate
     from lmlab.config import load_config
 
     cfg = load_config(config, overrides or [])
@@ -44,8 +46,12 @@ def estimate_command(
     peak = card["bfloat16" if bf16 else "float32"]
     gb = 1e9
     lines = [
-        f"parameters       {est.parameters:,} ({est.parameters - est.embedding_parameters:,} "
-        f"non-embedding, {est.embedding_parameters:,} embedding)",
+        f"parameters       {est.parameters:,}: {est.counts()}",
+        *([f"non-embedding    {est.without_embedding:,} as CS336 counts (all but the input "
+           f"embedding),", f"                 {est.block_parameters:,} as Kaplan et al. (the "
+           f"blocks alone)"] if est.output_parameters else
+          [f"non-embedding    {est.block_parameters:,} (all but the tied embedding: CS336 and "
+           f"Kaplan et al. agree)"]),
         f"FLOPs per token  {est.flops_per_token:.3g} (training: forward and backward)",
         f"memory           {est.memory_bytes / gb:.2f} GB: weights {est.weights_bytes / gb:.2f}, "
         f"gradients {est.gradients_bytes / gb:.2f}, optimizer {est.optimizer_bytes / gb:.2f}, "
@@ -53,7 +59,7 @@ def estimate_command(
     ]
     seconds = est.seconds(peak, mfu)
     if seconds is not None:
-        lines.append(f"{'time on ' + name:<16} {seconds / 3600:.2f} h for {est.tokens:,} tokens at "
+        lines.append(f"{'time on ' + name:<16} {duration(seconds)} for {est.tokens:,} tokens at "
                      f"{mfu:.0%} MFU of {peak / 1e12:,.0f} TFLOP/s "
                      f"({'bf16' if bf16 else 'fp32'}): {peak * mfu / est.flops_per_token:,.0f} "
                      f"tokens/s")

@@ -8,7 +8,12 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import app
-from lmlab.cli.options import RunTokenizer, TrainedModel
+from lmlab.cli.options import Force, RunTokenizer, TrainedModel, check_folder, load_trained
+from lmlab.text import plural
+
+HF_FILES = frozenset({"config.json", "generation_config.json", "model.safetensors",
+                      "tokenizer.json", "tokenizer_config.json"})
+"""What ``lmlab export --format hf`` writes into its folder."""
 
 
 class ExportFormat(StrEnum):
@@ -23,7 +28,9 @@ def export_command(
     run: TrainedModel,
     out: Annotated[Path | None, typer.Option(
         help="File to write (default: model.safetensors in the run directory); with --format "
-        "hf, the folder (default: hf/ in the run directory).",
+        "hf, the folder (default: hf/ in the run directory). An existing file is written over "
+        "only when it is an lmlab model file, a folder only when it holds nothing but a previous "
+        "export (or with --force).",
         show_default=False)] = None,
     format: Annotated[ExportFormat, typer.Option(
         help="lmlab: one safetensors file (weights, model config, tokenizer); hf: a Hugging Face "
@@ -32,6 +39,7 @@ def export_command(
         "AutoModelForCausalLM and AutoTokenizer load; --out names the folder.")
     ] = ExportFormat.lmlab,
     tokenizer_dir: RunTokenizer = None,
+    force: Force = False,
 ) -> None:
     """Save a trained model as one file, or a Hugging Face folder.
 
@@ -44,19 +52,23 @@ def export_command(
       lmlab export runs/tinystories-cpu
       lmlab export runs/tinystories-cpu --format hf --out hf/tinystories-cpu
     """
-    from lmlab.inference import load_run
     from lmlab.weights import export_weights
 
-    model, model_config, tokenizer = load_run(run, tokenizer_dir)
+    out = out or (run if run.is_dir() else run.parent) / (
+        "hf" if format is ExportFormat.hf else "model.safetensors")
+    if format is ExportFormat.hf:
+        check_folder(out, HF_FILES, "lmlab export --format hf", force)
+    else:
+        _check_model_file(out, force)
+    model, model_config, tokenizer = load_trained(run, tokenizer_dir)
     if format is ExportFormat.hf:
         from lmlab.hf import ARCHITECTURES, export_hf
 
-        folder = export_hf(model, tokenizer, out or (run if run.is_dir() else run.parent) / "hf")
+        folder = export_hf(model, tokenizer, out)
         name = ARCHITECTURES[model_config.qk_norm][1].removesuffix("ForCausalLM")
-        typer.echo(f"wrote {folder} ({name}, {model_config.num_layers} layers, "
+        typer.echo(f"wrote {folder} ({name}, {plural(model_config.num_layers, 'layer')}, "
                    f"{tokenizer.vocab_size:,}-token tokenizer.json)")
         return
-    out = out or (run if run.is_dir() else run.parent) / "model.safetensors"
     export_weights(model, out, tokenizer.to_texts())
     size = sum(p.numel() for p in model.parameters())
     typer.echo(f"wrote {out} ({size:,} parameters, with its {tokenizer.vocab_size:,}-token "
@@ -69,7 +81,10 @@ def import_command(
         help="A local Hugging Face Llama or Qwen3 folder: config.json, *.safetensors, "
         "tokenizer.json.",
         show_default=False)],
-    out: Annotated[Path, typer.Option(help="Run directory to create.", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        help="Run directory to create (or a previous import's: other files in it need "
+        "--force).", show_default=False)],
+    force: Force = False,
 ) -> None:
     """Turn a Hugging Face Llama (or Qwen3) into an lmlab model.
 
@@ -84,6 +99,34 @@ def import_command(
     """
     from lmlab.hf import import_hf
 
+    check_folder(out, frozenset({"model.safetensors"}), "lmlab import", force)
+    _check_model_file(out / "model.safetensors", force)
     model, model_config = import_hf(folder, out)
-    typer.echo(f"wrote {out / 'model.safetensors'} ({model_config.num_layers} layers, "
+    typer.echo(f"wrote {out / 'model.safetensors'} ({plural(model_config.num_layers, 'layer')}, "
                f"{model.num_parameters():,} parameters)")
+
+
+def _check_model_file(out: Path, force: bool) -> None:
+    """Refuse to write a model file over ``out`` when it is a folder, or a file that is not an
+    lmlab model file (a previous export, which is written over), unless ``force``."""
+    from lmlab.errors import ConfigError
+
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder: --out names the .safetensors file to write")
+    if out.exists() and not force and not _weights_format(out).startswith("lmlab-weights"):
+        raise ConfigError(f"{out} exists and is not an lmlab model file: choose another --out, "
+                          "or pass --force to overwrite it")
+
+
+def _weights_format(path: Path) -> str:
+    """The ``format`` in a safetensors file's metadata (``""`` when it has none or is none):
+    read from its JSON header, not loaded."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size)) if 0 < size < 1 << 27 else {}
+        return str(header.get("__metadata__", {}).get("format", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""

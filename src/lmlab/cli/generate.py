@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import app
-from lmlab.cli.options import Device, RunTokenizer, TrainedModel
+from lmlab.cli.options import Device, RunTokenizer, TrainedModel, load_trained
 from lmlab.errors import ConfigError
 from lmlab.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLING, Sampling
+from lmlab.text import plural
 
 
 def stream(pieces: Iterable[str], prompt: str) -> None:
@@ -71,14 +72,14 @@ def generate_command(
       lmlab generate runs/tinystories-cpu --study --prompt 'Once upon a time'
     """
     from lmlab.device import resolve_device
-    from lmlab.inference import complete, generation_study, load_run
+    from lmlab.inference import complete, generation_study
 
     sampling = _sampling(temperature, top_k, top_p)
-    model, _, tok = load_run(run, tokenizer, device=resolve_device(device))
+    model, _, tok = load_trained(run, tokenizer, device=resolve_device(device))
     if study:
         for sample in generation_study(model, tok, prompt, max_new_tokens, seed or 0):
             typer.echo(f"### temperature {sample.sampling.temperature:g}, top-p "
-                       f"{sample.sampling.top_p:g}: {sample.num_tokens} tokens, mean "
+                       f"{sample.sampling.top_p:g}: {plural(sample.num_tokens, 'token')}, mean "
                        f"log-prob {sample.mean_logprob:.3f} nats/token\n\n```text\n"
                        f"{prompt}{sample.text}\n```\n")
         return

@@ -32,7 +32,19 @@ RunTokenizer = Annotated[Path | None, typer.Option(
     "the tokenizer/ folder next to the run's training .bin, checked against its sidecar).",
     show_default=False)]
 """The tokenizer of a trained model, when it is not where :func:`lmlab.inference.load_run`
-looks (``generate``, ``export``)."""
+looks (``generate``, ``export``, ``eval --text``)."""
+
+
+def load_trained(run: Path, tokenizer: Path | None = None, device="cpu"):
+    """:func:`lmlab.inference.load_run` of a :data:`TrainedModel`, a tokenizer not found
+    said with the flag that gives one (the library names no flags)."""
+    from lmlab.errors import TokenizerError
+    from lmlab.inference import TokenizerNotFound, load_run
+
+    try:
+        return load_run(run, tokenizer, device=device)
+    except TokenizerNotFound as exc:
+        raise TokenizerError(f"{exc.what}: pass --tokenizer DIR") from None
 
 TOKENIZER_DIR_HELP = "Tokenizer directory written by `lmlab tokenizer train`."
 
@@ -46,3 +58,27 @@ Workers = Annotated[int | None, typer.Option(
     "--workers", min=1, help="Processes to use (default: the number of CPUs; encoding uses one "
     "per 4 MB at most).", show_default=False)]
 """Processes of the tokenizer's work (``tokenizer train``, ``tokenizer encode``)."""
+
+Force = Annotated[bool, typer.Option(
+    "--force", help="Write over files and into folders that this command did not make (it "
+    "refuses by default; --out says what it writes over without asking).")]
+"""Overwrite anyway: each command that writes where something may already be (``plot``,
+``report``, ``export``, ``tokenizer train``, ``tokenizer encode``, ``tokenizer export``) refuses
+to write over a file or into a folder that it did not make itself, in one line that names it
+and this flag."""
+
+
+def check_folder(folder: Path, own: frozenset[str], command: str, force: bool) -> None:
+    """Refuse to write into ``folder`` when it holds anything but files named in ``own`` (what
+    ``command`` writes there), unless ``force``: a folder another command made (a run, a data
+    folder) is not filled by accident, and running the command again still works."""
+    from lmlab.errors import ConfigError
+
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file: --out names the folder to write into")
+    others = sorted(path.name for path in folder.iterdir() if path.name not in own) if (
+        folder.is_dir() and not force) else []
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ConfigError(f"{folder} holds files that {command} did not write ({shown}): choose "
+                          "another --out, or pass --force to write into it")

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import app
+from lmlab.cli.options import Force
 
 
 class XAxis(StrEnum):
@@ -30,8 +31,9 @@ def plot_command(
     runs: Annotated[list[Path], typer.Argument(
         help="Run directories, or folders of them (a sweep: runs/lr_sweep).",
         show_default=False)],
-    out: Annotated[Path, typer.Option(help="Figure to write: .png, .svg or .pdf.")] = Path(
-        "curves.png"),
+    out: Annotated[Path, typer.Option(
+        help="Figure to write: .png, .svg or .pdf. An existing file is written over only when "
+        "lmlab plot wrote it (or with --force).")] = Path("curves.png"),
     x: Annotated[XAxis, typer.Option(
         help="x axis: optimizer steps, training tokens or seconds of training.")] = XAxis.step,
     metric: Annotated[list[str] | None, typer.Option(
@@ -44,11 +46,13 @@ def plot_command(
     panels: Annotated[Panels, typer.Option(
         help="same: every metric on one axes (train dashed); separate: one panel each.")
     ] = Panels.same,
+    force: Force = False,
 ) -> None:
     """Overlay the learning curves of many runs in one figure.
 
     Each curve is labelled by what differs between the runs' configs. Works on runs that are
-    still going; a diverged run ends in a cross.
+    still going; a diverged run ends in a cross. The figure names lmlab plot as its maker, and
+    plotting again writes over it; any other file at --out is left alone unless --force.
 
     \b
     Examples:
@@ -56,8 +60,10 @@ def plot_command(
       lmlab plot runs/lr/lr_max-0.001 runs/lr/lr_max-0.01 --metric val/loss --log
       lmlab plot runs/quickstart/tinystories-cpu --x wall_time --panels separate
     """
-    from lmlab.experiments.plot import DEFAULT_METRICS, load_runs, plot_runs, save_figure
+    from lmlab.experiments.figures import check_out, save_figure
+    from lmlab.experiments.plot import DEFAULT_METRICS, load_runs, plot_runs
 
+    check_out(out, force)
     figure = plot_runs(load_runs(runs), x=x.value, metrics=metric or DEFAULT_METRICS, log=log,
                        smooth=smooth, panels=panels.value)  # type: ignore[arg-type]
     typer.echo(f"wrote {save_figure(figure, out)}")

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lmlab.cli.app import app
-from lmlab.errors import ConfigError
+from lmlab.errors import ConfigError, DataError
+from lmlab.text import plural
 
 if TYPE_CHECKING:
     from lmlab.experiments.planning import Plan
@@ -54,16 +55,22 @@ def sweep_command(
         "--fixed-tokens", help="Keep the base config's token budget at every point: steps = "
         "tokens / (batch_size x grad_accum x context_length).")] = False,
     lr_scaling: Annotated[LrScaling | None, typer.Option(
-        help="Rescale optim.lr_max by (tokens per step / base tokens per step) to the power "
-        "1/2 (sqrt) or 1 (linear).", show_default=False)] = None,
+        help="Rescale optim.lr_max, and optim.lr_min with it, by (tokens per step / base tokens "
+        "per step) to the power 1/2 (sqrt) or 1 (linear).", show_default=False)] = None,
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Run every point with this many seeds (train.seed = the config's + 0, 1, "
         "...; one run directory each, <point>__seed-N): the summary gives each result's mean "
         "and spread over them (default: 1, or the sweep file's seeds).", show_default=False)
     ] = None,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="List the planned runs (points x seeds, each with its token budget) "
-        "and what a re-run would skip, without training.")] = False,
+        "--dry-run", help="List the planned runs (points x seeds) with their model's "
+        "parameters, token budget and time, what a re-run would skip, the cost of the runs left, "
+        "and the token files still to make with the commands that make them; train nothing.")
+    ] = False,
+    measure: Annotated[bool, typer.Option(
+        "--measure/--no-measure", help="With --dry-run: time a run's steps by training each "
+        "model 3 steps here on random ids (not compiled), or take lmlab estimate's MFU figure "
+        "instead (a run with a time budget costs its budget either way).")] = True,
 ) -> None:
     """Train one run per point of a grid or list of overrides.
 
@@ -93,19 +100,26 @@ def sweep_command(
                        points=parse_points(points or []), name=name,
                        fixed_tokens=fixed_tokens or None,
                        lr_scaling=lr_scaling.value if lr_scaling else None, seeds=seeds)
-    the_plan = plan(sweep)
+    the_plan = plan(sweep, missing_ok=True)
+    for line in the_plan.warnings:  # each once, for the points it names
+        typer.echo(line, err=True)
     if dry_run:
-        _list_runs(the_plan)
+        _list_runs(the_plan, measure)
         return
-    typer.echo(f"sweep {the_plan.root}: {len(the_plan.points)} runs", err=True)
+    if the_plan.missing:
+        files = ", ".join(str(path) for path in the_plan.missing)
+        raise DataError(f"no such token file: {files} (add --dry-run to see the commands that "
+                        f"make {'them' if len(the_plan.missing) > 1 else 'it'})")
+    typer.echo(f"sweep {the_plan.root}: {plural(len(the_plan.points), 'run')}", err=True)
     try:
         rows = run_sweep(the_plan, parallel=parallel,
                          on_event=lambda message: typer.echo(message, err=True))
     except KeyboardInterrupt:
-        typer.echo("interrupted: the runs stopped at a checkpoint; run the same command again "
-                   "to continue the sweep", err=True)
+        typer.echo("interrupted: run the same command again to continue the sweep (finished "
+                   "runs are skipped; each other run resumes from its last checkpoint, or starts "
+                   "again if it saved none)", err=True)
         raise typer.Exit(130) from None
-    Console().print(_table(rows, the_plan.root))
+    Console().print(_table(rows, the_plan))
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
@@ -139,31 +153,79 @@ def parse_points(items: Sequence[str]) -> list[list[str]]:
     return points
 
 
-def _list_runs(the_plan: "Plan") -> None:
-    """``--dry-run``: every planned run with its budget, and the cost of them all."""
-    from lmlab.experiments.runner import DONE
+def _list_runs(the_plan: "Plan", measure: bool) -> None:
+    """``--dry-run``: every planned run with its model, budget and time, the cost of the runs
+    left, and the missing token files with the commands that make them."""
+    from lmlab.compute import duration
+    from lmlab.experiments.cost import sweep_cost
 
-    groups = the_plan.groups()
-    typer.echo(f"sweep {the_plan.root}: {len(the_plan.points)} runs ({len(groups)} points x "
-               f"{the_plan.sweep.seeds} seed{'s' if the_plan.sweep.seeds > 1 else ''})")
-    total_tokens, total_seconds = 0, 0.0
-    for point in the_plan.points:
-        config = point.config
+    cost = sweep_cost(the_plan, measure=measure,
+                      on_measure=lambda message: typer.echo(f"{message}...", err=True))
+    groups, seeds = the_plan.groups(), the_plan.sweep.seeds
+    typer.echo(f"sweep {the_plan.root}: {plural(len(the_plan.points), 'run')} "
+               f"({plural(len(groups), 'point')} x {plural(seeds, 'seed')}), "
+               f"{len(cost.to_run)} to run")
+    models = {f"{run.estimate.parameters:,} parameters: {run.estimate.counts()}"
+              for run in cost.runs}
+    if len(models) == 1:
+        typer.echo(f"model: {models.pop()}")
+    speeds: dict[int, Any] = {}
+    for run in cost.to_run:
+        if run.speed is not None:
+            speeds.setdefault(id(run.speed), run)
+    for run in speeds.values():
+        whose = f" ({run.point.name}'s model)" if len(speeds) > 1 else ""
+        typer.echo(f"time: {run.speed.step_s:.3g} s a step{whose}, {run.speed.how}")
+        if run.speed.device == "cpu" and run.point.config.train.device != "cpu":
+            typer.echo("      (no GPU here: --no-measure gives lmlab estimate's figure for an "
+                       "H100)")
+    if any(run.seconds is None for run in cost.to_run) and not measure:
+        typer.echo("time: not estimated for a CPU run (its peak FLOP/s is not known): set "
+                   "train.peak_flops, or leave out --no-measure to time it here")
+    total_tokens, total_seconds, unknown = 0, 0.0, 0
+    for run in cost.runs:
+        config = run.point.config
         budget = []
         if config.max_steps is not None:
             tokens = config.max_steps * config.tokens_per_step
-            total_tokens += tokens
-            budget.append(f"{config.max_steps:,} steps, {tokens:,} tokens")
+            budget.append(f"{plural(config.max_steps, 'step')}, {tokens:,} tokens")
         if config.train.time_budget_s is not None:
-            total_seconds += config.train.time_budget_s
             budget.append(f"{config.train.time_budget_s:g} s of training")
-        status = point.run_dir.status or "pending"
-        plan_word = "skip" if status in DONE else (
-            "resume" if point.run_dir.checkpoint.exists() else "run")
-        typer.echo(f"  {point.name}: {' or '.join(budget)}  [{status}: {plan_word}]")
-    cost = [f"{total_tokens:,} tokens"] if total_tokens else []
-    cost += [f"{total_seconds:,.0f} s of training"] if total_seconds else []
-    typer.echo(f"at most {' and '.join(cost)} in all")
+        words = [" or ".join(budget)]
+        if len(cost.runs) > 1 and len({r.estimate.counts() for r in cost.runs}) > 1:
+            words.append(f"{run.estimate.parameters:,} parameters")
+        if run.action != "skip":
+            left = " left" if run.action == "resume" else ""
+            words.append(f"~{duration(run.seconds)}{left}" if run.seconds is not None
+                         else "time unknown")
+            total_tokens += run.tokens_left or 0
+            total_seconds += run.seconds or 0.0
+            unknown += run.seconds is None
+        typer.echo(f"  {run.point.name}: {', '.join(words)}  [{run.status}: {run.action}]")
+    runs = len(cost.to_run)
+    cost_words = [f"{total_tokens:,} tokens"] if total_tokens else []
+    unknown_words = f" (and {plural(unknown, 'run')} of unknown time)" if unknown else ""
+    cost_words.append(f"~{duration(total_seconds)}{unknown_words}")
+    typer.echo(f"in all: {', '.join(cost_words)} for the {plural(runs, 'run')} to go, one at "
+               f"a time{_evaluations_note(cost)}")
+    if cost.missing:
+        typer.echo("missing token files: make them, then run the sweep")
+        for path, commands in cost.missing.items():
+            typer.echo(f"  {path}:")
+            for command in commands:
+                typer.echo(f"    {command}")
+
+
+def _evaluations_note(cost) -> str:
+    """Why the total leaves the evaluations out, when it does."""
+    if not cost.to_run or all(run.evaluations is not None for run in cost.to_run):
+        return ""
+    if any(run.point.config.train.time_budget_s is not None and run.point.config.max_steps
+           is None for run in cost.to_run):
+        return " (evaluations not counted)"
+    missing = [str(run.point.config.data.valid_path) for run in cost.to_run
+               if run.evaluations is None]
+    return f" (evaluations not counted: {missing[0]} is not made yet)"
 
 
 SHOWN = {"run": "run", "status": "status", "final_val_loss": "val loss", "val_bpb": "bits/byte",
@@ -173,20 +235,27 @@ holds its varied values; those, the best loss, token counts, wall time and the m
 seeds are in summary.csv and summary.json."""
 
 
-def _table(rows: list[dict[str, Any]], root: Path) -> Table:
+def _table(rows: list[dict[str, Any]], the_plan: "Plan") -> Table:
     """The summary rows as a rich table that reads at 80 columns and in a log file: numbers are
-    never cut, a long run name or status wraps instead; over seeds, a result is mean ± std."""
-    from lmlab.experiments.summary import mean_spread
+    never cut, a long run name or status wraps instead; over seeds, a result is mean ± std; bits
+    per byte that a sampled evaluation did not measure are a dash, with the reason below."""
+    from lmlab.experiments.summary import NO_BPB, mean_spread, no_bpb, no_bpb_note
 
     seeds = max((row.get("seeds", 1) for row in rows), default=1)
     per_point = f", {seeds} seeds per point" if seeds > 1 else ""
-    table = Table(title=f"{root}{per_point} (all columns: summary.csv, summary.json)",
+    table = Table(title=f"{the_plan.root}{per_point} (all columns: summary.csv, summary.json)",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     present = {key for row in rows for key in row}
     columns = [key for key in SHOWN if key in present]
-    cells = [[mean_spread(row[column], row[f"{column}_std"])
+    groups = the_plan.groups()
+    sampled = [groups[row["run"]][0].config.train.eval_batches for row in rows]
+    cells = [[NO_BPB if column == "val_bpb" and no_bpb(row, batches) else
+              mean_spread(row[column], row[f"{column}_std"])
               if f"{column}_std" in row and row[column] is not None else _cell(row.get(column))
-              for column in columns] for row in rows]
+              for column in columns] for row, batches in zip(rows, sampled, strict=True)]
+    if "val_bpb" in columns:
+        table.caption = no_bpb_note(zip(rows, sampled, strict=True))
+        table.caption_justify = "left"
     for i, column in enumerate(columns):
         widest = max([len(SHOWN[column]), *(len(line[i]) for line in cells)])
         if column in ("run", "status"):

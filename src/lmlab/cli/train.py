@@ -2,6 +2,7 @@
 :func:`lmlab.training.evaluate.evaluate`."""
 
 import shlex
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,14 @@ import typer
 from typer.core import TyperCommand
 
 from lmlab.cli.app import app
-from lmlab.cli.options import ConfigFile, Device, Overrides, TrainedModel
+from lmlab.cli.options import (
+    ConfigFile,
+    Device,
+    Overrides,
+    RunTokenizer,
+    TrainedModel,
+    load_trained,
+)
 
 
 def _config_reference() -> str:
@@ -64,7 +72,9 @@ def train_command(
     """Train a model from a TOML config or preset.
 
     Writes runs/<name>/ with config.json, env.json, metrics.jsonl, status and
-    checkpoints/last.pt. Ctrl-C saves a checkpoint and stops.
+    checkpoints/last.pt. Ctrl-C (or SIGTERM) ends the step, saves a checkpoint and stops; a
+    second Ctrl-C stops at once. A run that does not finish ends with the command that
+    continues it.
 
     \b
     Examples:
@@ -73,9 +83,10 @@ def train_command(
       lmlab train tinystories-17m --resume --nproc 4
     """
     from lmlab.config import load_config
+    from lmlab.errors import LmlabError
     from lmlab.training.distributed import launch, world_from_env
     from lmlab.training.loop import train
-    from lmlab.training.outcome import outcome
+    from lmlab.training.outcome import Hints, outcome, stopped
 
     if nproc is not None:
         flags = ["--resume"] if resume else []
@@ -83,12 +94,22 @@ def train_command(
         raise typer.Exit(launch(nproc, ["train", str(config), *(overrides or []), *flags,
                                         progress_flag]))
     words = [*(overrides or []), *(["run.resume=must"] if resume else [])]
-    result = train(load_config(config, words), show_progress=progress,
-                   say=lambda line: _say(line, err=True))
+    run_config = load_config(config, words)
     size = world_from_env().size
-    same_world = ["--nproc", str(size)] if size > 1 else []
-    done = outcome(result, shlex.join(["lmlab", "train", str(config), *(overrides or []),
-                                       "--resume", *same_world]))
+    again, same_world = ["lmlab", "train", str(config), *(overrides or [])], (
+        ["--nproc", str(size)] if size > 1 else [])
+    hints = Hints(shlex.join([*again, "--resume", *same_world]),
+                  shlex.join([*again, "run.resume=auto", *same_world]))
+    try:
+        result = train(run_config, show_progress=progress, say=lambda line: _say(line, err=True))
+    except LmlabError:
+        raise  # a one-line error (bad input, a full disk) that names what to fix
+    except (Exception, KeyboardInterrupt) as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            traceback.print_exc()  # unforeseen: where it happened, for a bug report
+        done = stopped(run_config.run_dir, exc, hints)
+    else:
+        done = outcome(result, hints)
     _say(done.message, err=done.to_stderr)
     if done.exit_code:
         raise typer.Exit(done.exit_code)
@@ -104,6 +125,7 @@ def eval_command(
         help="A UTF-8 text file instead: tokenized with the run's tokenizer first (no .bin "
         "needed).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")] = 32,
+    tokenizer: RunTokenizer = None,
     device: Device = "auto",
 ) -> None:
     """Loss, perplexity and bits per byte on a token or text file.
@@ -122,12 +144,12 @@ def eval_command(
     if (data is None) == (text is None):
         raise ConfigError("give one of --data FILE.bin or --text FILE.txt")
     torch_device = resolve_device(device)
-    from lmlab.inference import load_run, run_config, text_tokens
+    from lmlab.inference import run_config, text_tokens
     from lmlab.weights import load_model
 
     if text is not None:
-        model, model_config, tokenizer = load_run(run, device=torch_device)
-        tokens, source = text_tokens(tokenizer, text, model_config.context_length), text
+        model, model_config, tok = load_trained(run, tokenizer, device=torch_device)
+        tokens, source = text_tokens(tok, text, model_config.context_length), text
     else:
         model, model_config = load_model(run, device=torch_device)
     config = run_config(run)  # None for a weights file: no training data, dtype auto

@@ -33,9 +33,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if isinstance(raw.get("config"), str):
         raise ConfigError(f"{path} is a sweep file (it names a base config): run it with "
                           f"`lmlab sweep {path}`, or give its base config")
-    for item in overrides:
-        apply_override(raw, item)
-    return config_from_dict(raw, source=str(path) if path is not None else "overrides")
+    given = {apply_override(raw, item): item.strip() for item in overrides}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        source = str(path) if path is not None else "overrides"
+        raise ConfigError(_blamed(exc, source, given)) from None
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -58,8 +61,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: {describe_error(exc, Config)}") from None
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set ``section.key`` in ``raw`` from one ``section.key=value`` word."""
+def apply_override(raw: dict[str, Any], item: str) -> str:
+    """Set ``section.key`` in ``raw`` from one ``section.key=value`` word; return the key."""
     key, sep, text = item.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or not name or "." in name:
@@ -79,6 +82,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if value is None and ("none" in get_args(annotation) or annotation is str):
         value = "none"  # a choice named "none" (model.norm=none) or a name, not an unset key
     table[name] = value
+    return f"{section}.{name}"
 
 
 def parse_value(text: str) -> Any:
@@ -126,22 +130,46 @@ def describe_error(exc: ValidationError, model: type[BaseModel]) -> str:
     """One line for a pydantic error in ``model`` (a :class:`Config`, or any model whose fields
     are plain values or tables of them): each problem with its dotted key and, for unknown keys,
     the valid ones."""
-    problems = []
+    return "; ".join(_problem(err, model) for err in exc.errors())
+
+
+def _problem(err: Any, model: type[BaseModel]) -> str:
+    """One problem of a pydantic error, with its dotted key."""
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc) or "config"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{key}' (valid: {', '.join(_valid_keys(model, loc))})"
+    if err["type"] == "missing":
+        return f"missing key '{key}'"
+    if err["type"] == "value_error":  # our own validators name their keys
+        return err["msg"].removeprefix("Value error, ")
+    if err["type"] == "string_pattern_mismatch" and _field(model, loc) is not None:
+        return (f"{key} {err.get('input')!r} is not valid: "
+                f"{_field(model, loc).description}")  # type: ignore[union-attr]
+    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _blamed(exc: ValidationError, source: str, given: dict[str, str]) -> str:
+    """One line for a config read from ``source`` with overrides ``given`` (dotted key -> word):
+    a problem with a key that an override set names the override, not the file
+    (``override optim.lr_max=abc: Input should be a valid number...``); the rest name ``source``.
+    """
+    in_source, in_overrides = [], []
     for err in exc.errors():
         loc = [str(part) for part in err["loc"]]
-        key = ".".join(loc) or "config"
-        if err["type"] == "extra_forbidden":
-            problems.append(f"unknown key '{key}' (valid: {', '.join(_valid_keys(model, loc))})")
-        elif err["type"] == "missing":
-            problems.append(f"missing key '{key}'")
-        elif err["type"] == "value_error":  # our own validators name their keys
-            problems.append(err["msg"].removeprefix("Value error, "))
-        elif err["type"] == "string_pattern_mismatch" and _field(model, loc) is not None:
-            problems.append(f"{key} {err.get('input')!r} is not valid: "
-                            f"{_field(model, loc).description}")  # type: ignore[union-attr]
+        words = [given[".".join(loc[:2])]] if ".".join(loc[:2]) in given else []
+        if err["type"] == "value_error":  # a check across keys: the overrides of the keys named
+            words = [word for key, word in given.items() if key in err["msg"]]
+        if not words:
+            in_source.append(_problem(err, Config))
+        elif err["type"] == "string_pattern_mismatch" and _field(Config, loc) is not None:
+            in_overrides.append(f"override {words[0]}: not valid: "
+                                f"{_field(Config, loc).description}")  # type: ignore[union-attr]
         else:
-            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(problems)
+            message = err["msg"].removeprefix("Value error, ")
+            in_overrides.append(f"override{'s' if len(words) > 1 else ''} {' '.join(words)}: "
+                                f"{message}")
+    return "; ".join([f"{source}: {'; '.join(in_source)}"] * bool(in_source) + in_overrides)
 
 
 def _valid_keys(model: type[BaseModel], loc: list[str]) -> list[str]:

@@ -127,10 +127,14 @@ class OptimConfig(_Section):
     )
 
     lr_max: float = Field(1e-3, gt=0, description="Peak learning rate, reached after warmup.")
-    lr_min: float = Field(1e-4, ge=0, description="Final learning rate of the cosine schedule.")
-    warmup_iters: int = Field(100, ge=0, description="Steps of linear warmup from 0 to lr_max.")
+    lr_min: float = Field(1e-4, ge=0, description="Final learning rate of the decay: at most "
+                          "lr_max (a run refuses a floor above its peak).")
+    warmup_iters: int = Field(100, ge=0, description="Steps of linear warmup from 0 to lr_max: a "
+                              "run of a known number of steps refuses a warmup as long as itself "
+                              "and warns when it covers over half of it.")
     cosine_cycle_iters: int | None = Field(
-        None, ge=0, description="Step at which the decay reaches lr_min (default: max_steps)."
+        None, ge=0, description="Step at which the decay reaches lr_min (default: max_steps); "
+        "it must come after warmup_iters."
     )
     schedule: Literal["cosine", "linear", "wsd"] = Field(
         "cosine", description="Shape of the decay from lr_max to lr_min after warmup: cosine, "

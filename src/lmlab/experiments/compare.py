@@ -106,5 +106,5 @@ def by_point(runs: Sequence[Run]) -> list[list[Run]]:
 
 
 def point_label(runs: Sequence[Run]) -> str:
-    """A point's run name without its seed: ``lr_max-1e-3`` for ``lr_max-1e-3__seed-2``."""
+    """A point's run name without its seed: ``lr_max-0.001`` for ``lr_max-0.001__seed-2``."""
     return re.sub(r"__seed-\d+$", "", runs[0].name)

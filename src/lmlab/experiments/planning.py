@@ -1,12 +1,12 @@
 """Planning a sweep: every point resolved to a config and validated before the first run starts.
 
-A typo in a grid key, a bad value, two points that would share a run directory, a run directory
-left by a different config or a token file that cannot feed a point's model: each is an error
-here, so it costs nothing.
+A typo in a grid key, a bad value, a schedule that cannot train as meant, two points that would
+share a run directory, a run directory left by a different config or a token file that cannot
+feed a point's model: each is an error here, so it costs nothing.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ from lmlab.config import Config, flatten, format_value, load_config
 from lmlab.errors import ConfigError
 from lmlab.experiments.compare import SEED, differences, varied_keys
 from lmlab.experiments.sweep import Sweep, point_name
+from lmlab.optim import check_schedule
 from lmlab.tokens import load_tokens
-from lmlab.training.rundir import RunDir
+from lmlab.training.rundir import RunDir, enclosing_run, is_run_dir
 
 RESERVED = ("run.name", "run.runs_dir", "run.resume")
 """Keys the sweep sets itself for each point."""
@@ -44,6 +45,12 @@ class Plan:
     root: Path
     base: Config
     points: list[Point]
+    missing: dict[Path, int] = field(default_factory=dict)
+    """Token files not made yet, each with the vocabulary size of the model that reads it: only
+    a dry run plans without them (:func:`plan` with ``missing_ok``)."""
+    warnings: list[str] = field(default_factory=list)
+    """One ``warning:`` line per odd schedule (a warmup over half the run), naming its points:
+    the sweep says each once, before its runs."""
 
     @property
     def varied(self) -> list[str]:
@@ -74,15 +81,18 @@ class Plan:
         }
 
 
-def plan(sweep: Sweep) -> Plan:
+def plan(sweep: Sweep, *, missing_ok: bool = False) -> Plan:
     """Resolve and validate every point before anything runs.
 
     Raises :class:`ConfigError` for bad grid words, unknown keys or values at any point, points
     that would share a run directory, or a run directory left by a different config; and
-    :class:`DataError` for token files that cannot feed a point's model.
+    :class:`DataError` for token files that cannot feed a point's model. With ``missing_ok`` (a
+    dry run) token files not made yet are collected in :attr:`Plan.missing` instead, so that all
+    of them are listed at once; those that exist are still checked.
     """
     base = load_config(sweep.config, sweep.overrides)
     root = base.run.runs_dir / (sweep.name or sweep.config.stem)
+    _check_root(root)
     varied = sweep.combinations()
     for words in varied:
         for word in words:
@@ -108,10 +118,12 @@ def plan(sweep: Sweep) -> Plan:
                 config = load_config(sweep.config, [*point_words, *derived, *run_words])
             points.append(Point(name, (*point_words, *derived, *run_words), config, group))
     _check_unique(points)
+    _check_strangers(root, points)
+    warnings = _check_schedules(points)
     for point in points:
         _check_same_config(point)
-    _check_data(points)
-    return Plan(sweep, root, base, points)
+    missing = _check_data(points, missing_ok)
+    return Plan(sweep, root, base, points, missing, warnings)
 
 
 def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
@@ -119,7 +131,9 @@ def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
 
     Keeping the token budget also keeps the evaluations and checkpoints at the same token
     counts: their step intervals scale with the tokens per step (batch 1 evaluates 16 times less
-    often in steps than batch 16, so it is not evaluated 16 times as often in tokens)."""
+    often in steps than batch 16, so it is not evaluated 16 times as often in tokens). Rescaling
+    the rate scales ``optim.lr_min`` with ``optim.lr_max``: the schedule keeps its shape, and a
+    small batch's peak never falls below a floor meant for the base's."""
     words = []
     if sweep.fixed_tokens:
         budget = base.train.max_tokens or (
@@ -136,8 +150,34 @@ def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
     if sweep.lr_scaling is not None:
         ratio = config.tokens_per_step / base.tokens_per_step
         power = 0.5 if sweep.lr_scaling == "sqrt" else 1.0
-        words.append(f"optim.lr_max={format_value(config.optim.lr_max * ratio ** power)}")
+        scale = ratio ** power
+        words.append(f"optim.lr_max={format_value(config.optim.lr_max * scale)}")
+        if config.optim.lr_min:
+            words.append(f"optim.lr_min={format_value(config.optim.lr_min * scale)}")
     return words
+
+
+def _check_root(root: Path) -> None:
+    """A sweep's folder is not a run directory or inside one (``runs/tinystories-cpu`` is a
+    run: a sweep of that name would put its points inside it)."""
+    run = enclosing_run(root)
+    if run is not None:
+        where = "is" if root.exists() and run.samefile(root) else "lies in"
+        raise ConfigError(f"the sweep's folder {root} {where} the run directory {run}: choose "
+                          "another --name (or run.runs_dir)")
+
+
+def _check_strangers(root: Path, points: Sequence[Point]) -> None:
+    """A folder that no sweep made (no ``sweep.json``) may hold runs of this sweep's points
+    only: runs trained there one by one would be mixed with its points."""
+    if not root.is_dir() or (root / "sweep.json").is_file():
+        return
+    names = {point.name for point in points}
+    strangers = sorted(child.name for child in root.iterdir()
+                       if child.name not in names and is_run_dir(child))
+    if strangers:
+        raise ConfigError(f"the sweep's folder {root} holds runs that no sweep made "
+                          f"({', '.join(strangers[:3])}): choose another --name")
 
 
 def _check_unique(points: Sequence[Point]) -> None:
@@ -147,6 +187,32 @@ def _check_unique(points: Sequence[Point]) -> None:
             raise ConfigError(f"two sweep points are both named {point.name!r}: a value is "
                               f"repeated in the grid or list")
         seen.add(point.name)
+
+
+def _check_schedules(points: Sequence[Point]) -> list[str]:
+    """Every point's schedule (:func:`~lmlab.optim.check_schedule`): the points that cannot train
+    as meant are one error that names them all; a warning is listed once, with its points."""
+    errors: dict[str, list[str]] = {}
+    warnings: dict[str, list[str]] = {}
+    for point in points:
+        try:
+            for line in check_schedule(point.config):
+                warnings.setdefault(line.removeprefix("warning: "), []).append(point.group)
+        except ConfigError as exc:
+            errors.setdefault(str(exc), []).append(point.group)
+    every = len({point.group for point in points})
+    if errors:
+        raise ConfigError("; ".join(f"{_which(names, every)}: {message}"
+                                    for message, names in errors.items()))
+    return [f"warning: {_which(names, every)}: {line}" for line, names in warnings.items()]
+
+
+def _which(names: list[str], every: int) -> str:
+    """The points ``names`` (seeds of one point counted once), or all ``every`` of them."""
+    names = list(dict.fromkeys(names))
+    if len(names) == every:
+        return "the sweep's point" if every == 1 else f"all {every} points"
+    return ("point " if len(names) == 1 else "points ") + ", ".join(names)
 
 
 def _check_same_config(point: Point) -> None:
@@ -162,15 +228,23 @@ def _check_same_config(point: Point) -> None:
                           f"({described}): choose another --name or remove it")
 
 
-def _check_data(points: Sequence[Point]) -> None:
+def _check_data(points: Sequence[Point], missing_ok: bool = False) -> dict[Path, int]:
     """Every token file opens, fits its point's vocabulary and context, and (for the validation
-    file) shares the training data's tokenizer."""
+    file) shares the training data's tokenizer. With ``missing_ok``, the files that do not exist
+    yet are returned (with their model's vocabulary size) rather than the first raising."""
     checked: set[tuple] = set()
+    missing: dict[Path, int] = {}
     for point in points:
         model, data = point.config.model, point.config.data
         for path, tokenizer_of in ((data.train_path, None), (data.valid_path, data.train_path)):
+            if missing_ok and not Path(path).is_file():
+                missing.setdefault(Path(path), model.vocab_size)
+                continue
+            if tokenizer_of is not None and Path(tokenizer_of) in missing:
+                tokenizer_of = None  # nothing to compare with yet
             key = (str(path), model.vocab_size, model.context_length, str(tokenizer_of))
             if key not in checked:
                 load_tokens(path, vocab_size=model.vocab_size,
                             context_length=model.context_length, tokenizer_of=tokenizer_of)
                 checked.add(key)
+    return missing

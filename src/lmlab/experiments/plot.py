@@ -5,12 +5,15 @@ whose values differ between the runs plotted), so a sweep's plot reads as its gr
 ends in a cross, and the loss axes stop a little above where training started, so one blow-up does
 not flatten every other curve. Runs still going are plotted as far as they got.
 
+Every run plotted is in the legend (one that logged nothing too), every rate of an lr sweep on its
+figure (one at which no seed finished too), and the figure grows to hold its legend.
+
 The figure is built with :class:`matplotlib.figure.Figure` directly, not pyplot: no GUI backend,
-no global figure state, and the caller (or a test) gets the Figure to save or inspect.
+no global figure state, and the caller (or a test) gets the Figure to save or inspect
+(:mod:`lmlab.experiments.figures` saves it).
 """
 
 import math
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -19,18 +22,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lmlab.atomic import atomic_path
 from lmlab.errors import ConfigError, DataError
 from lmlab.experiments.compare import SEED, by_point, label, point_label, varied_keys
+from lmlab.experiments.figures import legend_beside, new_figure
 from lmlab.experiments.stability import Edge
 from lmlab.training.rundir import X_KEYS, Run, RunDir, find_runs
 
-FORMATS = ("png", "svg", "pdf")
 X_LABELS = {"step": "step", "tokens": "tokens", "wall_time": "wall-clock time (s)"}
 DEFAULT_METRICS = ("train/loss", "val/loss")
-LEGEND_WIDTH = 40
-"""Characters per legend line: runs told apart by long values (two quickstart runs differ in
-their data paths) would otherwise push the axes off a 5.5-inch figure."""
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -82,27 +81,35 @@ def plot_runs(
     keys = [key for key in varied_keys([run.config for run in runs])
             if not (key == SEED and any(len(point) > 1 for point in points))]
     groups = [list(metrics)] if panels == "same" else [[metric] for metric in metrics]
-    figure = Figure(figsize=(5.5 * len(groups), 3.8), layout="constrained")
+    figure = new_figure(5.5 * len(groups))
     axes = figure.subplots(1, len(groups), squeeze=False)[0]
     for ax, group in zip(axes, groups, strict=True):
         for colour, point in enumerate(points):
-            name = _legend(point, keys)
+            name: str | None = _legend(point, keys)
             for metric in group:
-                _draw_point(ax, point, metric, x, smooth, f"C{colour % 10}", name,
-                            faint=len(group) > 1 and metric != group[-1])
-                name = None  # one legend entry per point and panel
+                if _draw_point(ax, point, metric, x, smooth, f"C{colour % 10}", name,
+                               faint=len(group) > 1 and metric != group[-1]):
+                    name = None  # one legend entry per point and panel
+            if name is not None:  # nothing to draw yet: still in the legend
+                ax.plot([], [], color=f"C{colour % 10}", label=f"{name} (nothing logged)")
         _finish(ax, runs, group, x, log)
     if title:
         figure.suptitle(title)
+    legend_beside(figure, len(axes))
     return figure
 
 
 def plot_learning_rates(edges: Sequence[Edge], title: str | None = None) -> Figure:
     """Final validation loss against the peak learning rate (log axis), one line per series of
     an lr sweep: the mean over seeds with the standard deviation as error bars, the best rate
-    ringed, and every rate at which a seed diverged as a cross along the top."""
-    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ringed, and every rate tried on the x axis: one at which a seed diverged crossed along the
+    top, one with no final loss otherwise (still running, failed) a hollow circle there.
+    The top row is in axes coordinates, which matplotlib leaves out of its limits, so the x axis
+    is set to span every rate."""
+    figure = new_figure(5.5)
     ax = figure.subplots()
+    top = ax.get_xaxis_transform()  # x in data, y in axes fractions
+    unfinished_seen = False
     for index, edge in enumerate(edges):
         colour = f"C{index % 10}"
         scored = [(lr, row) for lr, row in edge.rates if row["final_val_loss"] is not None]
@@ -114,28 +121,31 @@ def plot_learning_rates(edges: Sequence[Edge], title: str | None = None) -> Figu
             ax.scatter([lr], [row["final_val_loss"]], s=160, facecolors="none",
                        edgecolors=colour, linewidths=1.5, zorder=3)
         diverged = [lr for lr, row in edge.rates if "diverged" in row["status"]]
-        ax.scatter(diverged, [0.96] * len(diverged), transform=ax.get_xaxis_transform(),
-                   marker="x", s=60, color=colour, zorder=3)
+        ax.scatter(diverged, [0.96] * len(diverged), transform=top, marker="x", s=60,
+                   color=colour, zorder=3, clip_on=False, gid="diverged")
+        unfinished = [lr for lr, row in edge.rates
+                      if row["final_val_loss"] is None and "diverged" not in row["status"]]
+        unfinished_seen |= bool(unfinished)
+        ax.scatter(unfinished, [0.96] * len(unfinished), transform=top, marker="o", s=40,
+                   facecolors="none", edgecolors=colour, zorder=3, clip_on=False,
+                   gid="unfinished")
     ax.set_xscale("log")
+    rates = [lr for edge in edges for lr, _ in edge.rates if lr > 0]
+    if rates:
+        ax.set_xlim(*_log_span(min(rates), max(rates)))
+    if any(c.get_gid() and len(c.get_offsets()) for c in ax.collections):  # room for the top row
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.1 * (high - low))
     ax.set_xlabel("peak learning rate (optim.lr_max)")
     ax.set_ylabel("final val loss")
-    ax.set_title("best rate ringed, diverged rates crossed (top)", fontsize=10)
+    ax.set_title("best rate ringed, diverged rates crossed (top)"
+                 + (",\nrates with no final val loss hollow (top)" if unfinished_seen else ""),
+                 fontsize=10)
     ax.grid(alpha=0.3)
-    _legend_beside(ax)
     if title:
         figure.suptitle(title)
+    legend_beside(figure, 1)
     return figure
-
-
-def save_figure(figure: Figure, out: str | Path, dpi: int = 90) -> Path:
-    """Write ``figure`` to ``out`` (``.png``, ``.svg`` or ``.pdf``) atomically."""
-    out = Path(out)
-    fmt = out.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise ConfigError(f"{out}: the output must end in {', '.join('.' + f for f in FORMATS)}")
-    with atomic_path(out) as tmp:
-        figure.savefig(tmp, format=fmt, dpi=dpi)
-    return out
 
 
 def smoothed(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,24 +171,26 @@ def _legend(point: Sequence[Run], keys: Sequence[str]) -> str:
 
 
 def _draw_point(ax: Axes, point: Sequence[Run], metric: str, x: str, smooth: int, colour: str,
-                name: str | None, faint: bool) -> None:
+                name: str | None, faint: bool) -> bool:
     """One point's curve of one metric: a run's own curve, or over seeds their mean in a
     min-max band (up to the shortest seed's last value); diverged seeds apart, with their
-    cross."""
+    cross. Whether a curve took ``name`` as its label."""
     width = smooth if metric.startswith("train/") else 1
     trained = [run for run in point if run.status != "diverged"]
     if len(point) == 1 or not trained:  # nothing to average
+        labelled = False
         for run in point:
-            _draw(ax, run, metric, x, width, colour, name, faint)
-            name = None
-        return
+            labelled |= _draw(ax, run, metric, x, width, colour, None if labelled else name,
+                              faint)
+        return labelled
     for run in point:
         if run.status == "diverged":
             _draw(ax, run, metric, x, width, colour, None, faint=True)
     series = [smoothed(*run.series(metric, x), width) for run in trained]
     length = min(len(ys) for _, ys in series)
-    if length == 0:
-        return
+    if length == 0:  # a seed has logged nothing yet: the point is in the legend all the same
+        ax.plot([], [], color=colour, label=name)
+        return True
     xs = np.mean([xs[:length] for xs, _ in series], axis=0)
     ys = np.stack([ys[:length] for _, ys in series])
     ax.plot(xs, ys.mean(axis=0), color=colour, label=name, linestyle="--" if faint else "-",
@@ -186,25 +198,32 @@ def _draw_point(ax: Axes, point: Sequence[Run], metric: str, x: str, smooth: int
             marker="o" if length < 30 and not faint else None, markersize=3)
     ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=colour, alpha=0.1 if faint else 0.2,
                     linewidth=0)
+    return True
 
 
 def _draw(ax: Axes, run: Run, metric: str, x: str, width: int, colour: str, name: str | None,
-          faint: bool) -> None:
+          faint: bool) -> bool:
     """One run's curve of one metric, smoothed over ``width`` points; a cross where a diverged
-    run stopped."""
+    run stopped. Whether there was a curve to draw (and label)."""
     xs, ys = smoothed(*run.series(metric, x), width)
     if len(ys) == 0:
-        return
+        return False
     ax.plot(xs, ys, color=colour, label=name, linestyle="--" if faint else "-",
             alpha=0.5 if faint else 1.0, linewidth=1.2,
             marker="o" if len(ys) < 30 and not faint else None, markersize=3)
     finite = np.flatnonzero(np.isfinite(ys))
     if run.status == "diverged" and len(finite):
-        ax.scatter([xs[finite[-1]]], [ys[finite[-1]]], color=colour, marker="x", s=60, zorder=3)
+        ax.scatter([xs[finite[-1]]], [ys[finite[-1]]], color=colour, marker="x", s=60, zorder=3,
+                   gid="diverged")
+    elif run.status == "diverged":  # not one finite value: its cross on the top edge
+        ax.scatter([xs[-1]], [0.96], transform=ax.get_xaxis_transform(), color=colour,
+                   marker="x", s=60, zorder=3, clip_on=False, gid="diverged at once")
+    return True
 
 
 def _finish(ax: Axes, runs: Sequence[Run], metrics: Sequence[str], x: str, log: bool) -> None:
-    """Labels, scale, legend; a loss axis clipped a little above its starting values."""
+    """Labels and scale; a loss axis clipped a little above its starting values, with the
+    crosses of runs that diverged above it drawn on its top edge (not clipped away)."""
     styles = " (dashed), ".join(metrics) if len(metrics) > 1 else metrics[0]
     ax.set_title(styles, fontsize=10)
     ax.set_xlabel(X_LABELS[x])
@@ -217,8 +236,7 @@ def _finish(ax: Axes, runs: Sequence[Run], metrics: Sequence[str], x: str, log: 
                   if ys and math.isfinite(ys[0])]
         if starts:
             ax.set_ylim(top=max(starts) * 1.05)
-    if ax.get_legend_handles_labels()[0]:
-        _legend_beside(ax)
+            _clamp_crosses(ax, max(starts) * 1.05)
 
 
 def _y_label(metrics: Sequence[str]) -> str:
@@ -230,9 +248,21 @@ def _y_label(metrics: Sequence[str]) -> str:
     return ", ".join(metrics)
 
 
-def _legend_beside(ax: Axes) -> None:
-    """The legend to the right of the axes, where it never covers a curve (the constrained
-    layout makes room for it), its labels wrapped at :data:`LEGEND_WIDTH` characters."""
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, [textwrap.fill(text, LEGEND_WIDTH) for text in labels], fontsize=7,
-              loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+def _clamp_crosses(ax: Axes, top: float) -> None:
+    """Move the crosses of diverged runs that lie above ``top`` onto it, drawn unclipped."""
+    for collection in ax.collections:
+        offsets = np.array(collection.get_offsets(), dtype=float)
+        if collection.get_gid() == "diverged" and (offsets[:, 1] > top).any():
+            offsets[:, 1] = np.minimum(offsets[:, 1], top)
+            collection.set_offsets(offsets)
+            collection.set_clip_on(False)
+
+
+def _log_span(low: float, high: float) -> tuple[float, float]:
+    """Limits of a log axis that show ``low`` and ``high`` with a margin.
+
+    >>> [round(limit, 5) for limit in _log_span(1e-3, 1e-1)]
+    [0.00063, 0.15849]
+    """
+    margin = 0.1 * math.log10(high / low) or 0.5
+    return low / 10 ** margin, high * 10 ** margin

@@ -9,7 +9,7 @@ import csv
 import math
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,32 @@ def mean_spread(mean: float, std: float | None) -> str:
 def _significant(value: float, digits: int) -> str:
     """``value`` to ``digits`` significant digits, trailing zeros kept (``2.150``)."""
     return f"{value:#.{digits}g}".removesuffix(".")
+
+
+NO_BPB = "—"
+"""What a table shows for the bits per byte of a run whose evaluation was sampled
+(``train.eval_batches > 0``): it has none, and :func:`no_bpb_note` under the table says why."""
+
+
+def no_bpb(row: dict[str, Any], eval_batches: int) -> bool:
+    """Whether ``row`` (a run's summary, or a row over seeds) has a validation loss but no bits
+    per byte because its evaluations scored ``eval_batches`` sampled batches."""
+    return (row.get("val_bpb") is None and row.get("final_val_loss") is not None
+            and eval_batches > 0)
+
+
+def no_bpb_note(rows: Iterable[tuple[dict[str, Any], int]]) -> str | None:
+    """The footnote under a table of ``(row, its train.eval_batches)`` that says why a bits per
+    byte is :data:`NO_BPB`; None when none is.
+
+    >>> no_bpb_note([({"final_val_loss": 2.0, "val_bpb": None}, 50)])  # doctest: +ELLIPSIS
+    '— bits/byte needs the whole validation file: ... (train.eval_batches=50; 0 scores all of it)'
+    """
+    sampled = sorted({batches for row, batches in rows if no_bpb(row, batches)})
+    if not sampled:
+        return None
+    return (f"{NO_BPB} bits/byte needs the whole validation file: these runs scored a sample of "
+            f"it (train.eval_batches={', '.join(map(str, sampled))}; 0 scores all of it)")
 
 
 def write_summary(root: Path, rows: list[dict[str, Any]]) -> None:

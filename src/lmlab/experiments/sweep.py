@@ -56,8 +56,9 @@ class Sweep(BaseModel):
         "``key=value`` words (crossed with the grid); ``list`` in a sweep file.")
     fixed_tokens: bool = Field(False, description="Keep the base config's token budget at every "
                                "point (steps = tokens / tokens per step).")
-    lr_scaling: LrScaling | None = Field(None, description="Rescale ``optim.lr_max`` with the "
-                                         "tokens per step relative to the base config.")
+    lr_scaling: LrScaling | None = Field(None, description="Rescale ``optim.lr_max`` (and "
+                                         "``optim.lr_min`` with it) with the tokens per step "
+                                         "relative to the base config.")
     seeds: int = Field(1, description="Runs per point, with ``train.seed`` = the base config's "
                        "seed + 0, 1, ...: the spread over them is the noise a difference "
                        "between points must beat.")

@@ -1,9 +1,13 @@
 """Learning-rate schedules: linear warmup, then a decay from ``lr_max`` to ``lr_min`` (cosine,
-linear, or warmup-stable-decay), then flat; :func:`learning_rate` is a run's rate at a step."""
+linear, or warmup-stable-decay), then flat; :func:`learning_rate` is a run's rate at a step, and
+:func:`check_schedule` what a run says about its schedule before it starts."""
 
 import math
+from collections.abc import Callable
 
 from lmlab.config import Config
+from lmlab.errors import ConfigError
+from lmlab.text import plural
 
 SHAPES = ("cosine", "linear", "wsd")
 
@@ -88,3 +92,53 @@ def learning_rate(config: Config, step: int, train_time_s: float) -> float:
             (step - warmup) / (cycle - warmup) if cycle > warmup else 1.0)
     return scheduled(step, optim.lr_max, optim.lr_min, warmup, progress, optim.schedule,
                      optim.decay_fraction)
+
+
+def check_schedule(config: Config, say: Callable[[str], None] | None = None) -> list[str]:
+    """Check a run's schedule before it starts: a :class:`ConfigError` for one that cannot be
+    meant, a one-line ``warning:`` for one that is merely odd (returned, and told to ``say``).
+
+    Errors: ``optim.lr_min`` above ``optim.lr_max`` (the "decay" would climb); an explicit
+    ``optim.cosine_cycle_iters`` not after the warmup (the rate would fall from ``lr_max`` to
+    ``lr_min`` in one step; ignored, so unchecked, under ``train.schedule_over_time``); a warmup
+    as long as the run or longer, when its length in steps is known (it would never train at
+    ``lr_max``). Warning: a warmup over more than half the run. A run whose only limit is its
+    time budget has no step count to check against until it runs, so only the first two apply.
+    It is checked where a run starts, not when a config is read, so that runs saved before
+    these rules still open for evaluation, export and reports.
+
+    >>> from lmlab.config import load_config
+    >>> words = ["data.train_path=t.bin", "data.valid_path=v.bin", "optim.warmup_iters=30"]
+    >>> check_schedule(load_config(None, [*words, "train.max_steps=100"]))
+    []
+    >>> warned = check_schedule(load_config(None, [*words, "train.max_steps=40"]))
+    >>> warned[0].startswith("warning: optim.warmup_iters (30) is more than half of the run's 40")
+    True
+    """
+    optim, steps = config.optim, config.max_steps
+    warmup = optim.warmup_iters
+    if optim.lr_min > optim.lr_max:
+        raise ConfigError(f"optim.lr_min ({optim.lr_min:g}) is above optim.lr_max "
+                          f"({optim.lr_max:g}): the rate would climb as it decays; set "
+                          f"optim.lr_min at most optim.lr_max")
+    cycle = optim.cosine_cycle_iters
+    if cycle is not None and cycle <= warmup and not config.train.schedule_over_time:
+        raise ConfigError(f"optim.cosine_cycle_iters ({cycle}) is not after optim.warmup_iters "
+                          f"({warmup}): the rate would drop from optim.lr_max to optim.lr_min "
+                          f"the step warmup ends; make it larger, or unset it (none: the "
+                          f"run's last step)")
+    if steps is None or warmup == 0:
+        return []
+    length = plural(steps, "step") + (
+        f" (train.max_tokens / {config.tokens_per_step:,} tokens a step)"
+        if config.train.max_tokens is not None else " (train.max_steps)")
+    if warmup >= steps:
+        raise ConfigError(f"the run would end before its warmup does: optim.warmup_iters "
+                          f"({warmup:,}) is not below its {length}, so it never trains at "
+                          f"optim.lr_max; lower optim.warmup_iters or train longer")
+    warnings = [f"warning: optim.warmup_iters ({warmup:,}) is more than half of the run's "
+                f"{length}: most of it trains below optim.lr_max"] if 2 * warmup > steps else []
+    if say is not None:
+        for line in warnings:
+            say(line)
+    return warnings

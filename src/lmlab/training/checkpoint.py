@@ -96,16 +96,40 @@ def read_checkpoint(src: PathOrFile, *, mmap: bool = False) -> dict[str, Any]:
     """The dict an lmlab checkpoint holds (the keys in the module docstring; the functional
     :func:`save_checkpoint` writes no config), or a one-line :class:`CheckpointError`. With
     ``mmap`` (a path only) tensors stay on disk until used: cheap when only the config is read."""
-    if isinstance(src, str | os.PathLike) and not Path(src).is_file():
-        raise CheckpointError(f"checkpoint {src} does not exist")
+    if isinstance(src, str | os.PathLike):
+        _check_written_by_torch(Path(src))
     try:
         state = torch.load(src, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{src} is truncated or not a checkpoint ({first_line(exc)})"
+    except pickle.UnpicklingError:  # torch's advice (weights_only=False) would run its code
+        raise CheckpointError(f"{src} is not an lmlab checkpoint: it holds Python objects "
+                              f"besides tensors, which lmlab does not load (loading them could "
+                              f"run code in the file)") from None
+    except (RuntimeError, EOFError, KeyError, ValueError):  # torch's text is about its internals
+        raise CheckpointError(f"{src} is truncated or not a checkpoint (not a whole file that "
+                              f"torch.save wrote)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{src} cannot be read ({exc.strerror or first_line(exc)})"
                               ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{src} is not an lmlab checkpoint")
     return state
+
+
+def _check_written_by_torch(path: Path) -> None:
+    """A one-line error unless ``path`` exists and starts as a ``torch.save`` file does (a zip,
+    or a pickle for the legacy format): anything else is refused before torch reads it."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror})") from None
+    if not head:
+        raise CheckpointError(f"{path} is empty: not a checkpoint")
+    if head != b"PK\x03\x04" and head[0] != 0x80:
+        raise CheckpointError(f"{path} is not a checkpoint or weights file (not a file that "
+                              f"torch.save or `lmlab export` writes)")
 
 
 def checkpoint_config(src: str | Path) -> Config:

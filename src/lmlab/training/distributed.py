@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lmlab.config import Config
 from lmlab.errors import ConfigError, DistributedError, first_line
+from lmlab.text import plural
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,8 @@ def config_for_world(config: Config, world: World) -> Config:
     """A copy of ``config`` with ``train.world_size`` from torchrun (checked when set)."""
     if "world_size" in config.train.model_fields_set and config.train.world_size != world.size:
         raise ConfigError(f"train.world_size={config.train.world_size} does not match the "
-                          f"{world.size} process(es) started (torchrun's WORLD_SIZE): leave it "
-                          f"unset, or start that many")
+                          f"{plural(world.size, 'process', 'processes')} started (torchrun's "
+                          f"WORLD_SIZE): leave it unset, or start that many")
     config = config.model_copy(deep=True)
     config.train.world_size = world.size
     return config

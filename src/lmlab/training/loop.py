@@ -13,7 +13,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
@@ -25,6 +24,7 @@ from lmlab.errors import CheckpointError, StorageError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import build_optimizer, clip_grad_norm, learning_rate, set_learning_rate
+from lmlab.optim.schedule import check_schedule
 from lmlab.tokens import load_tokens, unigram_loss
 from lmlab.training.batches import RandomBatches
 from lmlab.training.checkpoint import load_training_state, restore_model, save_training_state
@@ -48,10 +48,11 @@ def train(config: Config, *, show_progress: bool = False,
     :class:`~lmlab.errors.LmlabError` before anything is written."""
     world = world_from_env()
     config = config_for_world(config, world)
+    check_schedule(config, say if world.is_main else None)  # its errors before anything runs
     device = world.device(resolve_device(config.train.device))  # this rank's device, chosen once
     flush_denormals(device)
     with (distributed(world, device, config.train.dist_backend, config.train.dist_timeout_s),
-          run_lock(config.run_dir) if world.is_main else nullcontext()):
+          run_lock(config.run_dir) if world.is_main else contextlib.nullcontext()):
         session = Session(config, world, device, say)
         if session.resumed and session.done() and session.run.status == "finished":
             return session.recorded_result()
@@ -180,7 +181,7 @@ class Session:
                     status = "diverged"
                 self.save()
         except BaseException as exc:
-            self._mark_failed()
+            self._mark_failed(exc)
             if isinstance(exc, StorageError):  # a full disk, a read-only folder: say what is safe
                 last = (f"step {self.saved_step}, {self.run.checkpoint}"
                         if self.saved_step is not None else "none yet")
@@ -278,11 +279,11 @@ class Session:
         """Whether a periodic evaluation or checkpoint falls on this step (0: at the end only)."""
         return interval > 0 and self.step % interval == 0 and not self.done()
 
-    def _mark_failed(self) -> None:
-        """Write the ``failed`` status when the disk still takes it (it may be full)."""
+    def _mark_failed(self, exc: BaseException) -> None:
+        """Write ``failed`` (``interrupted`` after a second Ctrl-C) when the disk takes it."""
         if self.world.is_main:
-            with contextlib.suppress(StorageError):
-                self.run.set_status("failed")
+            with contextlib.suppress(StorageError):  # the disk may be full
+                self.run.set_status("interrupted" if type(exc) is KeyboardInterrupt else "failed")
 
     def recorded_result(self) -> RunResult:
         """A finished run's last metrics, from its log: a resume with nothing left to train."""

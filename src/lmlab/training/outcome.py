@@ -1,14 +1,19 @@
 """How a run ended (:class:`RunResult`) and the one line and exit code that tell it.
 
 ``lmlab train``, ``lmlab quickstart`` and ``python -m lmlab.training`` (a sweep's subprocess) all
-end a run through :func:`outcome`, so a run that finished, was interrupted or diverged reads the
-same wherever it ran, and exits 0, 130 or 1.
+end a run through :func:`outcome`, or :func:`stopped` when it ended in an exception (a second
+Ctrl-C, a crash), so a run reads the same wherever it ran, exits 0, 130 or 1, and, when it did
+not finish, names the command that continues it: a resume where a checkpoint exists, a fresh
+start (``run.resume=auto``) where none was saved.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXIT_CODES = {"finished": 0, "interrupted": 130, "diverged": 1}
+from lmlab.errors import first_line
+from lmlab.training.rundir import RunDir
+
+EXIT_CODES = {"finished": 0, "interrupted": 130, "diverged": 1, "failed": 1}
 """The exit code of each way a run ends: 130 is a shell's code for Ctrl-C."""
 
 
@@ -30,6 +35,32 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class Hints:
+    """The commands that continue a run that did not finish, as the caller spells them."""
+
+    resume: str
+    """Continues from the run's checkpoint (``lmlab train cfg.toml --resume``)."""
+    restart: str
+    """Starts the run afresh when it saved no checkpoint (``lmlab train cfg.toml
+    run.resume=auto``, which keeps the old metrics log aside)."""
+
+    def next(self, run_dir: Path) -> str:
+        """``Resume with: ...`` when ``run_dir`` holds a checkpoint, else how to start again.
+
+        >>> Hints("lmlab train a --resume", "lmlab train a run.resume=auto").next(Path("nowhere"))
+        'It saved no checkpoint: start it again with: lmlab train a run.resume=auto'
+        """
+        if RunDir(run_dir).checkpoint.exists():
+            return f"Resume with: {self.resume}"
+        return f"It saved no checkpoint: start it again with: {self.restart}"
+
+    @classmethod
+    def same(cls, command: str) -> "Hints":
+        """One command for both (a sweep, run again, resumes or restarts each point itself)."""
+        return cls(command, command)
+
+
+@dataclass(frozen=True)
 class Outcome:
     """The line that tells how a run ended, where it goes and the process's exit code."""
 
@@ -39,15 +70,16 @@ class Outcome:
     """True for an interruption or a divergence: a script reading stdout sees only results."""
 
 
-def outcome(result: RunResult, resume_hint: str) -> Outcome:
-    """The message and exit code of ``result``; ``resume_hint`` is the command that continues an
-    interrupted run (``lmlab train cfg.toml --resume``).
+def outcome(result: RunResult, hints: Hints) -> Outcome:
+    """The message and exit code of ``result``; ``hints`` are the commands that continue a run
+    that was interrupted.
 
-    >>> outcome(RunResult(Path("runs/a"), "finished", 30, 960, {"val/loss": 2.5}), "").message
+    >>> hints = Hints.same("lmlab train a.toml --resume")
+    >>> outcome(RunResult(Path("runs/a"), "finished", 30, 960, {"val/loss": 2.5}), hints).message
     'finished runs/a at step 30 (960 tokens): val/loss 2.5'
-    >>> stopped = outcome(RunResult(Path("runs/a"), "interrupted", 4, 128), "lmlab train a.toml")
-    >>> stopped.message, stopped.exit_code, stopped.to_stderr
-    ('interrupted at step 4; checkpoint saved. Resume with: lmlab train a.toml', 130, True)
+    >>> done = outcome(RunResult(Path("runs/a"), "interrupted", 4, 128), hints)
+    >>> done.message, done.exit_code, done.to_stderr
+    ('interrupted at step 4; checkpoint saved. Resume with: lmlab train a.toml --resume', 130, True)
     """
     if result.status == "finished":
         summary = ", ".join(f"{key} {value:.4g}" for key, value in result.metrics.items()
@@ -57,6 +89,25 @@ def outcome(result: RunResult, resume_hint: str) -> Outcome:
                        f"({result.tokens:,} tokens): {summary}", EXIT_CODES["finished"], False)
     if result.status == "interrupted":
         return Outcome(f"interrupted at step {result.step}; checkpoint saved. Resume with: "
-                       f"{resume_hint}", EXIT_CODES["interrupted"], True)
+                       f"{hints.resume}", EXIT_CODES["interrupted"], True)
     return Outcome(f"error: run diverged: {result.reason}; metrics kept in {result.run_dir}",
                    EXIT_CODES["diverged"], True)
+
+
+def stopped(run_dir: Path, exc: BaseException, hints: Hints) -> Outcome:
+    """The message and exit code of a run that ended in ``exc`` rather than a result: a
+    ``KeyboardInterrupt`` (a second Ctrl-C, or one before the loop began: it stops at once,
+    without saving) is ``interrupted`` (130); anything else is ``failed`` (1). Either way the
+    line ends with :meth:`Hints.next`, which resumes from the last checkpoint if there is one.
+
+    >>> hints = Hints("lmlab train a --resume", "lmlab train a run.resume=auto")
+    >>> print(stopped(Path("runs/a"), RuntimeError("out of memory"), hints).message
+    ...       .replace(". ", ".\\n"))
+    error: run failed: RuntimeError: out of memory.
+    It saved no checkpoint: start it again with: lmlab train a run.resume=auto
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return Outcome(f"interrupted at once (the steps since the last checkpoint are not "
+                       f"saved). {hints.next(run_dir)}", EXIT_CODES["interrupted"], True)
+    return Outcome(f"error: run failed: {type(exc).__name__}: {first_line(exc).rstrip('.')}. "
+                   f"{hints.next(run_dir)}", EXIT_CODES["failed"], True)

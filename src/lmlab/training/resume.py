@@ -12,8 +12,10 @@ belong to a different experiment (an error); a new length or schedule is allowed
 is any other change (a new learning rate, evaluation interval...), so nothing changes silently.
 """
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from lmlab.config import (
@@ -28,7 +30,7 @@ from lmlab.config import (
     has_role,
 )
 from lmlab.errors import ConfigError
-from lmlab.training.rundir import RunDir
+from lmlab.training.rundir import RunDir, check_place
 
 
 def resume_wanted(config: Config, run: RunDir, say: Callable[[str], None],
@@ -38,14 +40,21 @@ def resume_wanted(config: Config, run: RunDir, say: Callable[[str], None],
     With ``auto``, a run directory that holds metrics but no checkpoint (a run killed before its
     first checkpoint) starts afresh; its metrics log is first moved aside with a timestamp (by
     the process that ``may_write``: rank 0 under torchrun), and ``say`` is told where, so
-    recorded metrics are never dropped silently.
+    recorded metrics are never dropped silently. A run directory that would share a folder with
+    another run or a sweep is an error (:func:`lmlab.training.rundir.check_place`).
     """
+    check_place(run.root)
     has_checkpoint = run.checkpoint.exists()
     if config.run.resume == "must" and not has_checkpoint:
-        raise ConfigError(f"cannot resume: {run.checkpoint} does not exist")
+        start = ("the run stopped before its first checkpoint: start it afresh with "
+                 "run.resume=auto instead" if run.exists() else "start it without resuming")
+        raise ConfigError(f"cannot resume: {run.checkpoint} does not exist ({start})")
     if config.run.resume == "never" and run.exists():
-        raise ConfigError(f"run directory {run.root} already exists: resume it with --resume "
-                          f"(or run.resume=auto), or choose another run.name")
+        what = ("resume it with --resume (or run.resume=auto)" if has_checkpoint else
+                "it has no checkpoint to resume from (the run stopped before its first): start "
+                "it afresh with run.resume=auto")
+        raise ConfigError(f"run directory {run.root} already exists: {what}, or choose another "
+                          f"run.name")
     if may_write and not has_checkpoint and run.metrics.exists():  # only `auto` gets here
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         kept = run.metrics.with_name(f"metrics-before-{stamp}.jsonl")
@@ -58,9 +67,12 @@ def resume_wanted(config: Config, run: RunDir, say: Callable[[str], None],
 def resume_notes(saved: dict[str, Any], config: Config) -> list[str]:
     """One line per kind of change from the ``saved`` config (the checkpoint's) to ``config``.
 
-    Raises :class:`ConfigError` naming the keys when the model or the data differ.
+    Raises :class:`ConfigError` naming the keys when the model or the data differ. A token file
+    is compared by where it lies, not how its path is spelt: the checkpoint's relative path from
+    the folder its run was started in (:meth:`RunDir.locate`), the new one from this folder, so
+    a resume from another folder is not "other data".
     """
-    changed = diff(saved, config, ignoring=LAUNCH_KEYS)
+    changed = diff(_located(saved, config), config, ignoring=LAUNCH_KEYS, same=_file)
     fixed = [change for change in changed if has_role(change.key, MODEL_KEYS + DATA_KEYS)]
     if fixed:
         raise ConfigError(f"cannot resume {config.run_dir} with another model or data: "
@@ -74,6 +86,25 @@ def resume_notes(saved: dict[str, Any], config: Config) -> list[str]:
     if other:
         notes.append(f"resuming with other settings: {_changes(other)}")
     return notes
+
+
+def _located(saved: dict[str, Any], config: Config) -> dict[str, Any]:
+    """The checkpoint's config with its data paths absolute, as its run found them."""
+    run = saved.get("run", {})
+    saved_dir = Path(run.get("runs_dir", "runs")) / run.get("name", config.run.name)
+    here = RunDir(config.run_dir)
+    data = {key: str(here.locate(value, saved_dir)) if _is_path(f"data.{key}", value) else value
+            for key, value in saved.get("data", {}).items()}
+    return {**saved, "data": data}
+
+
+def _is_path(key: str, value: Any) -> bool:
+    return has_role(key, DATA_KEYS) and key.endswith("_path") and isinstance(value, str)
+
+
+def _file(key: str, value: Any) -> Any:
+    """A data path as the file it names (from this folder; links followed)."""
+    return os.path.realpath(value) if _is_path(key, value) else value
 
 
 def describe_end(config: Config) -> str:

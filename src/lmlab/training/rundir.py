@@ -3,7 +3,8 @@
 ::
 
     config.json     the resolved config                      (written when the run starts)
-    env.json        versions, hardware, git commit, argv     (written when the run starts)
+    env.json        versions, hardware, git commit, argv and the working directory the config's
+                    relative paths are relative to            (written when the run starts)
     metrics.jsonl   one JSON object per logged step          (appended by the trackers)
     status          running / finished / diverged / interrupted / failed (a diverged run adds
                     a second line: which rule fired, at which step)
@@ -111,6 +112,30 @@ class RunDir:
         """What ``env.json`` records (:func:`environment`), or nothing when it is missing."""
         return json.loads(self.env.read_text(encoding="utf-8")) if self.env.is_file() else {}
 
+    def locate(self, path: str | Path, run_dir: str | Path) -> Path:
+        """Where a path of the run's config lies, whichever folder asks: a relative path (as the
+        user gave it, relative to the folder the run was started in) is tried in that folder
+        (``cwd`` in ``env.json``), then in the one the run directory's own place implies
+        (``runs/x``, the config's ``run_dir``, found at ``/a/runs/x`` was started in ``/a``: the
+        whole project moved), then in the current one. The first that exists is returned as an
+        absolute path, else the first tried (which an error then names)."""
+        path = Path(path)
+        if path.is_absolute():
+            return path
+        folders = [Path(cwd)] if isinstance(cwd := self._read_cwd(), str) else []
+        root, relative = Path(os.path.abspath(self.root)), Path(os.path.normpath(run_dir))
+        tail = len(relative.parts)
+        if not relative.is_absolute() and root.parts[-tail:] == relative.parts:
+            folders.append(Path(*root.parts[:-tail]))
+        tried = [Path(os.path.normpath(folder / path)) for folder in [*folders, Path.cwd()]]
+        return next((file for file in tried if file.exists()), tried[0])
+
+    def _read_cwd(self) -> Any:
+        try:
+            return self.read_env().get("cwd")
+        except (OSError, ValueError, AttributeError):  # a damaged env.json records nothing
+            return None
+
     def read_metrics(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl`` (see :func:`read_metrics`)."""
         return read_metrics(self.metrics)
@@ -153,6 +178,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "git_commit": _git_commit(),
         "argv": sys.argv,
+        "cwd": os.getcwd(),
     }
 
 
@@ -221,7 +247,51 @@ class Run:
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Every run directory (a folder with ``config.json``) at or below ``root``, sorted."""
+    """Every run directory (a folder with ``config.json``) at or below ``root``, sorted; not a
+    folder inside one (a Hugging Face export, ``hf/``, has a ``config.json`` too)."""
+    found = sorted(path.parent for path in Path(root).rglob("config.json"))
+    runs: list[Path] = []
+    for path in found:  # sorted: a run comes before the folders inside it
+        if not any(path.is_relative_to(run) for run in runs[-1:]):
+            runs.append(path)
+    return runs
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory that training wrote: its ``config.json`` beside a
+    ``status`` or ``metrics.jsonl`` (what other tools' folders with a ``config.json`` lack)."""
+    run = RunDir(path)
+    return run.config.is_file() and (run.status_file.is_file() or run.metrics.is_file())
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run directory that ``path`` is or lies in, if any."""
+    path = Path(os.path.abspath(path))
+    return next((folder for folder in (path, *path.parents) if is_run_dir(folder)), None)
+
+
+def check_place(root: str | Path) -> None:
+    """Refuse a run directory ``root`` that would share a folder with another run or a sweep: one
+    inside another run's directory, a sweep's own folder, a folder of other runs, or a folder in
+    a sweep's (beside its points, as one of them) that ``sweep.json`` does not name."""
     root = Path(root)
-    return sorted(path.parent for path in root.rglob("config.json")
-                  if path.parent.name != "checkpoints")
+    outer = enclosing_run(root.parent)
+    if outer is not None:
+        raise ConfigError(f"run directory {root} would lie inside the run directory {outer}: "
+                          "choose another run.runs_dir or run.name")
+    if (root / "sweep.json").is_file():
+        raise ConfigError(f"run directory {root} is the folder of a sweep (it holds sweep.json): "
+                          "choose another run.name")
+    if root.is_dir() and not is_run_dir(root) and any(
+            is_run_dir(child) for child in root.iterdir() if child.is_dir()):
+        raise ConfigError(f"run directory {root} holds other runs: choose another run.name")
+    sweep = root.parent / "sweep.json"
+    if sweep.is_file():
+        try:
+            points = {point["name"] for point in json.loads(sweep.read_text())["points"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            points = set()
+        if root.name not in points:
+            raise ConfigError(f"run directory {root} would lie in the folder of the sweep "
+                              f"{root.parent} without being one of its points: choose another "
+                              "run.runs_dir")
