@@ -58,14 +58,18 @@ def reference(tmp_path: Path) -> dict[int, float]:
 
 
 @pytest.mark.faults
+@pytest.mark.parametrize("compile", ["false", "true"], ids=["eager", "compiled"])
 def test_sigkills_at_random_moments_resume_to_the_same_losses(tmp_path: Path,
-                                                              reference) -> None:
-    words = [*tiny_run(tmp_path), *STEPS, "run.resume=auto"]
+                                                              compile: str) -> None:
+    """Compiled too: each process compiles anew, and the losses still match to the last digit
+    (``device.deterministic_kernels``)."""
+    words = [*tiny_run(tmp_path), *STEPS, f"train.compile={compile}", "run.resume=auto"]
+    reference = losses(train(_config([*words, "run.name=straight"])).run_dir)
     run = tmp_path / "runs" / "run"
     rng = random.Random(15)
     for _ in range(3):
         proc = _start(words)
-        wait_for_step(run, max(losses(run), default=0) + rng.randint(1, 9), proc)
+        wait_for_step(run, max(losses(run), default=0) + rng.randint(1, 9), proc, timeout_s=300)
         time.sleep(rng.uniform(0, 0.05))  # anywhere in a step: mid-write of a log or checkpoint
         proc.kill()
         proc.wait()

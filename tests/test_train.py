@@ -22,6 +22,8 @@ from tests.helpers.lmlab_cli import cli
 from tests.helpers.paths import PRESETS
 from tests.helpers.tiny_runs import (
     CONTEXT,
+    PRESET,
+    STEPS_ONLY,
     VOCAB,
     losses,
     pattern_tokens,
@@ -105,13 +107,16 @@ def _start(tmp_path: Path, *words: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_sigkill_between_checkpoints_resumes_from_the_last_one(tmp_path: Path) -> None:
-    """Killed mid-interval (the logged loss averages 4 steps, checkpoints every 5 steps)."""
+@pytest.mark.parametrize("compile", ["false", "true"], ids=["eager", "compiled"])
+def test_sigkill_between_checkpoints_resumes_from_the_last_one(tmp_path: Path,
+                                                               compile: str) -> None:
+    """Killed mid-interval (the logged loss averages 4 steps, checkpoints every 5 steps); the
+    preset's dropout, Muon and ``native`` precision, eager and compiled as the preset runs."""
     words = ("train.max_steps=1000", "optim.cosine_cycle_iters=1000", "train.ckpt_interval=5",
-             "train.eval_interval=0", "train.log_interval=4")
+             "train.eval_interval=0", "train.log_interval=4", f"train.compile={compile}")
     run = tmp_path / "runs" / "run"
     proc = _start(tmp_path, *words)
-    wait_for_step(run, 12, proc)
+    wait_for_step(run, 12, proc, timeout_s=300)
     proc.kill()
     proc.wait()
     saved_step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["iteration"]
@@ -127,6 +132,19 @@ def test_sigkill_between_checkpoints_resumes_from_the_last_one(tmp_path: Path) -
     assert all(after[s] == before[s] for s in after if s <= saved_step)
     straight = train(load_config(preset, [*config, "run.name=straight"]))
     assert losses(straight.run_dir) == after
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["native", "float32"])
+def test_two_compiled_runs_of_one_seed_log_the_same_metrics(tmp_path: Path, dtype: str) -> None:
+    """The CPU preset as it runs (compiled, dropout, Muon, ``native`` precision) and in float32:
+    every loss, gradient norm and validation score equal to the last digit, run after run
+    (without ``device.deterministic_kernels`` they part within a few steps)."""
+    common = tiny_run(tmp_path, *STEPS_ONLY, "train.compile=true", f"train.dtype={dtype}",
+                      "train.max_steps=40")
+    runs = [train(load_config(PRESET, [*common, f"run.name=r{i}"])) for i in range(2)]
+    first, second = (_measured(RunDir(run.run_dir).read_metrics()) for run in runs)
+    assert len(first) == 40 + 4 and first == second  # 40 steps, 4 evaluations
 
 
 @pytest.mark.slow

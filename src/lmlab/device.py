@@ -89,20 +89,19 @@ def missing_compiler(device: torch.device) -> str | None:
 
 
 def deterministic_kernels(device: torch.device) -> None:
-    """On a CPU, make the kernels ``torch.compile`` builds give the same sums in every run
-    (process-wide, like :func:`flush_denormals`).
+    """On a CPU, make the kernels ``torch.compile`` builds sum in the same order in every run
+    (process-wide, like :func:`flush_denormals`), so that a resumed run, or a second run of one
+    seed, logs the same losses to the last digit.
 
-    Why: inductor adds the rows of the embedding's gradient (an ``index_put`` that accumulates,
-    one row per token of the batch) with atomic adds from all threads, so the order of a
-    repeated token's terms, and the last bits of its sum, change from run to run: two compiled
-    runs of one seed, or a resumed run and the one that never stopped, drift apart within a few
-    steps. PyTorch's deterministic mode makes inductor call the eager ``index_put_`` there, which
-    adds them in order on a CPU (its cost: docs/benchmarks.md, "Deterministic compiled kernels
-    on a CPU"). Filling new tensors with NaN, the debugging aid that mode also turns on, is
-    left off: no lmlab code reads memory it has not written. A GPU is left as it is: its
-    deterministic mode needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, and its eager
-    kernels add with atomics too (docs/training.md, "Resume"). ``warn_only``: an op without a
-    deterministic kernel warns instead of stopping the run; a mode the user set is kept.
+    Why: inductor accumulates the embedding's gradient (one row per token of the batch) with
+    atomic adds from all threads, so a repeated token's terms are summed in whatever order the
+    threads reach them, and compiled runs drift apart within a few steps. PyTorch's
+    deterministic mode makes inductor call the eager ``index_put_`` there, which sums in order
+    on a CPU, at no measured cost (docs/benchmarks.md, "Deterministic compiled kernels on a
+    CPU"). Its other part, filling new tensors with NaN to expose reads of unwritten memory, is
+    left off. ``warn_only``: an op without a deterministic kernel warns instead of stopping the
+    run. A mode the user set, and a GPU, are left as they are (a GPU's mode needs
+    ``CUBLAS_WORKSPACE_CONFIG`` before CUDA starts; what holds there: docs/training.md, "Resume").
     """
     if device.type != "cpu" or torch.are_deterministic_algorithms_enabled():
         return
@@ -114,10 +113,15 @@ def compiled(model: torch.nn.Module, device: torch.device,
              say: Callable[[str], None]) -> torch.nn.Module:
     """``model`` under ``torch.compile`` with :func:`deterministic_kernels`, or as it is after
     one warning through ``say`` where ``device`` cannot compile here (a preset that asks for it
-    should still run on a machine without a C++ compiler)."""
+    should still run on a machine without a C++ compiler).
+
+    Dynamo's caches are cleared first, so a run compiles as in a fresh process: runs earlier in
+    the same process (a sweep's points, tests) would otherwise use up its recompile limit for
+    the model's code, and this run would train uncompiled, silently, with other numerics."""
     missing = missing_compiler(device)
     if missing is None:
         deterministic_kernels(device)
+        torch._dynamo.reset()
         return torch.compile(model)
     say(f"warning: train.compile=true, but {missing}: training without it")
     return model

@@ -83,9 +83,10 @@ def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["train/loss"] for r in RunDir(run).read_metrics() if "train/loss" in r}
 
 
-def wait_for_step(run: Path, step: int, proc: subprocess.Popen) -> None:
-    """Wait (60 s at most) until the training process ``proc`` has logged ``step`` in ``run``."""
-    deadline = time.monotonic() + 60
+def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Wait (``timeout_s`` at most: a compiled run compiles first) until the training process
+    ``proc`` has logged ``step`` in ``run``."""
+    deadline = time.monotonic() + timeout_s
     while max(losses(run), default=0) < step:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
