@@ -21,12 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import describe_machine  # noqa: E402
+from bench.common import describe_machine, step_parts  # noqa: E402
 from lmlab.config import load_config  # noqa: E402
-from lmlab.device import autocast, deterministic_kernels, resolve_device, resolve_dtype  # noqa: E402
+from lmlab.device import autocast, deterministic_kernels  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
-from lmlab.nn import TransformerLM  # noqa: E402
-from lmlab.optim import build_optimizer, clip_grad_norm  # noqa: E402
+from lmlab.optim import clip_grad_norm  # noqa: E402
 
 
 def main() -> None:
@@ -38,13 +37,10 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config, ["data.train_path=-", "data.valid_path=-",
                                        *args.overrides])
-    device = resolve_device(config.train.device)
-    amp_dtype = resolve_dtype(config.train.dtype, device)
-    torch.manual_seed(config.train.seed)
-    model = TransformerLM(config.model, device=device)
-    optimizer = build_optimizer(model, config)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    forward = torch.compile(model)
+    parts = step_parts(config)
+    device, amp_dtype, optimizer, params = (parts.device, parts.amp_dtype, parts.optimizer,
+                                            parts.params)
+    forward = torch.compile(parts.model)
     shape = (config.train.batch_size, config.model.context_length)
     inputs, targets = (torch.randint(0, config.model.vocab_size, shape, device=device)
                        for _ in range(2))

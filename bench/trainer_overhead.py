@@ -27,13 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import describe_machine  # noqa: E402
+from bench.common import describe_machine, step_parts  # noqa: E402
 from lmlab.config import Config, config_from_dict, load_config  # noqa: E402
-from lmlab.device import autocast, compiled, resolve_device, resolve_dtype  # noqa: E402
+from lmlab.device import autocast, compiled, resolve_device  # noqa: E402
 from lmlab.loss import cross_entropy  # noqa: E402
-from lmlab.nn import TransformerLM  # noqa: E402
 from lmlab.optim import (  # noqa: E402
-    build_optimizer,
     clip_grad_norm,  # noqa: E402
     learning_rate,
     set_learning_rate,
@@ -48,13 +46,10 @@ from tests.helpers.tiny_runs import write_tokens  # noqa: E402
 def bare_tokens_per_s(config: Config, warmup: int, steps: int) -> float:
     """Tokens/s of the training step alone, on random batches already on the device (compiled
     when the config compiles, as the loop is; the warmup steps take the compiling)."""
-    device = resolve_device(config.train.device)
-    amp_dtype = resolve_dtype(config.train.dtype, device)
-    torch.manual_seed(config.train.seed)
-    model = TransformerLM(config.model, device=device)
-    optimizer = build_optimizer(model, config)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    forward = compiled(model, device, print) if config.train.compile else model
+    parts = step_parts(config)
+    device, amp_dtype, optimizer, params = (parts.device, parts.amp_dtype, parts.optimizer,
+                                            parts.params)
+    forward = compiled(parts.model, device, print) if config.train.compile else parts.model
     shape = (config.train.batch_size, config.model.context_length)
     batches = [(torch.randint(0, config.model.vocab_size, shape, device=device),
                 torch.randint(0, config.model.vocab_size, shape, device=device))

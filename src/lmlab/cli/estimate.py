@@ -7,7 +7,7 @@ import typer
 
 from lmlab.cli.app import app
 from lmlab.cli.options import ConfigFile, Overrides
-from lmlab.compute import GPUS
+from lmlab.compute import ESTIMATE_GPU, ESTIMATE_MFU, GPUS
 
 GpuName = StrEnum("GpuName", {name: name for name in GPUS})
 """The ``--gpu`` choices: the GPUs of :data:`lmlab.compute.GPUS`."""
@@ -18,10 +18,10 @@ def estimate_command(
     config: ConfigFile,
     overrides: Overrides = None,
     gpu: Annotated[GpuName, typer.Option(
-        help="The GPU to estimate for (quote 'RTX 4090').")] = GpuName.H100,
+        help="The GPU to estimate for (quote 'RTX 4090').")] = GpuName[ESTIMATE_GPU],
     mfu: Annotated[float, typer.Option(
         min=0.01, max=1.0, help="Model FLOPs utilisation to assume (0.3-0.5 is typical for "
-        "small models in bf16).")] = 0.4,
+        "small models in bf16).")] = ESTIMATE_MFU,
 ) -> None:
     """The parameters, FLOPs, memory and time of a run, up front.
 
