@@ -70,9 +70,8 @@ def run_config(path: str | Path) -> Config | None:
         return None
     config = checkpoint_config(file)
     run = RunDir(file.parent.parent if file.parent.name == "checkpoints" else file.parent)
-    data = {key: run.locate(getattr(config.data, key), config.run_dir)
-            for key in ("train_path", "valid_path")}
-    return config.model_copy(update={"data": config.data.model_copy(update=data)})
+    data = run.locate_data(config.data.model_dump(mode="json"), config.run_dir)
+    return config.model_copy(update={"data": type(config.data).model_validate(data)})
 
 
 def find_tokenizer(config: Config, tokenizer_dir: str | Path | None = None) -> Tokenizer:

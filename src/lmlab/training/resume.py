@@ -92,9 +92,7 @@ def _located(saved: dict[str, Any], config: Config) -> dict[str, Any]:
     """The checkpoint's config with its data paths absolute, as its run found them."""
     run = saved.get("run", {})
     saved_dir = Path(run.get("runs_dir", "runs")) / run.get("name", config.run.name)
-    here = RunDir(config.run_dir)
-    data = {key: str(here.locate(value, saved_dir)) if _is_path(f"data.{key}", value) else value
-            for key, value in saved.get("data", {}).items()}
+    data = RunDir(config.run_dir).locate_data(saved.get("data", {}), saved_dir)
     return {**saved, "data": data}
 
 

@@ -130,6 +130,12 @@ class RunDir:
         tried = [Path(os.path.normpath(folder / path)) for folder in [*folders, Path.cwd()]]
         return next((file for file in tried if file.exists()), tried[0])
 
+    def locate_data(self, data: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+        """A config's ``data`` table with each token file's path found by :meth:`locate`."""
+        return {key: str(self.locate(value, run_dir))
+                if key.endswith("_path") and isinstance(value, str) else value
+                for key, value in data.items()}
+
     def _read_cwd(self) -> Any:
         try:
             return self.read_env().get("cwd")
