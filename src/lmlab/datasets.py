@@ -225,7 +225,8 @@ def token_file_commands(bin_path: str | Path, vocab_size: int) -> list[str]:
     trained on ``train.txt``. A step whose output is already there (the text, the tokenizer) is
     left out: a second tokenizer would not match the token files the first one wrote.
 
-    Used by ``lmlab sweep --dry-run`` and the "no such token file" error.
+    Used by ``lmlab sweep --dry-run`` (the "no such token file" error of :mod:`lmlab.tokens`
+    cannot: it does not know the vocabulary size).
 
     >>> for line in token_file_commands("data/owt-1k/valid.bin", 1024): print(line)
     ... # doctest: +NORMALIZE_WHITESPACE
