@@ -10,6 +10,12 @@
 # 4. a two-minute rehearsal of the leaderboard preset (the 110M recipe, compiled)
 #    on random OWT-vocabulary ids (speed and MFU only: random ids teach nothing), its tokens/s
 #    and train/mfu from metrics.jsonl
+# 5. the batch probe (train.batch_size=auto) for the 17M model and the leaderboard model, with
+#    the peak memory at the chosen batch against lmlab estimate's (bench/batch_probe_check.py)
+# 6. out of memory: `lmlab train` of the 17M model at batch 65,536 must end in the one-line
+#    `error: out of GPU memory ...` (exit code 1, status failed, no traceback)
+# 7. fp16: 50 steps of the 17M model in float16 with loss scaling (train.dtype=float16): finite
+#    losses that fall, the logged train/loss_scale, tokens/s
 # Without CUDA it says so, runs the CPU-safe part (lmlab estimate) and exits 0.
 # Record the figures in docs/benchmarks.md with the card and the date.
 set -uo pipefail
@@ -40,6 +46,51 @@ timeout 70 python bench/train_step.py --device cuda --configs cs336-17m --modes 
 
 step "Muon step on CUDA: lmlab vs torch.optim.Muon"
 timeout 30 python bench/muon_step.py --config tinystories-17m --device cuda || status=1
+
+# ---- the batch probe (issue 41, item 1): begin ----
+step "batch probe: train.batch_size=auto for the 17M and the leaderboard model"
+timeout 150 python bench/batch_probe_check.py || status=1
+# ---- the batch probe: end ----
+
+# ---- out of memory and fp16 (issue 41, items 2 and 3): begin ----
+step "out of memory: the 17M model at batch 65,536 ends in the one-line error"
+python - "$WORK" <<'PY' || status=1
+import sys
+from pathlib import Path
+sys.path.insert(0, ".")
+from tests.helpers.tiny_runs import pattern_tokens, write_tokens
+out = Path(sys.argv[1])  # learnable ids in the 17M model's vocabulary
+write_tokens(out / "ts-train.bin", pattern_tokens(2_000_000, 10_000), 10_000)
+write_tokens(out / "ts-valid.bin", pattern_tokens(100_000, 10_000, seed=1), 10_000)
+PY
+TS=("data.train_path=$WORK/ts-train.bin" "data.valid_path=$WORK/ts-valid.bin"
+    "run.runs_dir=$WORK/runs" train.max_tokens=none optim.warmup_iters=5 train.ckpt_interval=0)
+rm -rf "$WORK/runs/oom" "$WORK/runs/fp16"
+timeout 90 python -m lmlab train tinystories-17m "${TS[@]}" run.name=oom train.max_steps=10 \
+    train.batch_size=65536 --no-progress 2>"$WORK/oom.err"
+code=$?
+cat "$WORK/oom.err"
+if [ "$code" -eq 1 ] && ! grep -q Traceback "$WORK/oom.err" \
+    && tail -n 1 "$WORK/oom.err" | grep -Eq '^error: out of GPU memory at batch 65536, context 256 \(about [0-9.]+ GB needed, [0-9.]+ GB free\): lower train.batch_size, raise train.grad_accum, or set train.batch_size=auto$' \
+    && [ "$(head -n 1 "$WORK/runs/oom/status")" = failed ]; then
+    echo "out of memory: one line, exit code 1, status failed"
+else
+    echo "FAILED: expected exit code 1 (got $code), one error: line and status failed"; status=1
+fi
+
+step "fp16: 50 steps of the 17M model in float16 with loss scaling"
+timeout 120 python -m lmlab train tinystories-17m "${TS[@]}" run.name=fp16 train.dtype=float16 \
+    train.max_steps=50 train.batch_size=64 train.log_interval=5 train.eval_interval=0 \
+    train.eval_batches=10 --no-progress || status=1
+python - "$WORK/runs/fp16" <<'PY' || status=1
+import json, math, sys
+rows = [json.loads(line) for line in open(f"{sys.argv[1]}/metrics.jsonl") if '"train/loss"' in line]
+print("\n".join(f"step {r['step']:>2}  loss {r['train/loss']:.3f}  loss scale "
+                f"{r['train/loss_scale']:g}  {r['train/tokens_per_s']:,.0f} tokens/s" for r in rows))
+assert rows[-1]["step"] == 50 and all(math.isfinite(r["train/loss"]) for r in rows), "not finite"
+assert rows[-1]["train/loss"] < rows[0]["train/loss"] - 1, "the loss did not fall"
+PY
+# ---- out of memory and fp16: end ----
 
 step "leaderboard rehearsal: 120 s of the leaderboard preset on random ids"
 python - "$WORK" <<'PY' || status=1

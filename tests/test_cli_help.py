@@ -87,7 +87,6 @@ def test_every_command_shows_examples_that_parse(words):
     (("tokenizer", "export"), ["tok", "--out", "o"], "--format", "spm", ["hf"]),
     (("plot",), ["runs/x"], "--x", "epoch", ["step", "tokens", "wall_time"]),
     (("plot",), ["runs/x"], "--panels", "grid", ["same", "separate"]),
-    (("estimate",), ["tinystories-cpu"], "--gpu", "T4", list(GPUS)),
     (("sweep",), ["tinystories-cpu"], "--lr-scaling", "cubic", ["sqrt", "linear"]),
 ], ids=lambda value: " ".join(value) if isinstance(value, tuple) else None)
 def test_a_choice_flag_lists_its_values_and_refuses_others(capsys, monkeypatch, tmp_path, words,

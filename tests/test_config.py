@@ -86,7 +86,7 @@ def test_resolved_config_round_trips() -> None:
         (["train.max_tokens=100"], "overrides train.max_steps=10 train.max_tokens=100: set "
                                    "train.max_steps or train.max_tokens, not both"),
         (["run.trackers=['mlflow']"],
-         "override run.trackers=['mlflow']: Input should be 'wandb' or 'tensorboard'"),
+         "override run.trackers=['mlflow']: Input should be 'wandb', 'tensorboard' or 'trackio'"),
         (["optim.embedding_lr=0"], "override optim.embedding_lr=0: Input should be greater"),
         (["model.tie_embeddings=true", "optim.embedding_lr=0.1"],
          "overrides model.tie_embeddings=true optim.embedding_lr=0.1: optim.embedding_lr sets an "

@@ -10,6 +10,7 @@ from lmlab.config import Config, load_config
 from lmlab.errors import ConfigError
 from lmlab.experiments.planning import plan
 from lmlab.experiments.runner import run_sweep
+from lmlab.experiments.search import FIRST, value_at
 from lmlab.experiments.sweep import Sweep, is_sweep_file
 from tests.helpers.paths import PRESETS as ALL_PRESETS
 from tests.helpers.tiny_runs import tiny_run
@@ -41,7 +42,8 @@ def test_the_preset_plans_and_its_cpu_variant_trains(preset: Path, tmp_path: Pat
     gpu = plan(_tiny(Sweep.from_file(preset), tmp_path))
     cpu = plan(_tiny(Sweep.from_file(preset, "cpu"), tmp_path))
     assert len(gpu.points) >= 1 and len(cpu.points) >= 1
-    first = replace(cpu, points=cpu.points[:1])
+    first = replace(cpu, points=cpu.points[:1],  # one run: no search round after it
+                    sweep=cpu.sweep.model_copy(update={"search": None}))
     rows = run_sweep(first)
     assert rows[0]["status"] == "finished" and rows[0]["steps"] >= 1
 
@@ -49,8 +51,10 @@ def test_the_preset_plans_and_its_cpu_variant_trains(preset: Path, tmp_path: Pat
 def _configs(name: str, variant: str | None = None) -> list[Config]:
     """A preset's point configs, without checking that its data exists."""
     sweep = Sweep.from_file(EXPERIMENTS / f"{name}.toml", variant)
-    return [load_config(sweep.config, [*sweep.overrides, *point])
-            for point in sweep.combinations()]
+    first = ([f"{sweep.search.key}={value_at(sweep.search, i)}" for i in FIRST]
+             if sweep.search else [None])
+    return [load_config(sweep.config, [*sweep.overrides, *point, *filter(None, [word])])
+            for point in sweep.combinations() for word in first]
 
 
 ABLATIONS = {"no_rmsnorm": ("model", "norm"), "post_norm": ("model", "norm_position"),
@@ -61,8 +65,8 @@ ABLATIONS = {"no_rmsnorm": ("model", "norm"), "post_norm": ("model", "norm_posit
 @pytest.mark.parametrize("variant", [None, "cpu"])
 @pytest.mark.parametrize("name", ABLATIONS)
 def test_each_ablation_arm_runs_at_the_same_rates(name: str, variant: str | None) -> None:
-    """Both arms at one shared grid of (at least) three rates: the usable ceiling of each, and
-    each at its own best rate, are then read off the same sweep."""
+    """Both arms searched alike from one shared first round of three rates: the usable ceiling
+    of each, and each at its own best rate, are then read off the same sweep."""
     section, key = ABLATIONS[name]
     rates: dict[str, set[float]] = {}
     for config in _configs(name, variant):
@@ -73,16 +77,24 @@ def test_each_ablation_arm_runs_at_the_same_rates(name: str, variant: str | None
 
 
 def test_preset_specifics(tmp_path: Path) -> None:
-    lrs = [p.config.optim.lr_max for p in plan(_tiny(
-        Sweep.from_file(EXPERIMENTS / "lr_sweep.toml", "cpu"), tmp_path)).points]
-    assert max(lrs) >= 30 * min(lrs)  # wide enough to reach divergence
+    for variant in (None, "cpu"):  # searched until a rate diverges, then refined
+        search = Sweep.from_file(EXPERIMENTS / "lr_sweep.toml", variant).search
+        assert search.key == "optim.lr_max" and search.edge and search.refine
+        assert search.max_points >= 7
     batch = plan(_tiny(Sweep.from_file(EXPERIMENTS / "batch_size.toml", "cpu"), tmp_path))
     sizes = sorted({p.config.train.batch_size for p in batch.points})
-    assert sizes[0] == 1 and {64, 128} <= set(sizes)  # from 1 up to 128
-    for size in sizes:  # the rate re-tuned at every batch size: a grid of three
+    assert sizes[0] <= 4 and sizes[-1] >= 64  # a 16x span
+    assert batch.sweep.search.edge  # the best and the diverging rate of each batch size
+    for size in sizes:  # the rate searched at every batch size, from its sqrt-scaled start
         rates = sorted(p.config.optim.lr_max for p in batch.points
                        if p.config.train.batch_size == size)
-        assert len(rates) == 3 and rates[2] == pytest.approx(10 * rates[0])
+        scale = (size / 2) ** 0.5  # _tiny's base batch is 2
+        assert len(set(rates)) == 3 and rates[1] == pytest.approx(3e-3 * scale, rel=1e-3)
+    depth = Sweep.from_file(EXPERIMENTS / "post_norm.toml", "cpu-depth")
+    assert depth.grid["model.num_layers"] == ["2", "4", "8", "12"] and depth.search is not None
+    longer = _configs("silu_ffn", "cpu-long")
+    assert {c.train.max_steps for c in longer} == {2 * c.train.max_steps
+                                                   for c in _configs("silu_ffn", "cpu")}
     for variant in (None, "cpu"):
         models = {c.model.ffn: c.model for c in _configs("silu_ffn", variant)}
         swiglu_params = 3 * models["swiglu"].d_model * models["swiglu"].ffn_width

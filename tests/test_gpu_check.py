@@ -3,6 +3,7 @@ without CUDA a clear skip that still runs its CPU-safe part and exits 0."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,13 @@ def test_gpu_check_without_cuda_says_so_and_estimates(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "no CUDA device: skipping the GPU parts" in result.stdout
     assert "FLOPs per token" in result.stdout  # lmlab estimate of the 17M model ran
+
+
+def test_the_batch_probe_step_is_a_gpu_part_and_its_script_imports():
+    """The probe needs CUDA: it comes after the skip, and its script at least imports here."""
+    text = SCRIPT.read_text(encoding="utf-8")
+    assert text.index("exit 0") < text.index("python bench/batch_probe_check.py")
+    probe = SCRIPT.parent / "batch_probe_check.py"
+    result = subprocess.run([sys.executable, "-c", f"import runpy; runpy.run_path({str(probe)!r})"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

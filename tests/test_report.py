@@ -5,15 +5,18 @@ write."""
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
 from lmlab.experiments import report as report_module
 from lmlab.experiments.figures import MANIFEST
 from lmlab.experiments.planning import plan
 from lmlab.experiments.report import write_report
 from lmlab.experiments.runner import run_sweep
+from lmlab.experiments.stats import format_p
 from lmlab.experiments.sweep import Sweep
 from lmlab.tokenizer import Tokenizer, train_bpe
 from lmlab.tokens import tokenize_file
@@ -210,3 +213,30 @@ def test_a_report_is_not_written_into_a_run_directory(tmp_path: Path,
     assert code == 1 and err == (f"error: {out} would be written into the run directory {run}: "
                                  "choose another --out, or pass --force to write there\n")
     assert not out.parent.exists()
+
+
+def test_an_ablation_compares_each_arm_with_its_baseline_seed_by_seed(tmp_path: Path) -> None:
+    """Each arm at the baseline's rates and at its own best, paired by seed index, with the
+    p-value and interval SciPy gives for the same numbers."""
+    root = tmp_path / "runs" / "ablation"
+    finals = {("rms", 1e-3): [3.41, 3.38, 3.40], ("rms", 3e-3): [3.30, 3.29, 3.33],
+              ("none", 1e-3): [3.52, 3.47, 3.49], ("none", 3e-3): [4.9, 5.3, 5.1]}
+    for (norm, lr), values in finals.items():
+        for seed, final in enumerate(values):
+            _configured(fake_run(root, f"norm-{norm}__lr_max-{lr:g}__seed-{seed}", "finished",
+                                 [5.0, 4.0, 3.9, final - 0.1], lr_max=lr),
+                        model={"norm": norm}, train={"seed": seed})
+    _sweep_json(root)
+    sweep = json.loads((root / "sweep.json").read_text())
+    (root / "sweep.json").write_text(json.dumps({**sweep, "base": {"model": {"norm": "rms"}}}))
+    text = write_report(tmp_path / "runs", tmp_path / "out" / "R.md", samples=False).read_text()
+    assert "Each arm against the baseline, `norm=rms`" in text
+    same_rate = stats.ttest_rel(finals["none", 1e-3], finals["rms", 1e-3])
+    low, high = same_rate.confidence_interval(0.95)
+    diff = statistics.fmean(finals["none", 1e-3]) - statistics.fmean(finals["rms", 1e-3])
+    assert (f"| `norm=none` | lr_max=0.001 | {diff:+.4f} [{low:+.4f}, {high:+.4f}] | worse "
+            f"(p = {format_p(same_rate.pvalue)}, paired) |") in text
+    own_best = stats.ttest_rel(finals["none", 1e-3], finals["rms", 3e-3])
+    assert "| `norm=none` | own best: 0.001 vs 0.003 | " in text
+    assert f"worse (p = {format_p(own_best.pvalue)}, paired) |" in text
+    assert "| vs best (95% CI) | verdict |" in text  # the table of points, each against the best

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lmlab.compute import estimate, estimated_speed, run_seconds
+from lmlab.compute import default_mfu, estimate, estimated_speed, run_seconds
 from lmlab.errors import ConfigError
 from lmlab.experiments.planning import plan
 from lmlab.experiments.runner import run_sweep
@@ -40,7 +40,11 @@ def test_a_2x2_grid_makes_four_runs_and_a_summary(tmp_path: Path) -> None:
         table = list(csv.DictReader(f))
     assert json.loads((root / "summary.json").read_text()) == rows
     assert list(table[0]) == ["run", "lr_max", "batch_size", "status", "final_val_loss",
-                              "best_val_loss", "val_bpb", "steps", "tokens", "wall_time_s"]
+                              "best_val_loss", "val_bpb", "steps", "tokens", "wall_time_s",
+                              "vs_best", "vs_best_ci_low", "vs_best_ci_high", "vs_best_p",
+                              "vs_best_test", "vs_best_verdict"]
+    verdicts = [row["vs_best_verdict"] for row in rows]  # one seed a point: no test
+    assert sorted(verdicts) == ["1 seed: no test"] * 3 + ["best"]
     for row, line in zip(rows, table, strict=True):
         run = Run.load(root / row["run"])
         assert run.config["optim.lr_max"] == row["lr_max"] == float(line["lr_max"])
@@ -115,7 +119,8 @@ def test_fixed_tokens_and_lr_scaling_follow_the_batch_size(tmp_path: Path) -> No
     points = plan(sweep).points  # base: 30 steps x 8 sequences x 16 tokens, lr 1e-2
     assert [p.config.max_steps for p in points] == [60, 8]
     assert [p.config.train.max_tokens for p in points] == [30 * 8 * CONTEXT] * 2
-    assert [p.config.optim.lr_max for p in points] == pytest.approx([1e-2 * 0.5 ** 0.5, 2e-2])
+    assert [p.config.optim.lr_max for p in points] == [0.007071, 0.02]  # 4 significant digits
+    assert [p.name for p in points] == ["batch_size-4", "batch_size-32"]
     # evaluations and checkpoints stay at the same token counts (base: every 10 steps of 8)
     assert [p.config.train.eval_interval for p in points] == [20, 2]
     assert [p.config.train.ckpt_interval for p in points] == [20, 2]
@@ -247,7 +252,8 @@ def test_a_good_sweep_file_round_trips(tmp_path: Path) -> None:
                           grid={"optim.lr_max": ["0.001", "0.003"], "train.batch_size": ["4"]},
                           points=[["model.norm=none"], ["model.norm=rms"]], fixed_tokens=True,
                           lr_scaling="sqrt", seeds=2, description="why")
-    fields = sweep.model_dump(mode="json", by_alias=True)
+    fields = {key: value for key, value in sweep.model_dump(mode="json", by_alias=True).items()
+              if value is not None}  # no search table
     grid = fields.pop("grid")
     again = tmp_path / "again.toml"
     again.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in fields.items())
@@ -268,16 +274,19 @@ def test_a_dry_run_in_an_empty_folder_tells_the_cost_and_the_commands_for_the_da
     code, out, err = cli(capsys, "sweep", "lr_sweep", "--variant", "cpu", "--dry-run")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == "sweep runs/lr_sweep: 7 runs (7 points x 1 seed), 7 to run"
+    assert lines[0] == "sweep runs/lr_sweep: 3 runs (3 points x 1 seed), 3 to run"  # a search
     assert lines[1] == ("model: 984,192 parameters: 853,120 in the blocks, 131,072 embedding "
                         "(tied: also the output)")
     assert re.fullmatch(r"time: [\d.e-]+ s a step, measured here: 3 steps on cpu after a "
                         r"warm-up \(random ids, not compiled\)", lines[2]), lines[2]
     assert re.fullmatch(r"  lr_max-0\.001: 400 steps, 819,200 tokens, ~[\d.]+ (s|min|h)  "
                         r"\[pending: run\]", lines[3]), lines[3]
-    assert re.search(r"^in all: 5,734,400 tokens, ~[\d.]+ (s|min|h) for the 7 runs to go, one at a "
+    assert re.search(r"^in all: 2,457,600 tokens, ~[\d.]+ (s|min|h) for the 3 runs to go, one at a "
                      r"time \(evaluations not counted: data/tinystories-1k/valid.bin is not made "
                      r"yet\)$", out, re.M), out
+    assert re.search(r"^search optim.lr_max from 0.003, x3: at most 8 values a series \(the cap\), "
+                     r"1 series: later rounds add at most 5 runs for 1 series still searching, "
+                     r"~[\d.]+ (s|min|h); at most ~[\d.]+ (s|min|h) in all$", out, re.M), out
     missing = out[out.index("missing token files"):].splitlines()
     assert missing[1:] == [
         "  data/tinystories-1k/train.bin:",
@@ -318,8 +327,9 @@ def test_a_dry_run_counts_only_the_runs_left(tmp_path: Path, capsys: pytest.Capt
                          "optim.lr_max=1e-3,1e-2,1e-1", "--dry-run", "--no-measure")
     assert code == 0, err
     est = estimate(the_plan.points[0].config)
-    step_s = 8 * CONTEXT * est.flops_per_token / (1e9 * 0.4)
-    assert f"time: {step_s:.3g} s a step, estimated: 40% MFU of train.peak_flops 1e+09" in out
+    mfu = default_mfu(est.parameters, compiled=False)[0]  # the MFU lmlab measured, eager
+    step_s = 8 * CONTEXT * est.flops_per_token / (1e9 * mfu)
+    assert f"time: {step_s:.3g} s a step, estimated: {mfu:.0%} MFU of train.peak_flops 1e+09" in out
     assert "lr_max-0.001: 30 steps, 3,840 tokens  [finished: skip]" in out
     assert "lr_max-0.01: 30 steps, 3,840 tokens, ~" in out and "left  [interrupted: resume]" in out
     assert "lr_max-0.1: 30 steps, 3,840 tokens, ~" in out and "[pending: run]" in out

@@ -5,9 +5,10 @@ measured or estimated, that ``lmlab sweep --dry-run`` adds up.
 Counts come from the config alone (no model is built), in the same terms as
 ``TransformerLM.num_parameters`` and ``TransformerLM.flops_per_token`` (``tests/test_compute.py``
 checks the two agree): matmul FLOPs ``6 N`` per training token over the matrices used as
-matmuls, plus attention's ``12 L s d``. Memory is an estimate, not a measurement: fp32 weights,
-gradients and optimizer state, and activations by Korthikanti et al.'s ``34 s b d`` bytes per
-layer at 16-bit (scaled to the autocast dtype), plus the logits and their gradient.
+matmuls, plus attention's ``12 L s d``. Memory is an estimate checked against measured peaks
+(``tests/test_compute.py``; docs/benchmarks.md, "Memory: the estimate against measured peaks"):
+fp32 weights, gradients and optimizer state, and per token ``16 d + 3 d_ff`` saved values a
+block at the autocast precision plus four fp32 copies of the logits.
 """
 
 import math
@@ -19,22 +20,77 @@ from typing import TYPE_CHECKING
 from lmlab.text import plural
 
 if TYPE_CHECKING:  # `lmlab estimate` builds its --gpu choices from GPUS at start-up: no pydantic
+    import torch
+
     from lmlab.config import Config
 
 GPUS: dict[str, dict[str, float]] = {
-    # dense (no sparsity) peak FLOP/s from NVIDIA's datasheets; memory in bytes
-    "H100": {"bfloat16": 989e12, "float32": 67e12, "memory": 80e9},     # SXM
-    "H200": {"bfloat16": 989e12, "float32": 67e12, "memory": 141e9},
-    "B200": {"bfloat16": 2250e12, "float32": 80e12, "memory": 180e9},
-    "A100": {"bfloat16": 312e12, "float32": 19.5e12, "memory": 80e9},   # SXM 80 GB
-    "L4": {"bfloat16": 121e12, "float32": 30.3e12, "memory": 24e9},
-    "RTX 4090": {"bfloat16": 165e12, "float32": 82.6e12, "memory": 24e9},
+    # dense (no sparsity) peak FLOP/s from the vendors' datasheets: tensor cores at bf16 and
+    # fp16 with fp32 accumulation, plain fp32; memory in bytes. A card without "bfloat16" has no
+    # bf16 tensor cores: train.dtype=auto trains it in float16. Sources: docs/gpu.md#the-cards
+    "H100": {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12, "memory": 80e9},  # SXM
+    "H200": {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12, "memory": 141e9},
+    "B200": {"bfloat16": 2250e12, "float16": 2250e12, "float32": 80e12, "memory": 180e9},
+    "A100": {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12, "memory": 80e9},
+    "A100 40GB": {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12, "memory": 40e9},
+    "L40S": {"bfloat16": 362e12, "float16": 362e12, "float32": 91.6e12, "memory": 48e9},
+    "A10": {"bfloat16": 125e12, "float16": 125e12, "float32": 31.2e12, "memory": 24e9},
+    "A10G": {"bfloat16": 70e12, "float16": 70e12, "float32": 31.2e12, "memory": 24e9},  # AWS's
+    "L4": {"bfloat16": 121e12, "float16": 121e12, "float32": 30.3e12, "memory": 24e9},
+    "V100": {"float16": 125e12, "float32": 15.7e12, "memory": 16e9},  # SXM2
+    "V100 32GB": {"float16": 125e12, "float32": 15.7e12, "memory": 32e9},
+    "T4": {"float16": 65e12, "float32": 8.1e12, "memory": 16e9},
+    "RTX 2080 Ti": {"float16": 53.8e12, "float32": 13.4e12, "memory": 11e9},
+    "RTX 3090": {"bfloat16": 71e12, "float16": 71e12, "float32": 35.6e12, "memory": 24e9},
+    "RTX 4060": {"bfloat16": 30.2e12, "float16": 30.2e12, "float32": 15.1e12, "memory": 8e9},
+    "RTX 4090": {"bfloat16": 165e12, "float16": 165e12, "float32": 82.6e12, "memory": 24e9},
+    "Apple M-series": {},  # unified memory of any size (--memory-gb); no published peak
 }
-"""Peak matmul FLOP/s (bf16 tensor cores; plain fp32) and memory of the GPUs named in MFU."""
+"""Peak matmul FLOP/s by precision and memory of the GPUs that ``lmlab estimate --gpu`` knows
+and that MFU is logged for."""
 
-ESTIMATE_GPU, ESTIMATE_MFU = "H100", 0.4
-"""What ``lmlab estimate`` assumes by default, and ``lmlab sweep --dry-run --no-measure`` for a
-run that is not on a CPU: 40% MFU, typical of small models in bf16."""
+ESTIMATE_GPU = "H100"
+"""The card ``lmlab estimate`` assumes when the config's device is not a CPU and no ``--gpu``
+is named, and ``lmlab sweep --dry-run --no-measure`` for a run that is not on a CPU."""
+
+MEMORY_HEADROOM = 0.1
+"""The fraction of a device's memory a batch leaves free, for the allocator's fragmentation and
+the framework's own buffers: ``lmlab estimate`` warns above 90% of a card's memory, and
+``train.batch_size = "auto"`` chooses the largest batch that stays below it."""
+
+MEASURED_MFU = (
+    # (parameters, compiled, MFU, what was measured): docs/benchmarks.md, "The GPU check"
+    (22_696_448, True, 0.173, "the 17M model compiled, batch 64, on an H200 (4 Dec 2026)"),
+    (22_696_448, False, 0.051, "the 17M model eager, batch 64, on an H200 (4 Dec 2026)"),
+    (134_000_000, True, 0.304, "the leaderboard model (134M) compiled, on an H200 (4 Dec 2026)"),
+)
+"""The MFU lmlab measured, by model size and compilation: what the estimate assumes for the
+model nearest in size (``--mfu`` sets another)."""
+
+
+def default_mfu(parameters: int, compiled: bool) -> tuple[float, str]:
+    """The measured MFU of :data:`MEASURED_MFU` nearest to ``parameters`` (by ratio), compiled
+    or not as asked, and what it was measured on.
+
+    >>> default_mfu(30_000_000, True)[0], default_mfu(300_000_000, True)[0]
+    (0.173, 0.304)
+    """
+    rows = [row for row in MEASURED_MFU if row[1] == compiled]
+    _, _, mfu, what = min(rows, key=lambda row: abs(math.log(parameters / row[0])))
+    return mfu, what
+
+
+def card_precision(dtype: str, gpu: str) -> str:
+    """The precision a run of ``train.dtype`` computes in on ``gpu``: bfloat16 where the card
+    has it, float16 on a card without it (``auto``'s choice there), float32 when asked.
+
+    >>> [card_precision(dtype, gpu) for dtype, gpu in [("auto", "H100"), ("auto", "T4")]]
+    ['bfloat16', 'float16']
+    """
+    if dtype == "float32" or not GPUS[gpu]:  # Apple's GPUs train in float32 with auto
+        return "float32"
+    return "bfloat16" if dtype != "float16" and "bfloat16" in GPUS[gpu] else "float16"
+
 
 CPU_MEASURE_TOKENS = 2048
 """On a CPU a measured batch holds at most this many tokens and the time is scaled up to the
@@ -44,7 +100,7 @@ configured batch (a CPU's time grows with the tokens), so that a dry run stays q
 def gpu_named(device_name: str) -> str | None:
     """The key of :data:`GPUS` that ``torch.cuda.get_device_name()`` names, or None.
 
-    >>> gpu_named("NVIDIA H100 80GB HBM3"), gpu_named("NVIDIA GeForce RTX 4090"), gpu_named("T4")
+    >>> gpu_named("NVIDIA H100 80GB HBM3"), gpu_named("NVIDIA GeForce RTX 4090"), gpu_named("K80")
     ('H100', 'RTX 4090', None)
     """
     for name in sorted(GPUS, key=len, reverse=True):  # "RTX 4090" before a shorter match
@@ -53,13 +109,16 @@ def gpu_named(device_name: str) -> str | None:
     return None
 
 
-def peak_flops(config: "Config", device_name: str | None, bf16: bool) -> float | None:
+def peak_flops(config: "Config", device_name: str | None, dtype: "torch.dtype | None"
+               ) -> float | None:
     """The peak FLOP/s that MFU divides by: ``train.peak_flops`` when set (the only source on a
-    CPU or MPS), else the GPU's from :data:`GPUS` for the dtype in use; None when unknown."""
+    CPU or MPS), else the GPU's from :data:`GPUS` for the autocast ``dtype`` in use (None:
+    float32); None when unknown."""
     if config.train.peak_flops is not None:
         return config.train.peak_flops
     gpu = gpu_named(device_name) if device_name else None
-    return GPUS[gpu]["bfloat16" if bf16 else "float32"] if gpu else None
+    precision = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+    return GPUS[gpu].get(precision) if gpu else None
 
 
 @dataclass(frozen=True)
@@ -114,9 +173,15 @@ class Estimate:
         return None if self.tokens is None else self.tokens * self.flops_per_token / (peak * mfu)
 
 
-def estimate(config: "Config") -> Estimate:
-    """Parameters, FLOPs per token and memory of ``config``'s run, from the config alone."""
+def estimate(config: "Config", *, batch: int | None = None,
+             precision: str | None = None) -> Estimate:
+    """Parameters, FLOPs per token and memory of ``config``'s run, from the config alone:
+    activations at ``batch`` sequences a micro-batch (default ``train.batch_size``) computed in
+    ``precision`` (default: 16-bit autocast off a CPU unless ``train.dtype`` is float32)."""
     model, train = config.model, config.train
+    batch = config.train.known_batch_size if batch is None else batch
+    if precision is None:
+        precision = "bfloat16" if train.dtype != "float32" and train.device != "cpu" else "float32"
     d, layers, vocab, seq = model.d_model, model.num_layers, model.vocab_size, model.context_length
     ffn_matrices = 3 if model.ffn == "swiglu" else 2
     block_matrices = 4 * d * d + ffn_matrices * d * model.ffn_width
@@ -131,14 +196,24 @@ def estimate(config: "Config") -> Estimate:
     muon = config.optim.optimizer == "muon"
     optimizer = (4 * layers * block_matrices + 8 * (parameters - layers * block_matrices)
                  if muon else adam_state * parameters)
-    act_bytes = 2 if train.dtype != "float32" and train.device != "cpu" else 4
-    micro = train.batch_size * seq
-    activations = (layers * 34 * micro * d * act_bytes / 2
-                   + micro * vocab * 4 * 2)  # the logits in fp32 and their gradient
+    act_bytes = 4 if precision == "float32" else 2
+    # a token's saved values: 16 d + 3 d_ff in each block, four fp32 copies of its logits
+    per_token = layers * (16 * d + 3 * model.ffn_width) * act_bytes + 4 * vocab * 4
+    activations = batch * seq * per_token
     return Estimate(parameters, vocab * d, output, float(flops), 4.0 * parameters,
                     4.0 * parameters,
                     float(optimizer), float(activations),
-                    config.max_steps * config.tokens_per_step if config.max_steps else None)
+                    config.max_steps * config.tokens_per_step
+                    if train.batch_size != "auto" and config.max_steps else None)
+
+
+def largest_batch(config: "Config", memory: float, precision: str | None = None) -> int:
+    """The largest micro-batch whose estimated memory stays within ``memory`` bytes less
+    :data:`MEMORY_HEADROOM` (0: not even one sequence fits). The estimate grows linearly with
+    the batch, so this is exact: one more sequence would exceed the limit."""
+    fixed = estimate(config, batch=0, precision=precision).memory_bytes
+    per_sequence = estimate(config, batch=1, precision=precision).memory_bytes - fixed
+    return max(0, math.floor(((1 - MEMORY_HEADROOM) * memory - fixed) / per_sequence))
 
 
 def duration(seconds: float) -> str:
@@ -180,9 +255,9 @@ def measure_speed(config: "Config", steps: int = 3) -> Speed:
     device = resolve_device(train.device)
     flush_denormals(device)
     dtype = resolve_dtype(train.dtype, device)
-    batch = train.batch_size if device.type != "cpu" else max(
-        1, min(train.batch_size, CPU_MEASURE_TOKENS // seq))
-    scale = train.batch_size / batch
+    wanted = config.train.known_batch_size
+    batch = wanted if device.type != "cpu" else max(1, min(wanted, CPU_MEASURE_TOKENS // seq))
+    scale = wanted / batch
     generator = torch.Generator().manual_seed(0)
     model = TransformerLM(config.model, device=device)
     optimizer = build_optimizer(model, config)
@@ -190,7 +265,7 @@ def measure_speed(config: "Config", steps: int = 3) -> Speed:
     inputs, targets = ids[:, :-1].to(device), ids[:, 1:].to(device)
 
     def step() -> None:
-        for _ in range(train.grad_accum):
+        for _ in range(train.grad_accum if train.grad_accum != "auto" else 1):
             with autocast(device, dtype):
                 loss = cross_entropy(model(inputs), targets)
             loss.backward()
@@ -215,28 +290,30 @@ def measure_speed(config: "Config", steps: int = 3) -> Speed:
     step_s = timed(step)
     model.eval()
     eval_s = timed(forward)
-    scaled = f", scaled from {batch} sequences" if batch != train.batch_size else ""
+    scaled = f", scaled from {batch} sequences" if batch != wanted else ""
     return Speed(step_s, eval_s, f"measured here: {plural(steps, 'step')} on {device.type} after "
                                  f"a warm-up (random ids, not compiled{scaled})", device.type)
 
 
 def estimated_speed(config: "Config") -> Speed | None:
-    """The speed ``lmlab estimate`` assumes: :data:`ESTIMATE_MFU` of ``train.peak_flops``, else
-    of the :data:`ESTIMATE_GPU`; None for a CPU run without ``train.peak_flops`` (a CPU's peak
-    is not known)."""
-    bf16 = config.train.dtype != "float32"
+    """The speed ``lmlab estimate`` assumes: the MFU lmlab measured for a model of this size
+    (:func:`default_mfu`) of ``train.peak_flops``, else of the :data:`ESTIMATE_GPU`; None for a
+    CPU run without ``train.peak_flops`` (a CPU's peak is not known)."""
     peak = config.train.peak_flops
     if peak is None:
         if config.train.device == "cpu":
             return None
-        peak = GPUS[ESTIMATE_GPU]["bfloat16" if bf16 else "float32"]
-        where = f"{ESTIMATE_GPU} ({'bf16' if bf16 else 'fp32'})"
+        precision = card_precision(config.train.dtype, ESTIMATE_GPU)
+        peak = GPUS[ESTIMATE_GPU][precision]
+        where = f"{ESTIMATE_GPU} ({precision})"
     else:
         where = f"train.peak_flops {peak:.3g}"
-    per_token = estimate(config).flops_per_token / (peak * ESTIMATE_MFU)
-    eval_tokens = config.train.batch_size * config.model.context_length
+    est = estimate(config)
+    mfu, _ = default_mfu(est.parameters, config.train.compile)
+    per_token = est.flops_per_token / (peak * mfu)
+    eval_tokens = config.train.known_batch_size * config.model.context_length
     return Speed(config.tokens_per_step * per_token, eval_tokens * per_token / 3,
-                 f"estimated: {ESTIMATE_MFU:.0%} MFU of {where}, as lmlab estimate")
+                 f"estimated: {mfu:.0%} MFU of {where}, as lmlab estimate")
 
 
 def run_seconds(config: "Config", speed: Speed, *, valid_tokens: int | None = None,
@@ -253,6 +330,6 @@ def run_seconds(config: "Config", speed: Speed, *, valid_tokens: int | None = No
     steps = max(1, round(train_s / speed.step_s))
     evaluations = (1 + (steps - 1) // train.eval_interval if train.eval_interval else 1)
     batches = train.eval_batches or math.ceil(
-        math.ceil((valid_tokens - 1) / config.model.context_length) / train.batch_size)
+        math.ceil((valid_tokens - 1) / config.model.context_length) / train.known_batch_size)
     evaluations = math.ceil(evaluations * left)
     return train_s * left + evaluations * batches * speed.eval_batch_s, evaluations

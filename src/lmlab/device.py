@@ -1,4 +1,5 @@
-"""Choosing the device and the autocast precision once, from the config."""
+"""Choosing the device and the autocast precision once, from the config; what a device's memory
+holds (:func:`free_memory`) and whether an error is the device running out of it."""
 
 import shutil
 from collections.abc import Callable
@@ -33,28 +34,64 @@ def flush_denormals(device: torch.device) -> None:
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``train.dtype`` on ``device``, or None for plain float32.
 
-    ``auto`` means bfloat16 on a CUDA GPU that supports it (Ampere and later), float32 elsewhere,
-    so that a CPU run computes what the tests and references compute. ``native`` adds the CPUs
-    whose bfloat16 matmuls are native (AMX or AVX-512 BF16, as for Muon): an opt-in for a race
-    against the clock, since a CPU without them emulates bfloat16 many times slower.
+    ``auto`` means bfloat16 on a CUDA GPU that has it natively (Ampere and later), float16 on
+    one without it (T4, V100, RTX 20xx: the loop scales the loss, :mod:`lmlab.training.precision`),
+    float32 elsewhere, so that a CPU run computes what the tests and references compute.
+    ``native`` adds the CPUs whose bfloat16 matmuls are native (AMX or AVX-512 BF16, as for Muon):
+    an opt-in for a race against the clock, since a CPU without them emulates bfloat16 many times
+    slower. ``float16`` is float16 on any device.
     """
+    if name == "float16":
+        return torch.float16
     if name == "auto" and device.type != "cuda":
         return None
     if name in ("auto", "native"):
-        return torch.bfloat16 if _bf16_is_native(device) else None
+        if _bf16_is_native(device):
+            return torch.bfloat16
+        return torch.float16 if device.type == "cuda" else None
     return torch.bfloat16 if name == "bfloat16" else None
 
 
 def _bf16_is_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matmuls in hardware: a CUDA GPU that supports them,
-    or a CPU with AMX or AVX-512 BF16. PyTorch has no public test for the CPU's, so its private
-    probes are asked, and a torch without them counts as no."""
+    """Whether ``device`` computes bfloat16 matmuls in hardware: a CUDA GPU that has them (not
+    one that merely emulates them, as PyTorch's default test counts), or a CPU with AMX or
+    AVX-512 BF16. PyTorch has no public test for the CPU's, so its private probes are asked, and
+    a torch without them counts as no."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
         return False
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from (``torch.compile`` wraps what fails while
+    it compiles), is a device running out of memory: CUDA's ``torch.OutOfMemoryError``, or the
+    ``RuntimeError`` that the MPS backend raises.
+
+    >>> is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory")), is_out_of_memory(
+    ...     RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"))
+    (True, True)
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, torch.OutOfMemoryError) or (
+                isinstance(cause, RuntimeError) and "MPS backend out of memory" in str(cause)):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def free_memory(device: torch.device) -> float | None:
+    """The bytes of ``device`` this process can have for a run: on CUDA the card's free memory
+    plus what PyTorch's allocator holds in reserve (freed tensors' blocks, reused first); on MPS
+    the working set Metal recommends for the process; None on a CPU (not a GPU's memory)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device)
+    if device.type == "mps":
+        return torch.mps.recommended_max_memory()
+    return None
 
 
 def resolve_matmul_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -45,5 +45,10 @@ class RunInUseError(LmlabError):
     """Another live process is writing the run directory (it holds the run's lock)."""
 
 
+class OutOfMemory(LmlabError):
+    """The device ran out of memory during a run: the message says at which batch and context,
+    about how much was needed and free, and which keys to change."""
+
+
 class DistributedError(LmlabError):
     """Another process of a distributed job failed or stopped answering."""

@@ -21,6 +21,7 @@ from lmlab.cli import (
     presets,  # noqa: F401  (registers `presets`)
     quickstart,  # noqa: F401  (registers `quickstart`)
     report,  # noqa: F401  (registers `report`)
+    runs,  # noqa: F401  (registers `runs`)
     sweep,  # noqa: F401  (registers `sweep`)
     tokenizer,  # noqa: F401  (registers `tokenizer train/encode/export`, `tokenize`)
     train,  # noqa: F401  (registers `train`, `eval`)

@@ -71,12 +71,33 @@ def sweep_command(
         "--measure/--no-measure", help="With --dry-run: time a run's steps by training each "
         "model 3 steps here on random ids (not compiled), or take lmlab estimate's MFU figure "
         "instead (a run with a time budget costs its budget either way).")] = True,
+    search: Annotated[str | None, typer.Option(
+        help="Search a key on a log scale instead of listing it, e.g. optim.lr_max=3e-3:x3 (start "
+        "3e-3, a factor 3 apart): per combination of the other varied keys, the start and its "
+        "neighbours, then more a factor further out until the best has a value tried on each "
+        "side.", show_default=False)] = None,
+    search_cap: Annotated[int | None, typer.Option(
+        min=3, help="The most values a search tries per series (default 7, or the sweep file's "
+        "max_points): a series that reaches it says what it still lacks.", show_default=False)
+    ] = None,
+    search_edge: Annotated[bool, typer.Option(
+        "--search-edge", help="The search also climbs until a value diverges (the edge of "
+        "stability).")] = False,
+    search_refine: Annotated[bool, typer.Option(
+        "--search-refine", help="Once bracketed, the search tries the geometric midpoint of "
+        "the best value and its better neighbour.")] = False,
+    no_reuse: Annotated[bool, typer.Option(
+        "--no-reuse", help="Train every point, also one whose run (every config key the same "
+        "but the run's name and place and its checkpoint interval) already finished or diverged "
+        "elsewhere under run.runs_dir; by default that run is copied instead (checkpoints "
+        "hard-linked).")] = False,
 ) -> None:
     """Train one run per point of a grid or list of overrides.
 
     The runs go under runs/<sweep>/<point>/, and a summary is printed at the end (also in
     summary.csv and summary.json). Run the same command again to continue a stopped sweep:
-    finished and diverged points are skipped, the others resume from their checkpoints.
+    finished and diverged points are skipped, the others resume from their checkpoints. A point
+    whose run another sweep already trained under run.runs_dir is copied, not trained again.
 
     \b
     Examples:
@@ -86,6 +107,7 @@ def sweep_command(
           --list "model.norm=none optim.lr_max=1e-3"
     """
     from lmlab.experiments.planning import plan
+    from lmlab.experiments.rounds import search_lines
     from lmlab.experiments.runner import run_sweep
     from lmlab.experiments.sweep import Sweep, is_sweep_file
 
@@ -99,12 +121,13 @@ def sweep_command(
     sweep = base.merge(overrides=overrides or [], grid=parse_grid(grid or []),
                        points=parse_points(points or []), name=name,
                        fixed_tokens=fixed_tokens or None,
-                       lr_scaling=lr_scaling.value if lr_scaling else None, seeds=seeds)
+                       lr_scaling=lr_scaling.value if lr_scaling else None, seeds=seeds,
+                       search=base.searched(search, search_cap, search_edge, search_refine))
     the_plan = plan(sweep, missing_ok=True)
     for line in the_plan.warnings:  # each once, for the points it names
         typer.echo(line, err=True)
     if dry_run:
-        _list_runs(the_plan, measure)
+        _list_runs(the_plan, measure, reuse=not no_reuse)
         return
     if the_plan.missing:
         files = ", ".join(str(path) for path in the_plan.missing)
@@ -112,7 +135,7 @@ def sweep_command(
                         f"make {'them' if len(the_plan.missing) > 1 else 'it'})")
     typer.echo(f"sweep {the_plan.root}: {plural(len(the_plan.points), 'run')}", err=True)
     try:
-        rows = run_sweep(the_plan, parallel=parallel,
+        rows = run_sweep(the_plan, parallel=parallel, reuse=not no_reuse,
                          on_event=lambda message: typer.echo(message, err=True))
     except KeyboardInterrupt:
         typer.echo("interrupted: run the same command again to continue the sweep (finished "
@@ -120,6 +143,12 @@ def sweep_command(
                    "again if it saved none)", err=True)
         raise typer.Exit(130) from None
     Console().print(_table(rows, the_plan))
+    for line in search_lines(the_plan):
+        typer.echo(line)
+    from lmlab.experiments.summary import versus_best_lines
+
+    for line in versus_best_lines(rows):
+        typer.echo(line)
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
@@ -153,13 +182,17 @@ def parse_points(items: Sequence[str]) -> list[list[str]]:
     return points
 
 
-def _list_runs(the_plan: "Plan", measure: bool) -> None:
+def _list_runs(the_plan: "Plan", measure: bool, reuse: bool) -> None:
     """``--dry-run``: every planned run with its model, budget and time, the cost of the runs
     left, and the missing token files with the commands that make them."""
     from lmlab.compute import duration
     from lmlab.experiments.cost import sweep_cost
+    from lmlab.experiments.reuse import RunIndex
+    from lmlab.experiments.rounds import replay
 
+    replay(the_plan)  # a search: the round it is at
     cost = sweep_cost(the_plan, measure=measure,
+                      reuse=RunIndex(the_plan.root.parent) if reuse else None,
                       on_measure=lambda message: typer.echo(f"{message}...", err=True))
     groups, seeds = the_plan.groups(), the_plan.sweep.seeds
     typer.echo(f"sweep {the_plan.root}: {plural(len(the_plan.points), 'run')} "
@@ -194,7 +227,9 @@ def _list_runs(the_plan: "Plan", measure: bool) -> None:
         words = [" or ".join(budget)]
         if len(cost.runs) > 1 and len({r.estimate.counts() for r in cost.runs}) > 1:
             words.append(f"{run.estimate.parameters:,} parameters")
-        if run.action != "skip":
+        if run.action == "reuse":
+            words.append("a copy of the same run")
+        elif run.action != "skip":
             left = " left" if run.action == "resume" else ""
             words.append(f"~{duration(run.seconds)}{left}" if run.seconds is not None
                          else "time unknown")
@@ -208,6 +243,8 @@ def _list_runs(the_plan: "Plan", measure: bool) -> None:
     cost_words.append(f"~{duration(total_seconds)}{unknown_words}")
     typer.echo(f"in all: {', '.join(cost_words)} for the {plural(runs, 'run')} to go, one at "
                f"a time{_evaluations_note(cost)}")
+    if cost.search is not None:
+        typer.echo(cost.search.describe(the_plan.sweep.search, total_seconds))
     if cost.missing:
         typer.echo("missing token files: make them, then run the sweep")
         for path, commands in cost.missing.items():

@@ -13,12 +13,14 @@ from lmlab.config.keys import (
     LAUNCH_KEYS,
     LENGTH_KEYS,
     MODEL_KEYS,
+    NOT_DEFINING,
     SEED,
     Change,
     diff,
     flatten,
     has_role,
     model_differences,
+    run_identity,
 )
 from lmlab.config.overrides import (
     config_from_dict,
@@ -47,9 +49,10 @@ from lmlab.config.tables import (
 )
 
 __all__ = [
-    "BOOKKEEPING", "DATA_KEYS", "LAUNCH_KEYS", "LENGTH_KEYS", "MODEL_KEYS", "SEED", "Change",
+    "BOOKKEEPING", "DATA_KEYS", "LAUNCH_KEYS", "LENGTH_KEYS", "MODEL_KEYS", "NOT_DEFINING",
+    "SEED", "Change",
     "Config", "DataConfig", "ModelConfig", "OptimConfig", "Preset", "RunConfig", "TrainConfig",
     "all_presets", "config_from_dict", "default_d_ff", "describe_error", "diff", "find_preset",
     "flatten", "format_value", "has_role", "load_config", "model_differences", "parse_value",
-    "preset_names", "preset_path", "read_toml", "resolve_config",
+    "preset_names", "preset_path", "read_toml", "resolve_config", "run_identity",
 ]

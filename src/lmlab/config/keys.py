@@ -10,8 +10,13 @@ these roles, declared here once for resumes, sweeps, comparisons and reports ali
 - **bookkeeping** (:data:`BOOKKEEPING`): how a run is named, placed, tracked or watched;
 - **launch** keys (:data:`LAUNCH_KEYS`): how one session of a run is started;
 - every other key is a **setting** of the training (rates, batch, precision...).
+
+Across these roles, every key but :data:`NOT_DEFINING` **defines a run**: two configs whose
+:func:`run_identity` is equal train the same run (what ``lmlab sweep`` reuses rather than train
+twice).
 """
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +36,15 @@ is evaluated, checkpointed or logged: a fixed-token sweep scales these with the 
 LAUNCH_KEYS = ("run.resume", "train.world_size")
 """Keys that say how one session starts: a resume may change them (the global batch, which the
 world size is part of, is checked by the data sampler's state)."""
+NOT_DEFINING = ("run.name", "run.runs_dir", "run.resume", "train.ckpt_interval",
+                "train.dist_timeout_s")
+"""Keys two copies of one run may differ in: where it lies, how a session starts, how often it
+saves a checkpoint (saving changes no loss and no record) and how long ranks wait for each other.
+Every other key defines the run, the bookkeeping that changes what it records included: the log
+and eval intervals and ``train.eval_batches`` (the logged curves; the divergence rules read the
+logged losses), ``train.peak_flops`` (the MFU logged), ``run.trackers`` and
+``run.wandb_project`` (where it reports); so do the keys that change its arithmetic
+(``train.compile``, ``train.device``, ``train.dtype``, ``train.dist_backend``)."""
 
 
 def has_role(key: str, role: Iterable[str]) -> bool:
@@ -88,6 +102,23 @@ def diff(before: BaseModel | Mapping[str, Any], after: BaseModel | Mapping[str, 
     return [Change(key, old[key], value) for key, value in new.items()
             if key in old and not has_role(key, ignoring)
             and meaning(key, old[key]) != meaning(key, value)]
+
+
+def run_identity(config: BaseModel | Mapping[str, Any], *,
+                 same: Callable[[str, Any], Any] | None = None) -> str:
+    """A config's defining keys (every key but :data:`NOT_DEFINING`) and their values, as one
+    string: two configs with the same keys train the same run exactly when their identities are
+    equal, that is when :func:`diff` over the defining keys is empty. ``same`` maps a value to
+    what it means, as in :func:`diff`.
+
+    >>> a = {"optim": {"lr_max": 1e-3}, "run": {"name": "a"}, "train": {"seed": 0}}
+    >>> b = {"optim": {"lr_max": 0.001}, "run": {"name": "b"}, "train": {"seed": 0}}
+    >>> run_identity(a) == run_identity(b), run_identity(a) == run_identity({**a, "train": {}})
+    (True, False)
+    """
+    meaning = same or (lambda key, value: value)
+    return json.dumps({key: meaning(key, value) for key, value in _flat(config).items()
+                       if not has_role(key, NOT_DEFINING)}, sort_keys=True, default=str)
 
 
 def _flat(config: BaseModel | Mapping[str, Any]) -> dict[str, Any]:

@@ -130,7 +130,16 @@ def describe_error(exc: ValidationError, model: type[BaseModel]) -> str:
     """One line for a pydantic error in ``model`` (a :class:`Config`, or any model whose fields
     are plain values or tables of them): each problem with its dotted key and, for unknown keys,
     the valid ones."""
-    return "; ".join(_problem(err, model) for err in exc.errors())
+    return "; ".join(_problem(err, model) for err in _errors(exc))
+
+
+def _errors(exc: ValidationError) -> list[Any]:
+    """pydantic's errors, a number-or-``auto`` field's said as a number's (``train.batch_size``):
+    the error of its ``auto`` branch left out, and the branch's name left out of the key."""
+    last = [str((err["loc"] or ("",))[-1]) for err in exc.errors()]
+    return [{**err, "loc": err["loc"][:-1]} if branch in ("int", "constrained-int") else err
+            for err, branch in zip(exc.errors(), last, strict=True)
+            if not branch.startswith("literal[")]
 
 
 def _problem(err: Any, model: type[BaseModel]) -> str:
@@ -155,7 +164,7 @@ def _blamed(exc: ValidationError, source: str, given: dict[str, str]) -> str:
     (``override optim.lr_max=abc: Input should be a valid number...``); the rest name ``source``.
     """
     in_source, in_overrides = [], []
-    for err in exc.errors():
+    for err in _errors(exc):
         loc = [str(part) for part in err["loc"]]
         words = [given[".".join(loc[:2])]] if ".".join(loc[:2]) in given else []
         if err["type"] == "value_error":  # a check across keys: the overrides of the keys named
@@ -177,6 +186,8 @@ def _valid_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
     file writes them (a field's alias where it has one: a sweep file's ``list``)."""
     table = _field(model, loc[:-1]) if len(loc) > 1 else None
     inner = table.annotation if table is not None else None
+    inner = next((arg for arg in get_args(inner)  # a table that may be left out: X | None
+                  if isinstance(arg, type) and issubclass(arg, BaseModel)), inner)
     if isinstance(inner, type) and issubclass(inner, BaseModel):
         model = inner
     return [field.alias or name for name, field in model.model_fields.items()]

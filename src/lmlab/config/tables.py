@@ -5,9 +5,11 @@ in a TOML file or a CLI override never silently trains the wrong model.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lmlab.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -187,12 +189,11 @@ class DataConfig(_Section):
 class TrainConfig(_Section):
     """How long and how to train: batch, length, evaluation, checkpoints, device and precision."""
 
-    batch_size: int = Field(32, gt=0, description="Sequences per micro-batch, per process.")
-    grad_accum: int = Field(
-        1, gt=0, description="Micro-batches accumulated per optimizer step (the global batch "
-        "is batch_size * grad_accum * world_size sequences; tokens per step = that times "
-        "context_length)."
-    )
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(32, description=(
+        "Sequences per micro-batch, per process (auto: the largest that fits in memory)."))
+    grad_accum: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(1, description=(
+        "Micro-batches per optimizer step (global batch: batch_size * grad_accum * world_size "
+        "sequences; auto: batch_size in as few micro-batches as fit in memory)."))
     world_size: int = Field(
         1, gt=0, description="Processes training together: set from torchrun's WORLD_SIZE "
         "(an explicit value must match it). Each rank trains on its own batch_size * "
@@ -227,10 +228,12 @@ class TrainConfig(_Section):
         "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
         description="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.",
     )
-    dtype: Literal["auto", "native", "float32", "bfloat16"] = Field(
+    dtype: Literal["auto", "native", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Autocast precision of the forward pass (auto: bfloat16 on GPUs "
-        "that support it, else float32; native: also bfloat16 on a CPU with AMX or AVX-512 "
-        "BF16). Weights and optimizer state stay float32."
+        "that support it, float16 on CUDA GPUs without it (T4, V100, RTX 20xx), else float32; "
+        "native: also bfloat16 on a CPU with AMX or AVX-512 BF16; float16 scales the loss "
+        "dynamically, skips a step whose gradients overflow and logs train/loss_scale). "
+        "Weights and optimizer state stay float32."
     )
     compile: bool = Field(False, description=(
         "Wrap the model in torch.compile (on a CPU it needs a C++ compiler; without one the "
@@ -262,6 +265,14 @@ class TrainConfig(_Section):
         "see lmlab/training/divergence.py for every rule)."
     )
 
+    @property
+    def known_batch_size(self) -> int:
+        """``batch_size``, or a one-line error for ``auto``: only the run's device decides it."""
+        if self.batch_size == "auto":
+            raise ConfigError("train.batch_size=auto is chosen on the run's device as it starts: "
+                              "give a number (lmlab estimate --gpu NAME prints what fits)")
+        return self.batch_size
+
     @model_validator(mode="after")
     def _check_length(self) -> "TrainConfig":
         if self.max_steps is not None and self.max_tokens is not None:
@@ -287,9 +298,9 @@ class RunConfig(_Section):
         "never", description="never: refuse an existing run directory; auto: resume from its "
         "last checkpoint if there is one, else start afresh; must: resume or fail (--resume)."
     )
-    trackers: list[Literal["wandb", "tensorboard"]] = Field(
+    trackers: list[Literal["wandb", "tensorboard", "trackio"]] = Field(
         default_factory=list, description="Extra trackers besides metrics.jsonl (always "
-        "written): wandb, tensorboard."
+        "written): wandb, tensorboard, trackio (a local dashboard: trackio show)."
     )
     wandb_project: str = Field("lmlab", description="wandb project name.")
 
@@ -317,7 +328,8 @@ class Config(_Section):
     def tokens_per_step(self) -> int:
         """Tokens consumed by one optimizer step (all micro-batches of all ranks)."""
         train = self.train
-        return train.batch_size * train.grad_accum * train.world_size * self.model.context_length
+        accum = 1 if train.grad_accum == "auto" else train.grad_accum  # batch_size: the step's
+        return train.known_batch_size * accum * train.world_size * self.model.context_length
 
     @property
     def max_steps(self) -> int | None:

@@ -3,9 +3,12 @@
 A typo in a grid key, a bad value, a schedule that cannot train as meant, two points that would
 share a run directory, a run directory left by a different config or a token file that cannot
 feed a point's model: each is an error here, so it costs nothing.
+
+A sweep that searches a key (:mod:`lmlab.experiments.search`) is planned a round at a time:
+:func:`plan` takes each series' values so far, :mod:`lmlab.experiments.rounds` adds more.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,11 @@ from typing import Any
 from lmlab.config import Config, flatten, format_value, load_config
 from lmlab.errors import ConfigError
 from lmlab.experiments.compare import SEED, differences, varied_keys
+from lmlab.experiments.search import FIRST, significant, value_at
 from lmlab.experiments.sweep import Sweep, point_name
 from lmlab.optim import check_schedule
 from lmlab.tokens import load_tokens
+from lmlab.training.batch_probe import with_saved_batch
 from lmlab.training.rundir import RunDir, enclosing_run, is_run_dir
 
 RESERVED = ("run.name", "run.runs_dir", "run.resume")
@@ -31,6 +36,11 @@ class Point:
     config: Config
     group: str
     """The point's name without its seed: the runs of one point over several seeds share it."""
+    series: str | None = None
+    """In a search, the other varied values' name (``""`` when only the searched key varies)."""
+    index: int | None = None
+    """In a search, the searched value's half-step index (see
+    :func:`~lmlab.experiments.search.value_at`)."""
 
     @property
     def run_dir(self) -> RunDir:
@@ -51,6 +61,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     """One ``warning:`` line per odd schedule (a warmup over half the run), naming its points:
     the sweep says each once, before its runs."""
+    searched: dict[str, list[int]] = field(default_factory=dict)
+    """In a search, each series' indices planned so far."""
 
     @property
     def varied(self) -> list[str]:
@@ -76,13 +88,20 @@ class Plan:
             "base": self.base.model_dump(mode="json"),
             "varied": self.varied,
             "seeds": self.sweep.seeds,
+            **({"search": {**self.sweep.search.model_dump(), "values": {
+                series: [value_at(self.sweep.search, i) for i in indices]
+                for series, indices in self.searched.items()}}} if self.sweep.search else {}),
             "points": [{"name": p.name, "group": p.group, "words": list(p.words)}
                        for p in self.points],
         }
 
 
-def plan(sweep: Sweep, *, missing_ok: bool = False) -> Plan:
+def plan(sweep: Sweep, *, missing_ok: bool = False,
+         searched: Mapping[str, Sequence[int]] | None = None) -> Plan:
     """Resolve and validate every point before anything runs.
+
+    A search plans, for each series, the indices ``searched`` names (its first round's by
+    default): :func:`lmlab.experiments.rounds.next_round` asks for more.
 
     Raises :class:`ConfigError` for bad grid words, unknown keys or values at any point, points
     that would share a run directory, or a run directory left by a different config; and
@@ -94,9 +113,12 @@ def plan(sweep: Sweep, *, missing_ok: bool = False) -> Plan:
     root = base.run.runs_dir / (sweep.name or sweep.config.stem)
     _check_root(root)
     varied = sweep.combinations()
+    search = sweep.search
     for words in varied:
-        for word in words:
+        for word in [*words, *([f"{search.key}="] if search else [])]:
             key = word.partition("=")[0].strip()
+            if search and key == search.key and word != f"{key}=":
+                raise ConfigError(f"{key} is searched, so it cannot also be listed or gridded")
             if key in RESERVED:
                 raise ConfigError(f"{key} cannot be swept: the sweep names each run")
             if sweep.fixed_tokens and key in ("train.max_steps", "train.max_tokens"):
@@ -105,25 +127,53 @@ def plan(sweep: Sweep, *, missing_ok: bool = False) -> Plan:
                 raise ConfigError(f"{SEED} cannot vary in a sweep with --seeds: the sweep "
                                   "sets each run's seed")
     points = []
+    indices: dict[str, list[int]] = {}
     for words in varied:
-        group = point_name(words)
-        for offset in range(sweep.seeds):
-            seed_words = [f"{SEED}={base.train.seed + offset}"] if sweep.seeds > 1 else []
-            name = f"{group}__seed-{base.train.seed + offset}" if seed_words else group
-            run_words = [f"run.runs_dir={root}", f"run.name={name}", "run.resume=auto"]
-            point_words = [*sweep.overrides, *words, *seed_words]
-            config = load_config(sweep.config, [*point_words, *run_words])
-            derived = _derived_words(sweep, base, config)
-            if derived:
-                config = load_config(sweep.config, [*point_words, *derived, *run_words])
-            points.append(Point(name, (*point_words, *derived, *run_words), config, group))
+        series = point_name(words) if search else None
+        if search:
+            indices[series] = list((searched or {}).get(series, FIRST))
+        for index in indices[series] if search else [None]:
+            swept = [*words, f"{search.key}={format_value(value_at(search, index))}"] \
+                if search else words
+            points += _seeds(sweep, base, root, swept, _floor(sweep, base, index), series, index)
     _check_unique(points)
     _check_strangers(root, points)
     warnings = _check_schedules(points)
     for point in points:
         _check_same_config(point)
     missing = _check_data(points, missing_ok)
-    return Plan(sweep, root, base, points, missing, warnings)
+    return Plan(sweep, root, base, points, missing, warnings, indices)
+
+
+def _floor(sweep: Sweep, base: Config, index: int | None) -> list[str]:
+    """A searched peak rate carries ``optim.lr_min`` with it at the base config's ratio: the
+    schedule keeps its shape, and a rate searched below the base's floor never climbs to it."""
+    search = sweep.search
+    if search is None or search.key != "optim.lr_max" or not base.optim.lr_min:
+        return []
+    ratio = base.optim.lr_min / base.optim.lr_max
+    return [f"optim.lr_min={format_value(significant(value_at(search, index) * ratio))}"]
+
+
+def _seeds(sweep: Sweep, base: Config, root: Path, words: Sequence[str], unnamed: Sequence[str],
+           series: str | None, index: int | None) -> list[Point]:
+    """The runs of one point, one per seed, named by the values they train at (a rescaled rate
+    is named by its rescaled value: ``batch_size-1__lr_max-0.00075``); ``unnamed`` words follow
+    from the named ones (a searched rate's floor)."""
+    points = []
+    for offset in range(sweep.seeds):
+        seed_words = [f"{SEED}={base.train.seed + offset}"] if sweep.seeds > 1 else []
+        point_words = [*sweep.overrides, *words, *unnamed, *seed_words]
+        config = load_config(sweep.config, point_words)
+        derived = _derived_words(sweep, base, config)
+        changed = {word.partition("=")[0]: word for word in derived}
+        group = point_name([changed.get(word.partition("=")[0].strip(), word) for word in words])
+        name = f"{group}__seed-{base.train.seed + offset}" if seed_words else group
+        run_words = [f"run.runs_dir={root}", f"run.name={name}", "run.resume=auto"]
+        config = load_config(sweep.config, [*point_words, *derived, *run_words])
+        points.append(Point(name, (*point_words, *derived, *run_words), config, group, series,
+                            index))
+    return points
 
 
 def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
@@ -133,7 +183,8 @@ def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
     counts: their step intervals scale with the tokens per step (batch 1 evaluates 16 times less
     often in steps than batch 16, so it is not evaluated 16 times as often in tokens). Rescaling
     the rate scales ``optim.lr_min`` with ``optim.lr_max``: the schedule keeps its shape, and a
-    small batch's peak never falls below a floor meant for the base's."""
+    small batch's peak never falls below a floor meant for the base's. A rescaled rate is
+    rounded to 4 significant digits, so that the point's name states it whole."""
     words = []
     if sweep.fixed_tokens:
         budget = base.train.max_tokens or (
@@ -148,13 +199,20 @@ def _derived_words(sweep: Sweep, base: Config, config: Config) -> list[str]:
             if interval:
                 words.append(f"train.{key}={max(1, round(interval * ratio))}")
     if sweep.lr_scaling is not None:
-        ratio = config.tokens_per_step / base.tokens_per_step
-        power = 0.5 if sweep.lr_scaling == "sqrt" else 1.0
-        scale = ratio ** power
-        words.append(f"optim.lr_max={format_value(config.optim.lr_max * scale)}")
+        scale = lr_scale(sweep, base, config)
+        words.append(f"optim.lr_max={format_value(significant(config.optim.lr_max * scale))}")
         if config.optim.lr_min:
-            words.append(f"optim.lr_min={format_value(config.optim.lr_min * scale)}")
+            words.append(f"optim.lr_min={format_value(significant(config.optim.lr_min * scale))}")
     return words
+
+
+def lr_scale(sweep: Sweep, base: Config, config: Config) -> float:
+    """The factor ``--lr-scaling`` multiplies a point's rates by (1 without it): its tokens per
+    step over the base's, to the power 1/2 (``sqrt``) or 1 (``linear``)."""
+    if sweep.lr_scaling is None:
+        return 1.0
+    ratio = config.tokens_per_step / base.tokens_per_step
+    return ratio ** (0.5 if sweep.lr_scaling == "sqrt" else 1.0)
 
 
 def _check_root(root: Path) -> None:
@@ -219,8 +277,9 @@ def _check_same_config(point: Point) -> None:
     """A run directory left by a sweep with other settings must not be resumed as this one."""
     if not point.run_dir.config.is_file():
         return
-    saved = flatten(point.run_dir.read_config())
-    changed = differences(flatten(point.config.model_dump(mode="json")), saved)
+    raw = point.run_dir.read_config()
+    saved, config = flatten(raw), with_saved_batch(point.config, raw.get("train", {}))  # auto
+    changed = differences(flatten(config.model_dump(mode="json")), saved)
     if changed:
         described = "; ".join(f"{key}={format_value(saved.get(key))} (now {format_value(value)})"
                               for key, value in changed.items())

@@ -148,6 +148,36 @@ def plot_learning_rates(edges: Sequence[Edge], title: str | None = None) -> Figu
     return figure
 
 
+def plot_edges(edges: Sequence[Edge], key: str, title: str | None = None) -> Figure:
+    """The best rate and the smallest diverging rate of each series against the value of
+    ``key`` that sets the series apart (``train.batch_size``), both axes on a log scale: the
+    best a filled circle (hollow when it lies at the edge of the search), the smallest diverging
+    rate a cross, the span between them a line."""
+    figure = new_figure(5.5)
+    ax = figure.subplots()
+    rows = sorted(((edge.values[key], edge) for edge in edges), key=lambda item: item[0])
+    best = [(x, edge.best[0], edge.at_edge_of_search) for x, edge in rows if edge.best]
+    diverging = [(x, edge.diverging) for x, edge in rows if edge.diverging is not None]
+    for hollow in (False, True):
+        shown = [(x, lr) for x, lr, at_edge in best if bool(at_edge) == hollow]
+        ax.scatter([x for x, _ in shown], [lr for _, lr in shown], s=50, color="C0",
+                   facecolors="none" if hollow else "C0", zorder=3,
+                   label="best rate" + (" (at the edge of the search)" if hollow else ""))
+    ax.plot([x for x, _ in diverging], [lr for _, lr in diverging], color="C3", marker="x",
+            markersize=8, linestyle=":", label="smallest diverging rate")
+    ax.plot([x for x, _, _ in best], [lr for _, lr, _ in best], color="C0", alpha=0.5)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel("peak learning rate (optim.lr_max)")
+    ax.set_title("the best and the smallest diverging rate of each series", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        figure.suptitle(title)
+    legend_beside(figure, 1)
+    return figure
+
+
 def smoothed(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Trailing moving average of width ``k`` (the first ``k - 1`` points have no full window).
 

@@ -2,9 +2,10 @@
 
 Runs are grouped by the folder that holds them (a sweep's ``runs/<sweep>/``, or the top folder
 for single runs). Each group gets a table of what varied and how each run ended (per point over
-its seeds, with spreads and what is within noise, when it has several), the config changes from
-the sweep's base, a learning-curve figure written next to the report, the edge of stability of
-an lr sweep, and a sample from its best run. The report says what was run; what it *means* is
+its seeds, with spreads, when it has several; every point against the best with the difference,
+its 95% interval and a p-value), each arm of an ablation against its baseline, the config changes
+from the sweep's base, a learning-curve figure written next to the report, the edge of stability
+of an lr sweep, and a sample from its best run. The report says what was run; what it *means* is
 for a person to write. Single runs lying loose in the top folder are listed as runs: an analysis
 across them (the edge of stability) is drawn only when they differ in nothing but the rate.
 
@@ -24,6 +25,7 @@ from matplotlib.figure import Figure
 from lmlab.atomic import atomic_write_text
 from lmlab.config import flatten, format_value
 from lmlab.errors import ConfigError, DataError, LmlabError
+from lmlab.experiments.arms import baseline_and_arms
 from lmlab.experiments.compare import (
     SEED,
     by_point,
@@ -34,15 +36,15 @@ from lmlab.experiments.compare import (
     varied_keys,
 )
 from lmlab.experiments.figures import check_overwrite, record_written, save_figure
-from lmlab.experiments.plot import plot_learning_rates, plot_runs
-from lmlab.experiments.stability import LR, Edge, edges
+from lmlab.experiments.plot import plot_edges, plot_learning_rates, plot_runs
+from lmlab.experiments.stability import LR, Edge, edge_table, edges, series_key
 from lmlab.experiments.summary import (
     NO_BPB,
     mean_spread,
     no_bpb,
     no_bpb_note,
     over_seeds,
-    within_noise,
+    versus_best,
 )
 from lmlab.inference import complete, load_run
 from lmlab.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLING
@@ -141,6 +143,7 @@ def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: boo
                      + ", ".join(f"`{key}`" for key in keys) + ".\n")
     lines.append(_hardware(runs[0]))
     lines.append(_seed_table(points, keys) if seeded else _table(runs, keys))
+    lines += _arms(points, keys, flatten(sweep["base"])) if sweep else []
     lines.append(f"![{name} learning curves]({figure})\n")
     rate_only = not loose or {key for key in keys if key != SEED} == {LR}
     lines += _learning_rates(name, edges(points, keys if not loose else [LR]) if rate_only
@@ -159,15 +162,25 @@ def _section(name: str, runs: list[Run], folder: Path, figure: str, samples: boo
 def _learning_rates(name: str, lr_edges: Sequence[Edge], figure: str,
                     figures: dict[str, Figure]) -> list[str]:
     """For a sweep over ``optim.lr_max``: the edge of stability of each series with a figure of
-    final loss against the rate and, when there are several series (batch sizes, say), the
-    best rate of each against steps and against wall-clock time (a series where no rate
-    finished by its lowest rate, which ends in crosses). Nothing for other sweeps."""
+    final loss against the rate and, when there are several series (batch sizes, say), a table
+    of their edges, the best and the smallest diverging rate against the one numeric key that
+    sets them apart, and the best rate of each against steps and against wall-clock time (a
+    series where no rate finished by its lowest rate, which ends in crosses). Nothing for
+    other sweeps."""
     if not lr_edges:
         return []
     lines = [edge.describe() + "\n" for edge in lr_edges]
+    if len(lr_edges) > 1:
+        lines.append(edge_table(lr_edges))
     lr_figure = figure.replace(".png", "_lr.png")
     figures[lr_figure] = plot_learning_rates(lr_edges, title=name)
     lines.append(f"![{name}: final val loss against the learning rate]({lr_figure})\n")
+    key = series_key(lr_edges)
+    if key is not None:
+        edge_figure = figure.replace(".png", "_edge.png")
+        figures[edge_figure] = plot_edges(lr_edges, key, title=name)
+        lines.append(f"![{name}: the best and the smallest diverging rate against {key}]"
+                     f"({edge_figure})\n")
     if len(lr_edges) > 1:
         best = [run for edge in lr_edges
                 for run in edge.runs[edge.best[0] if edge.best else edge.rates[0][0]]]
@@ -230,21 +243,22 @@ def _table(runs: Sequence[Run], keys: Sequence[str]) -> str:
 
 def _seed_table(points: Sequence[Sequence[Run]], keys: Sequence[str]) -> str:
     """The Markdown table of a sweep with seeds: per point its varied values, then each result
-    as mean ± std over its finished seeds (min-max below it in summary.csv), and how far it is
-    from the best point: within noise when the gap is smaller than their two spreads."""
+    as mean ± std over its finished seeds (min-max below it in summary.csv), and its final val
+    loss against the best point's: the difference with its 95% interval, and the verdict of
+    :func:`lmlab.experiments.stats.compare` (its p-value and test)."""
     names = short_names(keys)
     header = ["point", *(names[key] for key in keys), "seeds", "status", "final val loss",
-              "best val loss", "val bpb", "vs best"]
-    rows = [over_seeds([run.summary() for run in point]) for point in points]
-    scored = [row for row in rows if row["final_val_loss"] is not None]
-    best = min(scored, key=lambda row: row["final_val_loss"]) if scored else None
+              "best val loss", "val bpb", "vs best (95% CI)", "verdict"]
+    rows = [_row(point) for point in points]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for point, row in zip(points, rows, strict=True):
+    for point, row, versus in zip(points, rows, versus_best(rows), strict=True):
         values = [shown(point[0].config.get(key)) for key in keys]
         bpb = (NO_BPB if no_bpb(row, _eval_batches(point[0])) else _spread(row, "val_bpb"))
+        best = row["final_val_loss"] is not None and versus is None
         cells = [str(row["seeds"]), row["status"],
                  *(_spread(row, key) for key in ("final_val_loss", "best_val_loss")), bpb,
-                 _versus(row, best)]
+                 "best" if best else versus.interval() if versus else "",
+                 versus.verdict if versus else ""]
         lines.append("| " + " | ".join([f"`{point_label(point)}`", *values, *cells]) + " |")
     note = no_bpb_note((row, _eval_batches(runs[0])) for runs, row in zip(points, rows,
                                                                            strict=True))
@@ -270,14 +284,25 @@ def _spread(row: dict[str, Any], key: str) -> str:
     return mean_spread(row[key], row[f"{key}_std"])
 
 
-def _versus(row: dict[str, Any], best: dict[str, Any] | None) -> str:
-    """``best``, or the gap to the best point's final val loss and whether it beats the noise."""
-    if best is None or row["final_val_loss"] is None:
-        return ""
-    if row is best:
-        return "best"
-    noise = "within noise" if within_noise(row, best) else "beyond noise"
-    return f"+{row['final_val_loss'] - best['final_val_loss']:.4f} ({noise})"
+def _row(point: Sequence[Run]) -> dict[str, Any]:
+    """A point's row over its seeds (:func:`over_seeds`), each run's results by its seed."""
+    return over_seeds([{**run.summary(), "seed": run.config.get(SEED)} for run in point])
+
+
+def _arms(points: Sequence[Sequence[Run]], keys: Sequence[str], base: dict[str, Any]
+          ) -> list[str]:
+    """The table of each arm against the baseline (:mod:`lmlab.experiments.arms`): nothing
+    for a sweep that varies only the rate."""
+    found = baseline_and_arms([(point[0].config, _row(point)) for point in points], keys, base)
+    if not found or not found[1]:
+        return []
+    baseline, rows = found
+    lines = [f"Each arm against the baseline, `{baseline}` (final val loss: the arm's mean minus "
+             "the baseline's, with its 95% interval):\n",
+             "| arm | at | vs baseline (95% CI) | verdict |", "|---|---|---|---|"]
+    lines += [f"| `{row.arm}` | {row.where} | {row.comparison.interval()} | "
+              f"{row.comparison.verdict} |" for row in rows]
+    return ["\n".join(lines) + "\n"]
 
 
 def _number(value: float | None) -> str:

@@ -2,14 +2,16 @@
 subprocesses (one per GPU when several are visible, else a share of the CPU threads each).
 
 Either way a point's run directory is exactly what ``lmlab train`` writes, and a point that
-fails or diverges is a row in the summary, not the end of the sweep. Sweeps are restartable
-because runs are: a finished or diverged point is skipped, and so is a point another live
-process is training (a second sweep on the same folder); any other starts with
-``run.resume=auto`` (from its checkpoint when it has one). A subprocess runs the documented
-entry point ``python -m lmlab.training`` on the point's resolved config, not a composed command
-line.
+fails, runs out of memory (``out of memory``) or diverges is a row in the summary, not the end of
+the sweep. Sweeps are restartable because runs are: a finished or diverged point is skipped, and
+so is a point another live process is training (a second sweep on the same folder); a point not
+yet started whose run is already complete elsewhere under the runs folder is copied from it
+(:mod:`lmlab.experiments.reuse`); any other starts with ``run.resume=auto`` (from its checkpoint
+when it has one). A subprocess runs the documented entry point ``python -m lmlab.training`` on
+the point's resolved config, not a composed command line.
 """
 
+import gc
 import os
 import queue
 import subprocess
@@ -21,33 +23,46 @@ from typing import Any
 import torch
 
 from lmlab.atomic import atomic_write_json
-from lmlab.errors import RunInUseError
+from lmlab.errors import OutOfMemory, RunInUseError
 from lmlab.experiments.planning import Plan, Point
+from lmlab.experiments.reuse import RunIndex, reuse_runs
+from lmlab.experiments.rounds import next_round
 from lmlab.experiments.summary import summarize, write_summary
 from lmlab.training.lock import held_by
 from lmlab.training.loop import train
+from lmlab.training.rundir import OUT_OF_MEMORY, verdict
 
 DONE = ("finished", "diverged")
 """Statuses a restarted sweep does not run again."""
 
 
-def run_sweep(plan: Plan, *, parallel: int = 1,
+def run_sweep(plan: Plan, *, parallel: int = 1, reuse: bool = True,
               on_event: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
     """Run every point not already done, ``parallel`` at a time; return the summary rows.
+    With ``reuse``, a point whose run is complete elsewhere under the runs folder is copied
+    from it instead of trained (:func:`~lmlab.experiments.reuse.reuse_runs`).
 
-    ``summary.csv`` and ``summary.json`` are written to the sweep folder at the end, also when
-    the sweep is interrupted (Ctrl-C stops the runs at a checkpoint; run again to continue).
+    A search runs in rounds, each planned from the last one's finished runs (``plan`` grows
+    by them). ``summary.csv`` and ``summary.json`` are written to the sweep folder at the end,
+    also when the sweep is interrupted (Ctrl-C stops the runs at a checkpoint; run again to
+    continue).
     """
-    atomic_write_json(plan.root / "sweep.json", plan.describe())
-    todo = [point for point in plan.points if _status(point) not in DONE]
-    for point in plan.points:
-        if point not in todo:
-            on_event(f"{point.name}: {_status(point)}, skipped")
+    points = list(plan.points)
+    index = RunIndex(plan.root.parent) if reuse else None  # the runs folder, read once
     try:
-        if parallel == 1:
-            _run_here(todo, on_event)
-        else:
-            _run_subprocesses(todo, parallel, on_event)
+        while points:  # one round; a search's finished runs decide the next (rounds.py)
+            atomic_write_json(plan.root / "sweep.json", plan.describe())
+            todo = [point for point in points if _status(point) not in DONE]
+            for point in points:
+                if point not in todo:
+                    on_event(f"{point.name}: {_status(point)}, skipped")
+            if index is not None:
+                todo = reuse_runs(index, todo, on_event)
+            if parallel == 1:
+                _run_here(todo, on_event)
+            else:
+                _run_subprocesses(todo, parallel, on_event)
+            points = next_round(plan, on_event)
     finally:  # also after Ctrl-C, which stops the runs at a checkpoint
         rows = summarize(plan)
         write_summary(plan.root, rows)
@@ -59,9 +74,11 @@ def _status(point: Point) -> str:
 
 
 def _outcome(status: str, point: Point) -> str:
-    """``status``, with the reason when the run diverged: ``diverged (train/loss is nan ...)``."""
-    reason = point.run_dir.reason if status == "diverged" else None
-    return f"{status} ({reason})" if reason else status
+    """``status`` as the summary shows it, with the reason when the run diverged or failed:
+    ``diverged (train/loss is nan ...)``, ``out of memory (out of GPU memory at batch ...)``."""
+    reason = point.run_dir.reason if status in ("diverged", "failed") else None
+    shown = verdict(status, reason)
+    return f"{shown} ({reason})" if reason else shown
 
 
 def _run_here(points: Sequence[Point], on_event: Callable[[str], None]) -> None:
@@ -77,8 +94,11 @@ def _run_here(points: Sequence[Point], on_event: Callable[[str], None]) -> None:
             outcome = _outcome(status, point)
         except RunInUseError as exc:  # taken by another sweep since _in_use looked
             status, outcome = "in use", f"{exc}: skipped"
-        except Exception as exc:  # one failing point (say, out of memory) is a row, not the end
+        except OutOfMemory as exc:  # the next point may fit: a smaller batch, a smaller model
+            status, outcome = "failed", f"{OUT_OF_MEMORY} ({exc})"
+        except Exception as exc:  # one failing point is a row, not the end
             status = outcome = f"failed ({type(exc).__name__}: {exc})"
+        gc.collect()  # a failed run's tensors sit in its traceback's cycles: free the device now
         on_event(f"{point.name}: {outcome}")
         if status == "interrupted":
             raise KeyboardInterrupt

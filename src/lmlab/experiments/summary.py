@@ -1,11 +1,14 @@
 """A sweep's summary: one row per point, what it varied and how it ended, as CSV and JSON.
 
 With several seeds per point, a row gives the mean of each result over the point's finished
-seeds with its spread (sample standard deviation, min, max), and two points differ *beyond noise*
-only when their means are further apart than the sum of their standard deviations.
+seeds with its spread (sample standard deviation, min, max) and each seed's value by its seed
+index (``train.seed``), so that two points compare seed by seed. Every row is compared with the
+best (:func:`versus_best`: the difference, its 95% interval, a p-value and the verdict of
+:func:`lmlab.experiments.stats.compare`).
 """
 
 import csv
+import json
 import math
 import statistics
 from collections import Counter
@@ -17,6 +20,7 @@ from lmlab.atomic import atomic_path, atomic_write_json
 from lmlab.config import flatten
 from lmlab.experiments.compare import short_names
 from lmlab.experiments.planning import Plan, Point
+from lmlab.experiments.stats import Comparison, compare
 from lmlab.training.rundir import Run
 
 RESULTS = ("final_val_loss", "best_val_loss", "val_bpb")
@@ -26,15 +30,22 @@ COUNTS = ("steps", "tokens", "wall_time_s")
 
 def summarize(plan: Plan) -> list[dict[str, Any]]:
     """One row per point: its varied values, then :meth:`Run.summary` of its one run (``pending``
-    when the run has not started), or with several seeds :func:`over_seeds` of its runs."""
+    when the run has not started), or with several seeds :func:`over_seeds` of its runs; then
+    its final val loss against the best row's (``vs_best``, ``vs_best_ci_low``... of
+    :meth:`Comparison.fields`; the best row's verdict is ``best``)."""
     names = short_names(plan.varied)
     rows = []
     for group, points in plan.groups().items():
         flat = flatten(points[0].config.model_dump(mode="json"))
         values = {names[key]: flat[key] for key in plan.varied}
-        summaries = [_summary(point) for point in points]
-        result = summaries[0] if len(points) == 1 else over_seeds(summaries)
+        result = (_summary(points[0]) if len(points) == 1 else
+                  over_seeds([_summary(point) | {"seed": point.config.train.seed}
+                              for point in points]))
         rows.append({"run": group, **values, **result})
+    for row, comparison in zip(rows, versus_best(rows), strict=True):
+        if comparison is None and row.get("final_val_loss") is not None:
+            comparison = Comparison(None, None, None, None, None, None, "best")
+        row.update(comparison.fields("vs_best") if comparison else {})
     return rows
 
 
@@ -45,10 +56,12 @@ def _summary(point: Point) -> dict[str, Any]:
 
 
 def over_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The runs of one point over its seeds (each a :meth:`Run.summary`) as one row: how many
-    seeds, their statuses, and per result the mean over the finished seeds with ``_std``
-    (sample standard deviation; None for a single finished seed, which shows no spread),
-    ``_min`` and ``_max``; None where no seed finished.
+    """The runs of one point over its seeds (each a :meth:`Run.summary`, with its ``seed``
+    index where the caller knows it, else its position) as one row: how many seeds, their
+    statuses, and per result the mean over the finished seeds with ``_std`` (sample standard
+    deviation; None for a single finished seed, which shows no spread), ``_min``, ``_max`` and
+    ``_seeds``, each seed's value by its index as a string, as JSON keys are (None for a seed
+    that did not finish); None where no seed finished.
 
     >>> row = over_seeds([{"status": "finished", "final_val_loss": 2.0},
     ...                   {"status": "finished", "final_val_loss": 4.0},
@@ -62,29 +75,82 @@ def over_seeds(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "status": (next(iter(statuses)) if len(statuses) == 1
                    else ", ".join(f"{count} {status}" for status, count in statuses.items())),
     }
-    finished = [summary for summary in summaries if summary["status"] == "finished"]
     for key in RESULTS:
-        values = [s[key] for s in finished if s.get(key) is not None and math.isfinite(s[key])]
+        results = [_finished(summary, key) for summary in summaries]
+        values = [value for value in results if value is not None]
         row[key] = statistics.fmean(values) if values else None
         row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
         row[f"{key}_min"] = min(values) if values else None
         row[f"{key}_max"] = max(values) if values else None
+        row[f"{key}_seeds"] = {_seed(summary, i): value for i, (summary, value)
+                               in enumerate(zip(summaries, results, strict=True))}
     for key in COUNTS:
         values = [summary[key] for summary in summaries if key in summary]
         row[key] = statistics.fmean(values) if values else None
     return row
 
 
-def within_noise(a: dict[str, Any], b: dict[str, Any], key: str = "final_val_loss") -> bool:
-    """Whether two rows' means of ``key`` differ by less than the sum of their seeds' standard
-    deviations (rows without a spread are never within noise: one seed shows none).
+def _seed(summary: dict[str, Any], position: int) -> str:
+    """A run's seed index as a JSON key: its ``seed``, or its position when it has none."""
+    return str(position if summary.get("seed") is None else summary["seed"])
 
-    >>> within_noise({"final_val_loss": 2.00, "final_val_loss_std": 0.03},
-    ...              {"final_val_loss": 2.05, "final_val_loss_std": 0.03})
-    True
+
+def _finished(summary: dict[str, Any], key: str) -> float | None:
+    """A run's result when it finished with a finite one, else None."""
+    value = summary.get(key)
+    finite = value is not None and math.isfinite(value)
+    return value if summary["status"] == "finished" and finite else None
+
+
+def seed_values(row: dict[str, Any], key: str = "final_val_loss") -> dict[int, float | None]:
+    """A row's ``key`` by seed index: a row over seeds keeps them (``<key>_seeds``); a one-run
+    row is its one seed."""
+    if f"{key}_seeds" in row:
+        return {int(seed): value for seed, value in row[f"{key}_seeds"].items()}
+    return {row.get("seed", 0): _finished(row, key)}
+
+
+def versus_best(rows: Sequence[dict[str, Any]], key: str = "final_val_loss"
+                ) -> list[Comparison | None]:
+    """Each row against the one with the lowest mean ``key``
+    (:func:`lmlab.experiments.stats.compare`, paired when both ran the same seeds); None for
+    the best row itself and for a row without a result.
+
+    >>> rows = [{"status": "finished", "final_val_loss": 2.0},
+    ...         {"status": "finished", "final_val_loss": 2.5}]
+    >>> [c.verdict if c else "best" for c in versus_best(rows)]
+    ['best', '1 seed: no test']
     """
-    spread = (a.get(f"{key}_std") or 0.0) + (b.get(f"{key}_std") or 0.0)
-    return abs(a[key] - b[key]) < spread
+    scored = [row for row in rows if row.get(key) is not None]
+    if not scored:
+        return [None] * len(rows)
+    best = min(scored, key=lambda row: row[key])
+    return [compare(seed_values(row, key), seed_values(best, key), ("this point", "the best"))
+            if row is not best and row.get(key) is not None else None for row in rows]
+
+
+def versus_best_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The lines under a sweep's table with seeds: each point's final val loss against the best
+    point's (:func:`versus_best`), with its 95% interval and verdict; none with one seed a
+    point, where no test is possible.
+
+    >>> rows = [over_seeds([{"status": "finished", "final_val_loss": v, "seed": s}
+    ...                     for s, v in enumerate(values)]) | {"run": name}
+    ...         for name, values in (("a", [2.0, 2.1, 2.05]), ("b", [2.5, 2.4, 2.6]))]
+    >>> print("\\n".join(versus_best_lines(rows)))
+    final val loss against the best point, a (difference, 95% interval):
+      b: +0.4500 [+0.1214, +0.7786]: worse (p = 0.028, paired)
+    """
+    if max((row.get("seeds", 1) for row in rows), default=1) < 2:
+        return []
+    comparisons = versus_best(rows)
+    best = [row["run"] for row, comparison in zip(rows, comparisons, strict=True)
+            if comparison is None and row.get("final_val_loss") is not None]
+    return [f"final val loss against the best point, {best[0]} (difference, 95% interval):",
+            *(f"  {row['run']}: " + ": ".join(filter(None, [comparison.interval(),
+                                                           comparison.verdict]))
+              for row, comparison in zip(rows, comparisons, strict=True) if comparison)
+            ] if best else []
 
 
 def mean_spread(mean: float, std: float | None) -> str:
@@ -130,10 +196,12 @@ def no_bpb_note(rows: Iterable[tuple[dict[str, Any], int]]) -> str | None:
 
 
 def write_summary(root: Path, rows: list[dict[str, Any]]) -> None:
-    """``summary.json`` and ``summary.csv`` in the sweep folder, written atomically."""
+    """``summary.json`` and ``summary.csv`` in the sweep folder, written atomically (in the
+    CSV, a row's values by seed are a JSON object in one cell)."""
     atomic_write_json(root / "summary.json", rows)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with atomic_path(root / "summary.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: json.dumps(value) if isinstance(value, dict) else value
+                          for key, value in row.items()} for row in rows)

@@ -33,6 +33,24 @@ from lmlab.experiments.compare import short_names
 LrScaling = Literal["sqrt", "linear"]
 
 
+class SearchSpec(BaseModel):
+    """A key searched on a log scale instead of listed (``[search]`` in a sweep file,
+    ``--search`` on the command line): :mod:`lmlab.experiments.search` decides its values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="The dotted config key searched, e.g. ``optim.lr_max``.")
+    start: float = Field(gt=0, description="The first value: it and its two neighbours run "
+                         "first.")
+    factor: float = Field(3.0, gt=1, description="The ratio between neighbouring values.")
+    max_points: int = Field(7, ge=3, description="The cap on the values tried per series "
+                            "(each combination of the other varied keys).")
+    edge: bool = Field(False, description="Also climb until a value diverges (the edge of "
+                       "stability).")
+    refine: bool = Field(False, description="Once bracketed, add the geometric midpoint of the "
+                         "best value and its better neighbour.")
+
+
 class Sweep(BaseModel):
     """What to sweep: everything ``lmlab sweep`` takes, from its options or a sweep file.
 
@@ -60,10 +78,12 @@ class Sweep(BaseModel):
                                          "``optim.lr_min`` with it) with the tokens per step "
                                          "relative to the base config.")
     seeds: int = Field(1, description="Runs per point, with ``train.seed`` = the base config's "
-                       "seed + 0, 1, ...: the spread over them is the noise a difference "
-                       "between points must beat.")
+                       "seed + 0, 1, ...: points are compared over them by a t-test, "
+                       "paired by seed index.")
     description: str = Field("", description="What the sweep is for: the report shows it "
                              "above the sweep's table.")
+    search: SearchSpec | None = Field(None, description="A key searched on a log scale per "
+                                      "series instead of listed (``[search]`` in a file).")
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -94,7 +114,8 @@ class Sweep(BaseModel):
     def from_file(cls, path: str | Path, variant: str | None = None) -> "Sweep":
         """Read a sweep TOML file or preset (``lr_sweep``); ``variant`` applies its
         ``[variant.NAME]`` table on top: its ``config``, ``fixed_tokens`` and ``lr_scaling``
-        replace the top level's, its ``overrides`` are appended, its ``grid`` keys replace.
+        replace the top level's, its ``overrides`` are appended, its ``grid`` and ``search``
+        keys replace.
         The base config is the file of that path relative to the sweep file or, when there is
         none, the preset it names (so a sweep file copied elsewhere still finds its base);
         ``name`` defaults to the file's stem."""
@@ -108,6 +129,8 @@ class Sweep(BaseModel):
             extra = dict(variants[variant])
             raw["overrides"] = [*raw.get("overrides", []), *extra.pop("overrides", [])]
             raw["grid"] = {**raw.get("grid", {}), **extra.pop("grid", {})}
+            if isinstance(raw.get("search"), dict) and isinstance(extra.get("search"), dict):
+                raw["search"] = {**raw["search"], **extra.pop("search")}
             raw.update(extra)
         raw.setdefault("name", path.stem)
         sweep = _validated(raw, str(path))
@@ -123,13 +146,46 @@ class Sweep(BaseModel):
         return _validated({**self.model_dump(), "grid": grid, "overrides": overrides,
                            "points": points, **replaced}, "sweep")
 
+    def searched(self, text: str | None = None, cap: int | None = None, edge: bool = False,
+                 refine: bool = False) -> dict[str, Any] | None:
+        """The search table with ``lmlab sweep``'s ``--search`` (:func:`parse_search`) and
+        its cap and switches on top of this sweep's (for :meth:`merge`)."""
+        table = parse_search(text) if text is not None else (
+            self.search.model_dump() if self.search is not None else None)
+        if table is None:
+            if cap is not None or edge or refine:
+                raise ConfigError("--search-cap, --search-edge and --search-refine need a "
+                                  "search: give --search optim.lr_max=3e-3:x3")
+            return None
+        extra = {"max_points": cap, "edge": edge or None, "refine": refine or None}
+        return {**table, **{key: value for key, value in extra.items() if value is not None}}
+
     def combinations(self) -> list[list[str]]:
-        """Each point's override words: every explicit point crossed with the grid's product."""
-        if not self.grid and not self.points:
+        """Each point's override words: every explicit point crossed with the grid's product
+        (with a :attr:`search`, each is a series whose searched values are added to it)."""
+        if not self.grid and not self.points and self.search is None:
             raise ConfigError("nothing to sweep: give --grid key=v1,v2 or --list 'key=v ...'")
         grid = [[f"{key}={value}" for value in values] for key, values in self.grid.items()]
         return [[*listed, *combo] for listed in self.points or [[]]
                 for combo in itertools.product(*grid)]
+
+
+def parse_search(text: str) -> dict[str, Any]:
+    """``--search`` words as a search table (a factor of 3 unless ``:xF`` gives one).
+
+    >>> parse_search("optim.lr_max=3e-3:x2")
+    {'key': 'optim.lr_max', 'start': 0.003, 'factor': 2.0}
+    """
+    key, sep, rest = text.partition("=")
+    start, colon, factor = rest.partition(":")
+    try:
+        if not sep or not key.strip() or (colon and not factor.startswith("x")):
+            raise ValueError
+        return {"key": key.strip(), "start": float(start),
+                "factor": float(factor[1:]) if colon else 3.0}
+    except ValueError:
+        raise ConfigError(f"--search {text!r} is not of the form section.key=START or "
+                          "section.key=START:xFACTOR, e.g. optim.lr_max=3e-3:x3") from None
 
 
 def is_sweep_file(path: str | Path) -> bool:

@@ -7,6 +7,8 @@ A training checkpoint is one ``torch.save`` file (:attr:`RunDir.checkpoint`,
     iteration   optimizer steps taken
     model       model.state_dict()            (the CS336 names: token_embeddings.weight, ...)
     optimizer   optimizer.state_dict()
+    scaler      the float16 loss scaler's state_dict() (scale, growth count; empty when the run
+                does not scale: lmlab.training.precision); older checkpoints lack it
     config      the run's resolved config, as JSON-able dicts
     rng         {"torch": ByteTensor, "cuda": [ByteTensor] | None}
     sampler     the data sampler's state (its generator: the data position)

@@ -2,10 +2,11 @@
 
 ``train(config)`` builds a :class:`Session` (data, model, optimizer, sampler; the checkpoint's
 state when resuming) and runs :meth:`Session.loop`: steps of gradient accumulation -> clipping ->
-optimizer step under the learning-rate schedule, with periodic logging, evaluation and
-checkpoints, until the step, token or time budget is spent. The checkpoint holds all a resume
-needs to continue exactly. The library prints nothing: metrics go to the trackers, progress to
-:mod:`lmlab.training.display`, one-line notes (what a resume changes) to ``say``. Under
+optimizer step under the learning-rate schedule (float16: :mod:`lmlab.training.precision`), with
+logging, evaluation and checkpoints, until the step, token or time budget is spent. The
+checkpoint holds all a resume needs to continue exactly; an exception leaves it as it was
+(:func:`~lmlab.training.outcome.record_failure`). The library prints nothing: metrics go to the
+trackers, progress to :mod:`lmlab.training.display`, one-line notes to ``say``. Under
 ``torchrun`` every rank runs this loop on its slice of each batch; rank 0 alone writes the run.
 """
 
@@ -20,12 +21,13 @@ import torch
 from lmlab.compute import peak_flops
 from lmlab.config import Config
 from lmlab.device import autocast, compiled, flush_denormals, resolve_device, resolve_dtype
-from lmlab.errors import CheckpointError, StorageError
+from lmlab.errors import CheckpointError
 from lmlab.loss import cross_entropy
 from lmlab.nn import TransformerLM
 from lmlab.optim import build_optimizer, clip_grad_norm, learning_rate, set_learning_rate
 from lmlab.optim.schedule import check_schedule
 from lmlab.tokens import load_tokens, unigram_loss
+from lmlab.training.batch_probe import fit_batch
 from lmlab.training.batches import RandomBatches
 from lmlab.training.checkpoint import load_training_state, restore_model, save_training_state
 from lmlab.training.display import ProgressDisplay
@@ -33,7 +35,8 @@ from lmlab.training.distributed import World, config_for_world, distributed, wor
 from lmlab.training.divergence import DivergenceRules
 from lmlab.training.evaluate import evaluate
 from lmlab.training.lock import run_lock
-from lmlab.training.outcome import RunResult
+from lmlab.training.outcome import RunResult, record_failure
+from lmlab.training.precision import LossScaler
 from lmlab.training.resume import resume_notes, resume_wanted
 from lmlab.training.rundir import RunDir
 from lmlab.training.signals import stop_on_signals
@@ -48,9 +51,10 @@ def train(config: Config, *, show_progress: bool = False,
     :class:`~lmlab.errors.LmlabError` before anything is written."""
     world = world_from_env()
     config = config_for_world(config, world)
-    check_schedule(config, say if world.is_main else None)  # its errors before anything runs
     device = world.device(resolve_device(config.train.device))  # this rank's device, chosen once
     flush_denormals(device)
+    config = fit_batch(config, device, world.size, say if world.is_main else None)  # any "auto"
+    check_schedule(config, say if world.is_main else None)  # its errors before anything runs
     with (distributed(world, device, config.train.dist_backend, config.train.dist_timeout_s),
           run_lock(config.run_dir) if world.is_main else contextlib.nullcontext()):
         session = Session(config, world, device, say)
@@ -73,6 +77,7 @@ class Session:
         self.resumed = resume_wanted(config, self.run, self.say, may_write=world.is_main)
         world.barrier()  # every rank has looked at the run directory before rank 0 writes to it
         self.amp_dtype = resolve_dtype(config.train.dtype, device)
+        self.scaler = LossScaler(self.amp_dtype, device)
         self._build()
         self.step, self.progress = 0, Progress()
         self.saved_step: int | None = None
@@ -89,7 +94,7 @@ class Session:
         self.reason: str | None = None
         """Why the run diverged, when it did."""
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-        peak = peak_flops(config, name, self.amp_dtype == torch.bfloat16)
+        peak = peak_flops(config, name, self.amp_dtype)
         self.flops_per_peak = self.model.flops_per_token() / peak if peak else None
         """Training FLOPs per token over the device's peak FLOP/s: MFU = this x tokens a second."""
         self.lr, self.grad_norm = 0.0, torch.zeros(())
@@ -133,6 +138,7 @@ class Session:
         except CheckpointError as e:
             raise CheckpointError(f"{self.run.checkpoint}: {e}") from None
         set_rng_state(state["rng"])
+        self.scaler.restore(state.get("scaler"))
         for note in notes:
             self.say(note)
         self.step, self.progress = state["iteration"], Progress.from_saved(state["progress"])
@@ -180,18 +186,16 @@ class Session:
                 if self.evaluate():
                     status = "diverged"
                 self.save()
-        except BaseException as exc:
-            self._mark_failed(exc)
-            if isinstance(exc, StorageError):  # a full disk, a read-only folder: say what is safe
-                last = (f"step {self.saved_step}, {self.run.checkpoint}"
-                        if self.saved_step is not None else "none yet")
-                raise StorageError(f"{exc} (last good checkpoint: {last}; free the space or "
-                                   f"fix the folder, then resume)") from None
-            raise
+            if self.world.is_main:  # before the trackers close: trackio records how it ended
+                self.run.set_status(status, self.reason)
+        except BaseException as exc:  # out of memory, a full disk: one line; the rest as it is
+            error = record_failure(exc, self.config, self.device, self.saved_step,
+                                   writes=self.world.is_main)
+            if error is None:
+                raise
+            raise error from None
         finally:
             self.trackers.close()
-        if self.world.is_main:
-            self.run.set_status(status, self.reason)
         return RunResult(self.run.root, status, self.step, self.progress.tokens, self.metrics,
                          self.reason)
 
@@ -209,11 +213,13 @@ class Session:
                 with autocast(device, self.amp_dtype):
                     logits = self.forward(inputs)
                 loss = cross_entropy(logits, targets) / config.train.grad_accum
-                loss.backward()
+                self.scaler.scale(loss).backward()
             step_loss += loss.detach()
         max_norm = config.optim.grad_clip if config.optim.grad_clip is not None else math.inf
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients
         self.grad_norm = clip_grad_norm(self.params, max_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
         self.step += 1
@@ -237,7 +243,7 @@ class Session:
         mfu = tokens_per_s * self.flops_per_peak if self.flops_per_peak else None
         self._log({"train/loss": train_loss, "train/lr": self.lr,
                    "train/grad_norm": self.grad_norm.item(), "train/tokens_per_s": tokens_per_s,
-                   **({"train/mfu": mfu} if mfu is not None else {})})
+                   **({"train/mfu": mfu} if mfu is not None else {}), **self.scaler.metrics()})
         self.reason = self.divergence.check_steps(losses, self.unlogged_fractions, self.step,
                                                   self.progress)
         self.unlogged, self.unlogged_fractions = [], []
@@ -270,7 +276,7 @@ class Session:
         if self.world.is_main:
             save_training_state(self.run.checkpoint, {
                 "iteration": self.step, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "config": self.config.model_dump(mode="json"), "rng": rng_state(),
                 "sampler": self.sampler.state_dict(), "progress": asdict(self.progress)})
             self.saved_step = self.step
@@ -278,12 +284,6 @@ class Session:
     def _due(self, interval: int) -> bool:
         """Whether a periodic evaluation or checkpoint falls on this step (0: at the end only)."""
         return interval > 0 and self.step % interval == 0 and not self.done()
-
-    def _mark_failed(self, exc: BaseException) -> None:
-        """Write ``failed`` (``interrupted`` after a second Ctrl-C) when the disk takes it."""
-        if self.world.is_main:
-            with contextlib.suppress(StorageError):  # the disk may be full
-                self.run.set_status("interrupted" if type(exc) is KeyboardInterrupt else "failed")
 
     def recorded_result(self) -> RunResult:
         """A finished run's last metrics, from its log: a resume with nothing left to train."""

@@ -6,8 +6,8 @@
     env.json        versions, hardware, git commit, argv and the working directory the config's
                     relative paths are relative to            (written when the run starts)
     metrics.jsonl   one JSON object per logged step          (appended by the trackers)
-    status          running / finished / diverged / interrupted / failed (a diverged run adds
-                    a second line: which rule fired, at which step)
+    status          running / finished / diverged / interrupted / failed (a diverged or failed
+                    run adds a second line: which rule fired at which step, or what failed)
     checkpoints/last.pt                                       (lmlab.training.checkpoint)
     train.log       a sweep subprocess's output               (lmlab.experiments.runner)
     samples.txt     samples a person saved; the report shows them
@@ -36,6 +36,10 @@ from lmlab.config import Config, config_from_dict, flatten
 from lmlab.errors import ConfigError, DataError
 
 STATUSES = ("running", "finished", "diverged", "interrupted", "failed")
+OUT_OF_GPU_MEMORY = "out of GPU memory"
+"""How the reason of a run that failed for lack of device memory begins."""
+OUT_OF_MEMORY = "out of memory"
+"""The status a sweep's summary shows for such a run (:func:`verdict`)."""
 X_KEYS = {"step": "step", "tokens": "tokens", "wall_time": "wall_time_s"}
 """The x axes a learning curve can use, and the metrics.jsonl field each reads."""
 
@@ -72,7 +76,7 @@ class RunDir:
 
     def set_status(self, status: str, reason: str | None = None) -> None:
         """``running`` / ``finished`` / ``diverged`` / ``interrupted`` (resumable) / ``failed``,
-        with the ``reason`` on a second line (why a run diverged)."""
+        with the ``reason`` on a second line (why a run diverged or failed)."""
         assert status in STATUSES, status
         atomic_write_text(self.status_file, "".join(f"{line}\n" for line in (status, reason)
                                                      if line is not None))
@@ -84,7 +88,7 @@ class RunDir:
 
     @property
     def reason(self) -> str | None:
-        """Why the run diverged (the status file's second line), or None."""
+        """Why the run diverged or failed (the status file's second line), or None."""
         lines = self._status_lines()
         return lines[1] if len(lines) > 1 else None
 
@@ -213,7 +217,7 @@ class Run:
     when the run has not written its status yet."""
     records: list[dict[str, Any]]
     reason: str | None = None
-    """Why the run diverged (which rule, at which step), when it did."""
+    """Why the run diverged (which rule, at which step) or failed, when it did."""
 
     @classmethod
     def load(cls, path: str | Path) -> "Run":
@@ -242,7 +246,7 @@ class Run:
         last = self.records[-1] if self.records else {}
         return {
             "run": self.name,
-            "status": self.status,
+            "status": verdict(self.status, self.reason),
             "final_val_loss": val[-1] if val else None,
             "best_val_loss": min(finite) if finite else None,
             "val_bpb": bpb[-1] if bpb else None,
@@ -250,6 +254,18 @@ class Run:
             "tokens": last.get("tokens", 0),
             "wall_time_s": last.get("wall_time_s", 0.0),
         }
+
+
+def verdict(status: str, reason: str | None) -> str:
+    """A run's status as a sweep shows it: ``out of memory`` for a run that failed for lack of
+    device memory (its reason says so), else the status itself.
+
+    >>> verdict("failed", "out of GPU memory at batch 64, context 256"), verdict("failed", None)
+    ('out of memory', 'failed')
+    """
+    if status == "failed" and reason is not None and reason.startswith(OUT_OF_GPU_MEMORY):
+        return OUT_OF_MEMORY
+    return status
 
 
 def find_runs(root: str | Path) -> list[Path]:

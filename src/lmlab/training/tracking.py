@@ -1,20 +1,21 @@
 """Experiment tracking: trackers that receive each logged step's metrics.
 
 Every run writes ``metrics.jsonl`` (one JSON object per line: ``step``, ``tokens``,
-``wall_time_s`` and the ``train/*`` and ``val/*`` metrics measured at that step); wandb and
-TensorBoard are optional extras that get the same numbers. A tracker is anything with
+``wall_time_s`` and the ``train/*`` and ``val/*`` metrics measured at that step); wandb,
+TensorBoard and trackio are optional extras that get the same numbers. A tracker is anything with
 ``log(metrics, step)`` and ``close()``, so tests and sweeps can pass their own.
 """
 
 import contextlib
+import json
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from lmlab import jsonio
-from lmlab.atomic import atomic_write_text, storage_errors
-from lmlab.config import Config
+from lmlab.atomic import atomic_write_json, atomic_write_text, storage_errors
+from lmlab.config import Config, flatten
 from lmlab.errors import ConfigError
 from lmlab.training.rundir import RunDir, read_metrics
 
@@ -91,6 +92,55 @@ class TensorBoardTracker:
         self._writer.close()
 
 
+class TrackioTracker:
+    """Logs to trackio's local store (``trackio show`` serves it as a dashboard; ``TRACKIO_DIR``
+    moves the store). The project is the folder that holds the run, so a sweep's points are one
+    project, compared on one page. A resumed run continues the same trackio run (its project,
+    name and id are kept in ``<run>/trackio.json``); a fresh start is a new one. How the run
+    ended (and why it diverged or failed) closes it as an alert on the dashboard."""
+
+    def __init__(self, config: Config, run: RunDir, resumed: bool) -> None:
+        trackio = _import_extra("trackio", "trackio")
+        self._alert_level = trackio.AlertLevel
+        kept_file, self._run_dir = run.root / "trackio.json", run
+        kept = _read_kept(kept_file) if resumed else None
+        project = kept["project"] if kept else trackio_project(config)
+        self._run = trackio.init(
+            project=project, name=kept["name"] if kept else config.run.name,
+            config=flatten(config.model_dump(mode="json")), resume="allow" if kept else "never",
+            embed=False, auto_log_cpu=False, auto_log_gpu=False)
+        atomic_write_json(kept_file, {"project": project, "name": self._run.name,
+                                       "id": self._run.id})
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        """The metrics as they are; the counters (``tokens``, ``wall_time_s``...) as
+        ``progress/...``, a section of their own below the losses on the dashboard."""
+        self._run.log({name if "/" in name else f"progress/{name}": value
+                       for name, value in metrics.items()}, step=step)
+
+    def close(self) -> None:
+        status, reason = self._run_dir.status or "running", self._run_dir.reason
+        levels = {"finished": "INFO", "interrupted": "WARN", "running": "WARN"}
+        self._run.alert(title=f"run {status}", text=reason,
+                        level=self._alert_level[levels.get(status, "ERROR")])
+        self._run.finish()
+
+
+def trackio_project(config: Config) -> str:
+    """The trackio project of a run: the name of the folder that holds it (a sweep's folder,
+    ``quickstart``, or ``runs``)."""
+    return config.run_dir.resolve().parent.name
+
+
+def _read_kept(path: Path) -> dict[str, str] | None:
+    """The trackio run a run directory logged to, or None (none yet, or a damaged file)."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        return kept if {"project", "name"} <= kept.keys() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _import_extra(module: str, extra: str) -> Any:
     """Import an optional dependency, or say which extra installs it."""
     try:
@@ -109,10 +159,11 @@ class Trackers:
     @classmethod
     def for_run(cls, config: Config, run: RunDir, resume_step: int | None) -> "Trackers":
         """metrics.jsonl plus the extras named in ``run.trackers``."""
-        extras: list[Tracker] = [
-            WandbTracker(config, run.root) if name == "wandb" else TensorBoardTracker(run.root)
-            for name in config.run.trackers
-        ]  # first, so a missing package stops the run before metrics.jsonl is touched
+        makers = {"wandb": lambda: WandbTracker(config, run.root),
+                  "tensorboard": lambda: TensorBoardTracker(run.root),
+                  "trackio": lambda: TrackioTracker(config, run, resume_step is not None)}
+        extras: list[Tracker] = [makers[name]() for name in config.run.trackers]
+        # first, so a missing package stops the run before metrics.jsonl is touched
         return cls([JsonlTracker(run.metrics, keep_until=resume_step), *extras])
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
