@@ -240,7 +240,7 @@ def test_the_memory_estimate_is_within_30_percent_of_the_measured_peak() -> None
                                 check=True)
         return int(result.stdout)
 
-    baseline = peak("baseline")
+    baseline = min(peak("baseline") for _ in range(2))  # a stray allocation inflates one
     for size in ("tiny", "small", "17M"):
         config = load_config(PRESETS / "tinystories-17m.toml", [*words, *SIZES[size]])
         measured = peak(size) - baseline

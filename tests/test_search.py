@@ -306,3 +306,24 @@ def test_a_tiny_real_search_brackets_and_a_rerun_trains_nothing(tmp_path: Path) 
     assert not any(e.endswith(": starting") for e in again)  # every round replayed, none trained
     assert [e for e in again if e.startswith("search")] == [
         e for e in events if e.startswith("search")]
+
+
+def test_the_floor_that_follows_the_searched_rate_splits_no_series(tmp_path: Path) -> None:
+    """A searched optim.lr_max carries optim.lr_min at the base's ratio: the sweep and the
+    report read one series with one edge, not one series per floor."""
+    sweep = tiny_sweep(tmp_path, search={"key": LR, "start": 3e-3, "factor": 3, "max_points": 5,
+                                         "edge": True})
+    current = plan(sweep)
+    current.root.mkdir(parents=True)
+    loss = bowl(3e-3, diverges_from=0.05)
+    new = current.points
+    while new:
+        finish(new, lambda lr: loss(lr).loss)
+        new = next_round(current)
+    floors = {p.config.optim.lr_min / p.config.optim.lr_max for p in current.points}
+    assert len({p.config.optim.lr_min for p in current.points}) > 1
+    assert max(floors) == pytest.approx(min(floors), rel=1e-3)
+    runs = load_runs([current.root])
+    assert current.varied == [LR]
+    (edge,) = edges(by_point(runs), current.varied)
+    assert edge.series == "" and edge.best[0] == 3e-3 and edge.diverging == 0.081

@@ -43,16 +43,37 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {key: meaning(key, value) for key, value in config.items()}
 
 
+FOLLOWERS = {"optim.lr_min": "optim.lr_max"}
+"""Keys that a search or ``--lr-scaling`` moves with another (the floor of the schedule keeps
+its ratio to the peak): one that keeps the same ratio in every config is not a varied key of
+its own, so that a table or legend does not split one series into one per value."""
+
+
 def varied_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """The flattened keys whose values are not the same in every config (bookkeeping aside).
+    """The flattened keys whose values are not the same in every config (bookkeeping aside, and
+    a :data:`FOLLOWERS` key that only follows its leader).
 
     >>> varied_keys([{"optim.lr_max": 1, "run.name": "a"}, {"optim.lr_max": 2, "run.name": "b"}])
+    ['optim.lr_max']
+    >>> varied_keys([{"optim.lr_max": 1e-3, "optim.lr_min": 1e-4},
+    ...              {"optim.lr_max": 3e-3, "optim.lr_min": 3e-4}])
     ['optim.lr_max']
     """
     configs = [_comparable(config) for config in configs]
     keys = sorted({key for config in configs for key in config})
     return [key for key in keys if not has_role(key, BOOKKEEPING)
-            and len({json.dumps(config.get(key)) for config in configs}) > 1]
+            and len({json.dumps(config.get(key)) for config in configs}) > 1
+            and not _follows(key, configs)]
+
+
+def _follows(key: str, configs: Sequence[dict[str, Any]]) -> bool:
+    """Whether ``key`` keeps one ratio to its leader in every config (to the 4 significant digits
+    that searched and rescaled rates are written with)."""
+    leader = FOLLOWERS.get(key)
+    ratios = [config.get(key) / config[leader] for config in configs
+              if isinstance(config.get(key), float | int) and config.get(leader)]
+    return (leader is not None and len(ratios) == len(configs)
+            and max(ratios) <= min(ratios) * (1 + 1e-3))
 
 
 def differences(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from lmlab.config import SEED, flatten, parse_value
 from lmlab.errors import DataError
 from lmlab.experiments.compare import by_point, point_label, short_names, shown, varied_keys
 from lmlab.experiments.summary import mean_spread, over_seeds
+from lmlab.text import plural
 from lmlab.training.lock import LOCK_FILE, held_by
 from lmlab.training.rundir import Run, RunDir, find_runs
 
@@ -226,7 +227,8 @@ def _row(group: Sequence[Entry], keys: Sequence[str]) -> dict[str, Any]:
     speeds = [e.row["tokens_per_s"] for e in group if e.row["tokens_per_s"] is not None]
     folded = over_seeds([entry.row for entry in group])  # each seed's results by its seed
     name = (Path(first.row["run"]).parent / point_label([entry.run for entry in group]))
-    reasons = [f"{e.run.name}: {e.row['reason']}" for e in group if e.row["reason"]]
+    reasons = [f"{e.run.name}: {e.row['reason']}" for e in group  # who runs a seed: --seeds
+               if e.row["reason"] and e.row["status"] != "running"]
     return folded | {
         "run": name.as_posix(), "runs": [entry.row["run"] for entry in group],
         "tokens_per_s": statistics.fmean(speeds) if speeds else None,
@@ -301,7 +303,7 @@ def _status_cell(row: dict[str, Any]) -> str:
     if row["reason"]:
         text += f": {escape(row['reason'])}"
     if row["damaged_lines"]:
-        text += f" [dim]({row['damaged_lines']} damaged metrics line(s) skipped)[/]"
+        text += f" [dim]({plural(row['damaged_lines'], 'damaged metrics line')} skipped)[/]"
     return text
 
 
