@@ -185,3 +185,28 @@ def test_damaged_files_are_said_in_the_row(runs: Path, capsys) -> None:
     assert "config.json is not valid JSON" in rows["interrupted"]["reason"]
     code, out, err = cli(capsys, "runs", runs)
     assert code == 0 and "2 damaged metrics lines skipped" in out and not err
+
+
+def test_the_same_run_in_two_sweeps_folds_its_seeds_in_each(tmp_path: Path) -> None:
+    """A run reused by a second sweep has the first's config: each sweep's seeds still fold
+    into one row of that sweep, not into one row of both nor into a row a run."""
+    for sweep in ("lr_sweep", "ablation"):
+        for seed in (0, 1):
+            path = fake_run(tmp_path / sweep, f"lr__seed-{seed}", "finished", [3.0, 2.0 + seed])
+            config = json.loads((path / "config.json").read_text())
+            config["train"] = {"seed": seed}
+            (path / "config.json").write_text(json.dumps(config))
+    rows = _by_name(list_runs(tmp_path).rows)
+    assert sorted(rows) == ["ablation/lr", "lr_sweep/lr"]
+    assert rows["lr_sweep/lr"]["seeds"] == rows["ablation/lr"]["seeds"] == 2
+    assert rows["ablation/lr"]["best_val_loss"] == pytest.approx(2.6)
+
+
+def test_a_long_reason_is_cut_in_the_table_and_whole_in_json(tmp_path: Path, capsys) -> None:
+    path = fake_run(tmp_path, "d", "diverged", [3.0, 9.0])
+    reason = "train/loss 114.697 at step 58 is over 2x the first step's 6.931 " * 3
+    RunDir(path).set_status("diverged", reason.strip())
+    code, out, _ = cli(capsys, "runs", tmp_path)
+    assert code == 0 and reason[:60] in out.replace("\n", "") and reason.strip() not in out
+    code, out, _ = cli(capsys, "runs", tmp_path, "--json")
+    assert code == 0 and json.loads(out)[0]["reason"] == reason.strip()

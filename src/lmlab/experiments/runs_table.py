@@ -212,9 +212,15 @@ def table_rows(entries: Sequence[Entry], *, fold_seeds: bool = True,
 
 
 def _groups(entries: Sequence[Entry], readable: Sequence[Entry]) -> list[list[Entry]]:
-    """The entries by point (:func:`~lmlab.experiments.compare.by_point`), a damaged one alone."""
+    """The entries by point (:func:`~lmlab.experiments.compare.by_point`) within each folder (a
+    sweep's seeds fold; the same run reused by another sweep stays that sweep's), a damaged
+    one alone."""
     of_run = {id(entry.run): entry for entry in readable}
-    groups = [[of_run[id(run)] for run in point] for point in by_point([e.run for e in readable])]
+    folders: dict[Path, list[Run]] = {}
+    for entry in readable:
+        folders.setdefault(entry.run.path.parent, []).append(entry.run)
+    groups = [[of_run[id(run)] for run in point]
+              for runs in folders.values() for point in by_point(runs)]
     return groups + [[entry] for entry in entries if not entry.run.config]
 
 
@@ -301,7 +307,8 @@ def _status_cell(row: dict[str, Any]) -> str:
     words = status.split(", ")[-1].split()[-1]  # "2 finished, 1 diverged": the last status
     text = f"[{STYLES.get(words, 'red')}]{escape(status)}[/]"
     if row["reason"]:
-        text += f": {escape(row['reason'])}"
+        reason = row["reason"]  # the table shows its start; --json all of it
+        text += f": {escape(reason if len(reason) <= 80 else reason[:79].rstrip() + '…')}"
     if row["damaged_lines"]:
         text += f" [dim]({plural(row['damaged_lines'], 'damaged metrics line')} skipped)[/]"
     return text
