@@ -188,7 +188,7 @@ def test_mfu_is_logged_when_the_peak_is_known(tmp_path: Path) -> None:
 
 
 PEAK_RSS = """
-import json, resource, sys
+import sys
 import torch
 from lmlab.config import load_config
 from lmlab.experiments.sweep import Sweep
@@ -207,9 +207,12 @@ for _ in range(2):
     cross_entropy(model(ids[:, :-1]), ids[:, 1:]).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+status = open("/proc/self/status").read()
+print(int(status.split("VmHWM:")[1].split()[0]) * 1024)
 """
-"""Two training steps of a config's model on random ids, then the process's peak RSS (bytes)."""
+"""Two training steps of a config's model on random ids, then the process's peak RSS (bytes):
+``VmHWM``, this program's own, where ``ru_maxrss`` would keep the RSS of the process that
+forked it (pytest's, which grows over a whole suite) across the exec."""
 
 SIZES = {  # AdamW, fp32, lmlab's own attention, no dropout: the 17M preset reshaped
     "tiny": ["model.d_model=128", "model.num_layers=2", "model.num_heads=4",
@@ -226,6 +229,7 @@ three sizes; docs/benchmarks.md, "Memory: the estimate against measured peaks").
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmHWM")
 def test_the_memory_estimate_is_within_30_percent_of_the_measured_peak() -> None:
     """Peak RSS of two training steps, less that of the same steps of a model of almost no
     memory (the interpreter, torch and its kernels), against the estimate on a CPU. glibc's
@@ -240,7 +244,7 @@ def test_the_memory_estimate_is_within_30_percent_of_the_measured_peak() -> None
                                 check=True)
         return int(result.stdout)
 
-    baseline = min(peak("baseline") for _ in range(2))  # a stray allocation inflates one
+    baseline = peak("baseline")
     for size in ("tiny", "small", "17M"):
         config = load_config(PRESETS / "tinystories-17m.toml", [*words, *SIZES[size]])
         measured = peak(size) - baseline
