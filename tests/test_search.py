@@ -327,3 +327,13 @@ def test_the_floor_that_follows_the_searched_rate_splits_no_series(tmp_path: Pat
     assert current.varied == [LR]
     (edge,) = edges(by_point(runs), current.varied)
     assert edge.series == "" and edge.best[0] == 3e-3 and edge.diverging == 0.081
+
+
+@pytest.mark.parametrize("key", ["model.d_model", "model.norm", "train.batch_size", "optim.nope"])
+def test_a_search_over_a_key_that_is_not_a_real_number_is_refused(tmp_path: Path,
+                                                                  key: str) -> None:
+    """A midpoint a factor's square root away is no whole number, and a name has none."""
+    sweep = tiny_sweep(tmp_path, search={"key": key, "start": 64, "factor": 2})
+    with pytest.raises(ConfigError, match=f"search.key {key}: a search tries values a factor "
+                       "apart, so it needs a real-valued config key such as optim.lr_max"):
+        plan(sweep)

@@ -114,6 +114,10 @@ def plan(sweep: Sweep, *, missing_ok: bool = False,
     _check_root(root)
     varied = sweep.combinations()
     search = sweep.search
+    if search and not isinstance(flatten(base.model_dump(mode="json")).get(search.key), float):
+        raise ConfigError(f"search.key {search.key}: a search tries values a factor apart, so it "
+                          "needs a real-valued config key such as optim.lr_max; grid the "
+                          f"others (--grid {search.key}=A,B,C)")
     for words in varied:
         for word in [*words, *([f"{search.key}="] if search else [])]:
             key = word.partition("=")[0].strip()
