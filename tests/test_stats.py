@@ -11,7 +11,14 @@ from scipy import stats
 
 from lmlab.experiments.arms import baseline_and_arms
 from lmlab.experiments.stats import compare, format_p, seeds_needed
-from lmlab.experiments.summary import over_seeds, seed_values, versus_best, write_summary
+from lmlab.experiments.summary import (
+    BEST,
+    over_seeds,
+    seed_values,
+    versus_best,
+    versus_best_lines,
+    write_summary,
+)
 
 A = {0: 3.412, 1: 3.377, 2: 3.401, 3: 3.395}
 B = {0: 3.441, 1: 3.398, 2: 3.436, 3: 3.409}  # seed by seed 0.014-0.035 above A
@@ -126,13 +133,28 @@ def test_summary_rows_keep_each_seeds_value_and_compare_with_the_best(tmp_path: 
     rows = [row(B), row(A), row({5: 3.5, 6: 3.6})]
     assert seed_values(rows[1]) == A
     worse, best, other = versus_best(rows)
-    assert best is None and worse.test == "paired" and other.test == "Welch"
+    assert best is BEST and worse.test == "paired" and other.test == "Welch"
     assert worse.p == pytest.approx(stats.ttest_rel(list(B.values()), list(A.values())).pvalue)
     write_summary(tmp_path, [r | c.fields("vs_best") for r, c in ((rows[0], worse),)])
     back = json.loads((tmp_path / "summary.json").read_text())[0]
     assert seed_values(back) == B  # read back, the seeds still pair
     assert back["vs_best_p"] == worse.p and back["vs_best_test"] == "paired"
     assert "vs_best_ci_low" in (tmp_path / "summary.csv").read_text().splitlines()[0]
+
+
+def test_the_best_row_is_one_whose_every_seed_finished() -> None:
+    """A point with a diverged seed is compared with the best, never chosen as it, whatever
+    its other seeds reached: the rule of the search and the edge of stability."""
+    steady = over_seeds([{"status": "finished", "final_val_loss": value, "seed": seed}
+                         for seed, value in A.items()])
+    lucky = over_seeds([{"status": "finished", "final_val_loss": 1.0, "seed": 0},
+                        {"status": "diverged", "final_val_loss": None, "seed": 1}])
+    versus_lucky, versus_steady = versus_best([lucky, steady])
+    assert versus_steady is BEST and versus_lucky.diff == pytest.approx(1.0 - np.mean(list(A.values())))
+    assert versus_best([lucky]) == [None]  # no point finished every seed: no best
+    assert [line.split(":")[0] for line in versus_best_lines(
+        [lucky | {"run": "lucky"}, steady | {"run": "steady"}])] == [
+        "final val loss against the best point, steady (difference, 95% interval)", "  lucky"]
 
 
 def test_each_arm_is_compared_with_the_baseline_at_each_rate_and_at_its_best() -> None:

@@ -246,35 +246,18 @@ def measure_speed(config: "Config", steps: int = 3) -> Speed:
     tokens is timed and scaled to the configured one."""
     import torch
 
-    from lmlab.device import autocast, flush_denormals, resolve_device, resolve_dtype
-    from lmlab.loss import cross_entropy
-    from lmlab.nn import TransformerLM
-    from lmlab.optim.groups import build_optimizer
+    from lmlab.device import flush_denormals, resolve_device
+    from lmlab.random_steps import RandomSteps
 
-    train, seq = config.train, config.model.context_length
-    device = resolve_device(train.device)
+    device = resolve_device(config.train.device)
     flush_denormals(device)
-    dtype = resolve_dtype(train.dtype, device)
     wanted = config.train.known_batch_size
+    seq = config.model.context_length
     batch = wanted if device.type != "cpu" else max(1, min(wanted, CPU_MEASURE_TOKENS // seq))
     scale = wanted / batch
-    generator = torch.Generator().manual_seed(0)
-    model = TransformerLM(config.model, device=device)
-    optimizer = build_optimizer(model, config)
-    ids = torch.randint(0, config.model.vocab_size, (batch, seq + 1), generator=generator)
-    inputs, targets = ids[:, :-1].to(device), ids[:, 1:].to(device)
-
-    def step() -> None:
-        for _ in range(train.grad_accum if train.grad_accum != "auto" else 1):
-            with autocast(device, dtype):
-                loss = cross_entropy(model(inputs), targets)
-            loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def forward() -> None:
-        with torch.no_grad(), autocast(device, dtype):
-            model(inputs)
+    random_steps = RandomSteps(config, device)
+    ids = random_steps.ids(batch)
+    micro_batches = config.train.grad_accum if config.train.grad_accum != "auto" else 1
 
     def timed(work) -> float:
         """The median seconds of ``steps`` calls after a warm-up one, scaled to the batch."""
@@ -287,9 +270,9 @@ def measure_speed(config: "Config", steps: int = 3) -> Speed:
             seconds.append(time.perf_counter() - start)
         return statistics.median(seconds[1:]) * scale
 
-    step_s = timed(step)
-    model.eval()
-    eval_s = timed(forward)
+    step_s = timed(lambda: random_steps.step(ids, micro_batches))
+    random_steps.model.eval()
+    eval_s = timed(lambda: random_steps.forward(ids))
     scaled = f", scaled from {batch} sequences" if batch != wanted else ""
     return Speed(step_s, eval_s, f"measured here: {plural(steps, 'step')} on {device.type} after "
                                  f"a warm-up (random ids, not compiled{scaled})", device.type)

@@ -39,6 +39,7 @@ from lmlab.experiments.figures import check_overwrite, record_written, save_figu
 from lmlab.experiments.plot import plot_edges, plot_learning_rates, plot_runs
 from lmlab.experiments.stability import LR, Edge, edge_table, edges, series_key
 from lmlab.experiments.summary import (
+    BEST,
     NO_BPB,
     mean_spread,
     no_bpb,
@@ -254,11 +255,10 @@ def _seed_table(points: Sequence[Sequence[Run]], keys: Sequence[str]) -> str:
     for point, row, versus in zip(points, rows, versus_best(rows), strict=True):
         values = [shown(point[0].config.get(key)) for key in keys]
         bpb = (NO_BPB if no_bpb(row, _eval_batches(point[0])) else _spread(row, "val_bpb"))
-        best = row["final_val_loss"] is not None and versus is None
         cells = [str(row["seeds"]), row["status"],
                  *(_spread(row, key) for key in ("final_val_loss", "best_val_loss")), bpb,
-                 "best" if best else versus.interval() if versus else "",
-                 versus.verdict if versus else ""]
+                 "best" if versus is BEST else versus.interval() if versus else "",
+                 versus.verdict if versus and versus is not BEST else ""]
         lines.append("| " + " | ".join([f"`{point_label(point)}`", *values, *cells]) + " |")
     note = no_bpb_note((row, _eval_batches(runs[0])) for runs, row in zip(points, rows,
                                                                            strict=True))

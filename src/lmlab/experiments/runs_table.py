@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lmlab import jsonio
+from lmlab.compute import duration
 from lmlab.config import SEED, flatten, parse_value
 from lmlab.errors import DataError
 from lmlab.experiments.compare import by_point, point_label, short_names, shown, varied_keys
@@ -293,11 +294,13 @@ def as_table(rows: Sequence[dict[str, Any]], keys: Sequence[str], title: str) ->
     for key in keys:
         table.add_column(names[key], justify="right", no_wrap=True)
     for row in rows:
+        seconds = row["wall_time_s"]
+        time = duration(seconds) if seconds is not None else "—"
         table.add_row(row["run"], *([str(row["seeds"])] if seeds else []), _status_cell(row),
                       _count(row["steps"], plain=True), _count(row["tokens"]),
                       *(_result(row, key) for key in ("best_val_loss", "final_val_loss",
                                                       "val_bpb")),
-                      _count(row["tokens_per_s"]), _duration(row["wall_time_s"]),
+                      _count(row["tokens_per_s"]), time,
                       *(shown(row["config"][key]) for key in keys))
     return table
 
@@ -334,16 +337,3 @@ def _count(value: float | None, plain: bool = False) -> str:
     size, unit = next((size, unit) for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k"))
                       if value >= size)
     return f"{value / size:.3g}{unit}"
-
-
-def _duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``2h07m``."""
-    if seconds is None:
-        return "—"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -43,8 +43,6 @@ def summarize(plan: Plan) -> list[dict[str, Any]]:
                               for point in points]))
         rows.append({"run": group, **values, **result})
     for row, comparison in zip(rows, versus_best(rows), strict=True):
-        if comparison is None and row.get("final_val_loss") is not None:
-            comparison = Comparison(None, None, None, None, None, None, "best")
         row.update(comparison.fields("vs_best") if comparison else {})
     return rows
 
@@ -110,23 +108,42 @@ def seed_values(row: dict[str, Any], key: str = "final_val_loss") -> dict[int, f
     return {row.get("seed", 0): _finished(row, key)}
 
 
+BEST = Comparison(None, None, None, None, None, None, "best")
+"""The best row's place in :func:`versus_best`: nothing to compare it with."""
+
+
 def versus_best(rows: Sequence[dict[str, Any]], key: str = "final_val_loss"
                 ) -> list[Comparison | None]:
-    """Each row against the one with the lowest mean ``key``
-    (:func:`lmlab.experiments.stats.compare`, paired when both ran the same seeds); None for
-    the best row itself and for a row without a result.
+    """Each row against the one with the lowest mean ``key`` among those whose every seed
+    finished (:func:`all_finished`; :func:`lmlab.experiments.stats.compare`, paired when both
+    ran the same seeds); :data:`BEST` for the best row itself, None for a row without a result
+    (and for every row when none finished all its seeds).
 
     >>> rows = [{"status": "finished", "final_val_loss": 2.0},
     ...         {"status": "finished", "final_val_loss": 2.5}]
-    >>> [c.verdict if c else "best" for c in versus_best(rows)]
+    >>> [c.verdict for c in versus_best(rows)]
     ['best', '1 seed: no test']
     """
-    scored = [row for row in rows if row.get(key) is not None]
-    if not scored:
+    complete = [row for row in rows if all_finished(row, key)]
+    if not complete:
         return [None] * len(rows)
-    best = min(scored, key=lambda row: row[key])
-    return [compare(seed_values(row, key), seed_values(best, key), ("this point", "the best"))
-            if row is not best and row.get(key) is not None else None for row in rows]
+    best = min(complete, key=lambda row: row[key])
+    return [BEST if row is best else
+            compare(seed_values(row, key), seed_values(best, key), ("this point", "the best"))
+            if row.get(key) is not None else None for row in rows]
+
+
+def all_finished(row: dict[str, Any], key: str = "final_val_loss") -> bool:
+    """Whether every seed of a row finished with a ``key``: the rows a best is chosen among, in
+    the summary as in the search and the edge of stability (a rate that fails one seed in three
+    is not one a student can use, whatever its other seeds reached).
+
+    >>> all_finished({"status": "finished", "final_val_loss": 2.0})
+    True
+    >>> all_finished({"status": "2 finished, 1 diverged", "final_val_loss": 1.9})
+    False
+    """
+    return row.get("status") == "finished" and row.get(key) is not None
 
 
 def versus_best_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -145,11 +162,12 @@ def versus_best_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
         return []
     comparisons = versus_best(rows)
     best = [row["run"] for row, comparison in zip(rows, comparisons, strict=True)
-            if comparison is None and row.get("final_val_loss") is not None]
+            if comparison is BEST]
     return [f"final val loss against the best point, {best[0]} (difference, 95% interval):",
             *(f"  {row['run']}: " + ": ".join(filter(None, [comparison.interval(),
                                                            comparison.verdict]))
-              for row, comparison in zip(rows, comparisons, strict=True) if comparison)
+              for row, comparison in zip(rows, comparisons, strict=True)
+              if comparison and comparison is not BEST)
             ] if best else []
 
 

@@ -78,37 +78,23 @@ def cuda_fits(config: Config, device) -> Callable[[int], bool]:
     freed between tries."""
     import torch
 
-    from lmlab.device import autocast, resolve_dtype
-    from lmlab.loss import cross_entropy
-    from lmlab.nn import TransformerLM
-    from lmlab.optim.groups import build_optimizer
+    from lmlab.random_steps import RandomSteps
 
-    model = TransformerLM(config.model, device=device)
-    optimizer = build_optimizer(model, config)
-    dtype = resolve_dtype(config.train.dtype, device)
+    random_steps = RandomSteps(config, device)
     limit = (1 - MEMORY_HEADROOM) * torch.cuda.get_device_properties(device).total_memory
-    seq, vocab = config.model.context_length, config.model.vocab_size
-
-    def step(batch: int) -> None:
-        ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
-        with autocast(device, dtype):
-            logits = model(ids[:, :-1])
-        cross_entropy(logits, ids[:, 1:]).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize(device)
 
     def fits(batch: int) -> bool:
-        optimizer.zero_grad(set_to_none=True)
+        random_steps.optimizer.zero_grad(set_to_none=True)
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         try:
-            step(batch)
+            random_steps.step(random_steps.ids(batch))
+            torch.cuda.synchronize(device)
             ran = True
         except torch.OutOfMemoryError:
             ran = False  # the frames that held the activations are gone once this returns
-        optimizer.zero_grad(set_to_none=True)
+        random_steps.optimizer.zero_grad(set_to_none=True)
         return ran and torch.cuda.max_memory_reserved(device) <= limit
 
     return fits
