@@ -166,6 +166,19 @@ def test_bookkeeping_that_changes_no_record_still_matches(tmp_path: Path) -> Non
     assert _reused(later) == ["lr_max-0.01"]
 
 
+def test_a_length_in_tokens_matches_the_same_number_of_steps(tmp_path: Path) -> None:
+    """``batch_size`` spells its length in tokens, ``lr_sweep`` in steps: at batch 16 they are
+    one run (the same losses to the last digit), so the second reuses the first; a length that
+    ends inside a step is another run."""
+    done = _finished_sweep(tmp_path, optim__lr_max=["1e-2"])
+    tokens = 12 * done.points[0].config.tokens_per_step
+    for extra, expected in ((0, ["lr_max-0.01"]), (1, [])):
+        later = plan(_sweep(tmp_path, f"tokens-{extra}", "train.max_steps=none",
+                            f"train.max_tokens={tokens + extra}", optim__lr_max=["1e-2"]))
+        assert later.points[0].config.max_steps == 12 + extra
+        assert _reused(later) == expected
+
+
 def test_the_same_token_files_elsewhere_match_and_other_data_does_not(tmp_path: Path) -> None:
     _finished_sweep(tmp_path, optim__lr_max=["1e-2"])
     moved = tmp_path / "moved"

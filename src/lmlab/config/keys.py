@@ -17,6 +17,7 @@ twice).
 """
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,8 +109,10 @@ def run_identity(config: BaseModel | Mapping[str, Any], *,
                  same: Callable[[str, Any], Any] | None = None) -> str:
     """A config's defining keys (every key but :data:`NOT_DEFINING`) and their values, as one
     string: two configs with the same keys train the same run exactly when their identities are
-    equal, that is when :func:`diff` over the defining keys is empty. ``same`` maps a value to
-    what it means, as in :func:`diff`.
+    equal, that is when :func:`diff` over the defining keys is empty once a length in tokens
+    that is a whole number of steps is read as those steps (``train.max_tokens=819200`` at 2,048
+    tokens a step is ``train.max_steps=400``). ``same`` maps a value to what it means, as in
+    :func:`diff`.
 
     >>> a = {"optim": {"lr_max": 1e-3}, "run": {"name": "a"}, "train": {"seed": 0}}
     >>> b = {"optim": {"lr_max": 0.001}, "run": {"name": "b"}, "train": {"seed": 0}}
@@ -117,8 +120,30 @@ def run_identity(config: BaseModel | Mapping[str, Any], *,
     (True, False)
     """
     meaning = same or (lambda key, value: value)
-    return json.dumps({key: meaning(key, value) for key, value in _flat(config).items()
+    return json.dumps({key: meaning(key, value) for key, value in _in_steps(_flat(config)).items()
                        if not has_role(key, NOT_DEFINING)}, sort_keys=True, default=str)
+
+
+def _in_steps(flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` with a ``train.max_tokens`` that is a whole number of steps given as
+    ``train.max_steps``: the same run (the schedule, evaluations and divergence windows count
+    the same steps), however the preset spelt its length.
+
+    >>> flat = {"train.max_tokens": 4096, "train.max_steps": None, "train.batch_size": 4,
+    ...         "train.grad_accum": 2, "train.world_size": 1, "model.context_length": 32}
+    >>> _in_steps(flat)["train.max_steps"], _in_steps({**flat, "train.max_tokens": 4000}) == {
+    ...     **flat, "train.max_tokens": 4000}
+    (16, True)
+    """
+    tokens = flat.get("train.max_tokens")
+    sizes = [flat.get(key) for key in ("train.batch_size", "train.grad_accum",
+                                       "train.world_size", "model.context_length")]
+    if not isinstance(tokens, int) or not all(isinstance(size, int) for size in sizes):
+        return flat  # no length in tokens, or a batch still "auto"
+    per_step = math.prod(sizes)
+    if tokens % per_step:
+        return flat  # the last step goes past max_tokens: not a whole number of steps
+    return {**flat, "train.max_tokens": None, "train.max_steps": tokens // per_step}
 
 
 def _flat(config: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
