@@ -283,6 +283,9 @@ def test_the_report_maps_each_edge_and_draws_best_and_diverging_against_batch_si
     assert best_filled == [[64, 1e-2]] and best_hollow == [[4, 1e-3]]
     diverging = ax.lines[0]
     assert diverging.get_xdata().tolist() == [64] and diverging.get_ydata().tolist() == [0.1]
+    alone = plot_edges([small], "train.batch_size").axes[0]  # the legend names what is drawn
+    assert alone.get_legend_handles_labels()[1] == ["best rate (at the edge of the search)"]
+    assert [text.get_text() for text in alone.texts] == ["no rate diverged in this search"]
 
 
 @pytest.mark.slow

@@ -158,19 +158,24 @@ def plot_edges(edges: Sequence[Edge], key: str, title: str | None = None) -> Fig
     rows = sorted(((edge.values[key], edge) for edge in edges), key=lambda item: item[0])
     best = [(x, edge.best[0], edge.at_edge_of_search) for x, edge in rows if edge.best]
     diverging = [(x, edge.diverging) for x, edge in rows if edge.diverging is not None]
-    for hollow in (False, True):
+    for hollow in (False, True):  # the legend names only what is drawn
         shown = [(x, lr) for x, lr, at_edge in best if bool(at_edge) == hollow]
-        ax.scatter([x for x, _ in shown], [lr for _, lr in shown], s=50, color="C0",
-                   facecolors="none" if hollow else "C0", zorder=3,
-                   label="best rate" + (" (at the edge of the search)" if hollow else ""))
-    ax.plot([x for x, _ in diverging], [lr for _, lr in diverging], color="C3", marker="x",
-            markersize=8, linestyle=":", label="smallest diverging rate")
+        if shown:
+            ax.scatter([x for x, _ in shown], [lr for _, lr in shown], s=50, color="C0",
+                       facecolors="none" if hollow else "C0", zorder=3,
+                       label="best rate" + (" (at the edge of the search)" if hollow else ""))
+    if diverging:
+        ax.plot([x for x, _ in diverging], [lr for _, lr in diverging], color="C3", marker="x",
+                markersize=8, linestyle=":", label="smallest diverging rate")
+    else:
+        ax.text(0.02, 0.98, "no rate diverged in this search", transform=ax.transAxes,
+                va="top", fontsize=9, color="C3")
     ax.plot([x for x, _, _ in best], [lr for _, lr, _ in best], color="C0", alpha=0.5)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(key)
     ax.set_ylabel("peak learning rate (optim.lr_max)")
-    ax.set_title("the best and the smallest diverging rate of each series", fontsize=10)
+    ax.set_title("best and smallest diverging rate per series", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     if title:
         figure.suptitle(title)
