@@ -150,7 +150,8 @@ def test_the_best_row_is_one_whose_every_seed_finished() -> None:
     lucky = over_seeds([{"status": "finished", "final_val_loss": 1.0, "seed": 0},
                         {"status": "diverged", "final_val_loss": None, "seed": 1}])
     versus_lucky, versus_steady = versus_best([lucky, steady])
-    assert versus_steady is BEST and versus_lucky.diff == pytest.approx(1.0 - np.mean(list(A.values())))
+    assert versus_steady is BEST
+    assert versus_lucky.diff == pytest.approx(1.0 - np.mean(list(A.values())))
     assert versus_best([lucky]) == [None]  # no point finished every seed: no best
     assert [line.split(":")[0] for line in versus_best_lines(
         [lucky | {"run": "lucky"}, steady | {"run": "steady"}])] == [
@@ -176,3 +177,29 @@ def test_each_arm_is_compared_with_the_baseline_at_each_rate_and_at_its_best() -
     gap = np.mean(list(arm_best.values())) - np.mean(list(A.values()))
     assert rows[2].comparison.diff == pytest.approx(gap)
     assert baseline_and_arms(points[1:3], ["optim.lr_max"], {}) is None  # only the rate varies
+
+
+def test_an_arm_several_keys_from_the_baseline_is_compared_one_key_at_a_time() -> None:
+    """Post-norm at 8 layers, the baseline pre-norm at 4: against pre-norm at 8 layers (the
+    norm's effect at that depth) and post-norm at 4 (the depth's), never against the baseline,
+    which differs in both; an arm with no series one key away falls back to the baseline."""
+    def point(position: str, layers: int, values: dict[int, float]) -> tuple[dict, dict]:
+        row = over_seeds([{"status": "finished", "final_val_loss": value, "seed": seed}
+                          for seed, value in values.items()])
+        return {"model.norm_position": position, "model.num_layers": layers}, row
+    pre_8 = {seed: value + 0.5 for seed, value in A.items()}
+    points = [point("pre", 4, A), point("pre", 8, pre_8), point("post", 4, B), point("post", 8, C)]
+    keys = ["model.norm_position", "model.num_layers"]
+    base = {"model.norm_position": "pre", "model.num_layers": 4}
+    baseline, rows = baseline_and_arms(points, keys, base)
+    assert baseline == "norm_position=pre num_layers=4"
+    assert [(row.arm, row.against) for row in rows] == [
+        ("norm_position=pre num_layers=8", baseline),
+        ("norm_position=post num_layers=4", baseline),
+        ("norm_position=post num_layers=8", "norm_position=pre num_layers=8"),
+        ("norm_position=post num_layers=8", "norm_position=post num_layers=4")]
+    at_depth = stats.ttest_rel(list(C.values()), list(pre_8.values()))
+    assert rows[2].comparison.p == pytest.approx(at_depth.pvalue)
+    _, alone = baseline_and_arms([points[0], points[3]], keys, base)
+    assert [(row.arm, row.against) for row in alone] == [
+        ("norm_position=post num_layers=8", baseline)]

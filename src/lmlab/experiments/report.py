@@ -297,10 +297,11 @@ def _arms(points: Sequence[Sequence[Run]], keys: Sequence[str], base: dict[str, 
     if not found or not found[1]:
         return []
     baseline, rows = found
-    lines = [f"Each arm against the baseline, `{baseline}` (final val loss: the arm's mean minus "
-             "the baseline's, with its 95% interval):\n",
-             "| arm | at | vs baseline (95% CI) | verdict |", "|---|---|---|---|"]
-    lines += [f"| `{row.arm}` | {row.where} | {row.comparison.interval()} | "
+    lines = [f"Each arm against the baseline, `{baseline}`, or, where it differs from it in "
+             "several keys, against each series one key away from it (final val loss: the arm's "
+             "mean minus the other's, with its 95% interval):\n",
+             "| arm | against | at | difference (95% CI) | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| `{row.arm}` | `{row.against}` | {row.where} | {row.comparison.interval()} | "
               f"{row.comparison.verdict} |" for row in rows]
     return ["\n".join(lines) + "\n"]
 
