@@ -17,7 +17,7 @@ LAYERS = [  # the layer table of docs/architecture.md, first layer first
     ("errors.py", "text.py", "jsonio.py", "atomic.py", "progress.py", "device.py", "config/"),
     ("datasets.py", "tokenizer/"),
     ("tokens.py",),
-    ("nn/", "loss.py", "optim/", "compute.py"),
+    ("nn/", "loss.py", "optim/", "compute.py", "random_steps.py"),
     ("training/", "weights.py"),
     ("sampling.py", "generate.py", "inference.py", "hf.py"),
     ("experiments/", "quickstart.py"),

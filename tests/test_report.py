@@ -234,9 +234,9 @@ def test_an_ablation_compares_each_arm_with_its_baseline_seed_by_seed(tmp_path: 
     same_rate = stats.ttest_rel(finals["none", 1e-3], finals["rms", 1e-3])
     low, high = same_rate.confidence_interval(0.95)
     diff = statistics.fmean(finals["none", 1e-3]) - statistics.fmean(finals["rms", 1e-3])
-    assert (f"| `norm=none` | lr_max=0.001 | {diff:+.4f} [{low:+.4f}, {high:+.4f}] | worse "
-            f"(p = {format_p(same_rate.pvalue)}, paired) |") in text
+    assert (f"| `norm=none` | `norm=rms` | lr_max=0.001 | {diff:+.4f} [{low:+.4f}, "
+            f"{high:+.4f}] | worse (p = {format_p(same_rate.pvalue)}, paired) |") in text
     own_best = stats.ttest_rel(finals["none", 1e-3], finals["rms", 3e-3])
-    assert "| `norm=none` | own best: 0.001 vs 0.003 | " in text
+    assert "| `norm=none` | `norm=rms` | own best: 0.001 vs 0.003 | " in text
     assert f"worse (p = {format_p(own_best.pvalue)}, paired) |" in text
     assert "| vs best (95% CI) | verdict |" in text  # the table of points, each against the best

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every preset's CPU variant with three seeds, two runs at a time, one thread each, then the
 # experiment log. Run from the repository root after tokenizing (docs/experiments/README.md):
-#   bash docs/experiments/run_cpu_suite.sh            # at most ~2.5 hours on two cores
+#   bash docs/experiments/run_cpu_suite.sh            # about 2 hours on two cores
 #   SEEDS=1 bash docs/experiments/run_cpu_suite.sh    # a quicker check of the directions
 #   EXTRA=1 bash docs/experiments/run_cpu_suite.sh    # also post_norm cpu-depth, silu_ffn cpu-long
 # A re-run skips every finished run, so an interrupted suite continues where it stopped; lr_sweep
