@@ -286,6 +286,11 @@ def test_the_report_maps_each_edge_and_draws_best_and_diverging_against_batch_si
     alone = plot_edges([small], "train.batch_size").axes[0]  # the legend names what is drawn
     assert alone.get_legend_handles_labels()[1] == ["best rate (at the edge of the search)"]
     assert [text.get_text() for text in alone.texts] == ["no rate diverged in this search"]
+    name = "post_norm --variant cpu-depth, 3 seeds"  # long enough to reach a centred legend
+    titled = plot_edges([small, large], "train.batch_size", title=name)
+    titled.canvas.draw()
+    (title,) = [text for text in titled.texts if text.get_text() == name]
+    assert not title.get_window_extent().overlaps(titled.legends[0].get_window_extent())
 
 
 @pytest.mark.slow

@@ -44,6 +44,13 @@ def new_figure(width: float) -> Figure:
     return figure
 
 
+def figure_title(figure: Figure, title: str | None) -> None:
+    """The figure's title (none when ``title`` is empty) at its left edge, where the legend
+    beside the axes, at the upper right, never covers it."""
+    if title:
+        figure.suptitle(title, x=0.01, ha="left")
+
+
 def legend_beside(figure: Figure, panels: int) -> None:
     """One legend for the figure (the entries of every panel, once each), where it never covers
     a curve, its labels wrapped at :data:`LEGEND_WIDTH` characters: right of the axes, or below

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from lmlab.errors import ConfigError, DataError
 from lmlab.experiments.compare import SEED, by_point, label, point_label, varied_keys
-from lmlab.experiments.figures import legend_beside, new_figure
+from lmlab.experiments.figures import figure_title, legend_beside, new_figure
 from lmlab.experiments.stability import Edge
 from lmlab.training.rundir import X_KEYS, Run, RunDir, find_runs
 
@@ -93,8 +93,7 @@ def plot_runs(
             if name is not None:  # nothing to draw yet: still in the legend
                 ax.plot([], [], color=f"C{colour % 10}", label=f"{name} (nothing logged)")
         _finish(ax, runs, group, x, log)
-    if title:
-        figure.suptitle(title)
+    figure_title(figure, title)
     legend_beside(figure, len(axes))
     return figure
 
@@ -142,8 +141,7 @@ def plot_learning_rates(edges: Sequence[Edge], title: str | None = None) -> Figu
                  + (",\nrates with no final val loss hollow (top)" if unfinished_seen else ""),
                  fontsize=10)
     ax.grid(alpha=0.3)
-    if title:
-        figure.suptitle(title)
+    figure_title(figure, title)
     legend_beside(figure, 1)
     return figure
 
@@ -177,8 +175,7 @@ def plot_edges(edges: Sequence[Edge], key: str, title: str | None = None) -> Fig
     ax.set_ylabel("peak learning rate (optim.lr_max)")
     ax.set_title("best and smallest diverging rate per series", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    if title:
-        figure.suptitle(title)
+    figure_title(figure, title)
     legend_beside(figure, 1)
     return figure
 
