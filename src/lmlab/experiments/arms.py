@@ -14,12 +14,13 @@ is compared over its seeds by :func:`lmlab.experiments.stats.compare`.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from lmlab.experiments.compare import label, shown
 from lmlab.experiments.stability import LR
 from lmlab.experiments.stats import Comparison, compare
-from lmlab.experiments.summary import all_finished, seed_values
+from lmlab.experiments.summary import best_of, seed_values
 
 Points = Sequence[tuple[dict[str, Any], dict[str, Any]]]
 """A series' points as ``(flattened config, row over seeds)``."""
@@ -73,7 +74,7 @@ def _pair(name: str, arm: Points, reference: str, theirs: Points, by_rate: bool
           ) -> list[ArmComparison]:
     """``arm`` against ``theirs`` at every rate both ran, then at each one's best rate."""
     rows = []
-    best, their_best = _best(arm), _best(theirs)
+    best, their_best = best_of(arm, itemgetter(1)), best_of(theirs, itemgetter(1))
     for config, row in arm:
         same = next((them for mine, them in theirs if mine.get(LR) == config.get(LR)), None)
         if same is None:
@@ -87,13 +88,6 @@ def _pair(name: str, arm: Points, reference: str, theirs: Points, by_rate: bool
         rows.append(ArmComparison(name, where, _versus(best[1], their_best[1], reference),
                                   reference))
     return rows
-
-
-def _best(points: Points) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The point with the lowest mean final validation loss among those whose every seed
-    finished (:func:`~lmlab.experiments.summary.all_finished`); None when none did."""
-    scored = [point for point in points if all_finished(point[1])]
-    return min(scored, key=lambda point: point[1]["final_val_loss"]) if scored else None
 
 
 def _versus(arm: dict[str, Any], other: dict[str, Any], name: str) -> Comparison:

@@ -10,10 +10,11 @@ combination of the other values: a *series*.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from lmlab.experiments.compare import label, shown
-from lmlab.experiments.summary import all_finished, mean_spread, over_seeds
+from lmlab.experiments.summary import best_of, mean_spread, over_seeds
 from lmlab.training.rundir import Run
 
 LR = "optim.lr_max"
@@ -40,8 +41,7 @@ class Edge:
     @property
     def best(self) -> tuple[float, dict[str, Any]] | None:
         """The finished rate with the lowest mean final validation loss."""
-        scored = [(lr, row) for lr, row in self.rates if all_finished(row)]
-        return min(scored, key=lambda item: item[1]["final_val_loss"]) if scored else None
+        return best_of(self.rates, itemgetter(1))
 
     @property
     def diverging(self) -> float | None:

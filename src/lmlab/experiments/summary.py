@@ -12,9 +12,9 @@ import json
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lmlab.atomic import atomic_path, atomic_write_json
 from lmlab.config import flatten
@@ -22,6 +22,8 @@ from lmlab.experiments.compare import short_names
 from lmlab.experiments.planning import Plan, Point
 from lmlab.experiments.stats import Comparison, compare
 from lmlab.training.rundir import Run
+
+T = TypeVar("T")
 
 RESULTS = ("final_val_loss", "best_val_loss", "val_bpb")
 """The results whose spread over seeds a row gives."""
@@ -124,10 +126,9 @@ def versus_best(rows: Sequence[dict[str, Any]], key: str = "final_val_loss"
     >>> [c.verdict for c in versus_best(rows)]
     ['best', '1 seed: no test']
     """
-    complete = [row for row in rows if all_finished(row, key)]
-    if not complete:
+    best = best_of(rows, key=key)
+    if best is None:
         return [None] * len(rows)
-    best = min(complete, key=lambda row: row[key])
     return [BEST if row is best else
             compare(seed_values(row, key), seed_values(best, key), ("this point", "the best"))
             if row.get(key) is not None else None for row in rows]
@@ -144,6 +145,21 @@ def all_finished(row: dict[str, Any], key: str = "final_val_loss") -> bool:
     False
     """
     return row.get("status") == "finished" and row.get(key) is not None
+
+
+def best_of(items: Sequence[T], row: Callable[[T], dict[str, Any]] = lambda item: item,
+            key: str = "final_val_loss") -> T | None:
+    """The item whose ``row`` has the lowest mean ``key`` among those whose every seed finished
+    (:func:`all_finished`), the first on a tie; None when none did: the one way the summary, the
+    edge of stability and the arms' own bests choose a best.
+
+    >>> from operator import itemgetter
+    >>> best_of([("a", {"status": "2 finished, 1 diverged", "final_val_loss": 1.0}),
+    ...          ("b", {"status": "finished", "final_val_loss": 2.0})], itemgetter(1))
+    ('b', {'status': 'finished', 'final_val_loss': 2.0})
+    """
+    complete = [item for item in items if all_finished(row(item), key)]
+    return min(complete, key=lambda item: row(item)[key]) if complete else None
 
 
 def versus_best_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
